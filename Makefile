@@ -1,0 +1,35 @@
+# make test: install into .venv when needed, lint, run the whole suite.
+# make demo: install when needed, start the emulator and the dashboard wired together.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench vectors clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m protocols.demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/codec.py
+
+vectors: $(STAMP)
+	$(BIN)/python -m protocols.vectors --write
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

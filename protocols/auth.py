@@ -1,0 +1,284 @@
+"""Pairing keys, session key derivation, frame tags, replay protection and session lifetimes.
+
+Sans-IO: time comes in as ``now`` (seconds on the link's monotonic wall clock, never the simulated
+device clock), randomness through an injected ``rng``. The handshake (SPEC.md, "Sessions"):
+
+1. host -> device  SESSION_OPEN(host_nonce), no session, no tag
+2. device -> host  SESSION_CHALLENGE(device_nonce, limits), new session id, tagged with K_d2h
+3. host -> device  SESSION_CONFIRM, tagged with K_h2d; the device replies COMMAND_ACK
+
+``K_h2d || K_d2h = HKDF-SHA256(ikm=pairing key, salt=host_nonce || device_nonce,
+info="implant-telemetry/1 session" || session_id (u32 LE), length=64)``. Each frame's tag is the
+first 16 bytes of HMAC-SHA256(K_direction, header || payload), compared with
+``hmac.compare_digest``. The receive counter advances only after the tag verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LockedOut, MacError, NoSession, PairingKeyError, ReplayError, SessionExpired
+from .framing import TAG_SIZE, Frame, FrameFlags, LinkStats, pack_header
+
+KEY_SIZE = 32
+HKDF_INFO = b"implant-telemetry/1 session"
+Rng = Callable[[int], bytes]
+
+
+# --- pairing keys --------------------------------------------------------------------------------
+def generate_pairing_key(rng: Rng = os.urandom) -> bytes:
+    """A new random 32-byte pairing key."""
+    return rng(KEY_SIZE)
+
+
+def write_pairing_key(path: str | os.PathLike[str], key: bytes, label: str = "") -> Path:
+    """Write ``key`` as hex to ``path`` atomically, readable by the owner only."""
+    if len(key) != KEY_SIZE:
+        raise PairingKeyError(f"a pairing key is {KEY_SIZE} bytes, got {len(key)}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# implant-telemetry pairing key{' for ' + label if label else ''}; keep it secret\n"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".key-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(header + key.hex() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_pairing_key(path: str | os.PathLike[str]) -> bytes:
+    """Read a pairing key file: 64 hex digits, blank lines and ``#`` comments allowed."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise PairingKeyError(f"pairing key file {source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PairingKeyError(f"cannot read pairing key file {source}: {exc}") from exc
+    lines = [line.strip() for line in text.splitlines()]
+    digits = "".join(line for line in lines if line and not line.startswith("#"))
+    if len(digits) != 2 * KEY_SIZE:
+        raise PairingKeyError(f"pairing key file {source} holds {len(digits)} hex digits, {2 * KEY_SIZE} expected")
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        raise PairingKeyError(f"pairing key file {source} holds non-hex characters") from None
+
+
+# --- key derivation and tags ---------------------------------------------------------------------
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF (RFC 5869) with SHA-256: extract, then expand to ``length`` bytes."""
+    prk = hmac.new(salt or bytes(32), ikm, hashlib.sha256).digest()
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """The two directional keys of a session."""
+
+    host_to_device: bytes = field(repr=False)
+    device_to_host: bytes = field(repr=False)
+
+
+def derive_session_keys(pairing_key: bytes, host_nonce: bytes, device_nonce: bytes, session_id: int) -> SessionKeys:
+    """Derive a session's keys from the pairing key and both nonces (see module docstring)."""
+    info = HKDF_INFO + session_id.to_bytes(4, "little")
+    okm = hkdf_sha256(pairing_key, host_nonce + device_nonce, info, 2 * KEY_SIZE)
+    return SessionKeys(okm[:KEY_SIZE], okm[KEY_SIZE:])
+
+
+def compute_tag(key: bytes, mac_input: bytes) -> bytes:
+    """The 16-byte frame tag: HMAC-SHA256 truncated to 128 bits."""
+    return hmac.new(key, mac_input, hashlib.sha256).digest()[:TAG_SIZE]
+
+
+# --- one session's state -------------------------------------------------------------------------
+@dataclass
+class Session:
+    """One side's view of a session: keys, counters in both directions, times of use."""
+
+    session_id: int
+    keys: SessionKeys
+    is_device: bool
+    opened_at: float
+    last_rx_at: float
+    tx_counter: int = 0
+    rx_counter: int = 0
+    confirmed: bool = False
+
+    @property
+    def _tx_key(self) -> bytes:
+        return self.keys.device_to_host if self.is_device else self.keys.host_to_device
+
+    @property
+    def _rx_key(self) -> bytes:
+        return self.keys.host_to_device if self.is_device else self.keys.device_to_host
+
+    def seal(self, msg_type: int, command_id: int, payload: bytes, push: bool = False) -> Frame:
+        """Build the next outgoing frame of this session, tagged."""
+        self.tx_counter += 1
+        flags = FrameFlags.AUTH
+        if self.is_device:
+            flags |= FrameFlags.FROM_DEVICE
+        if push:
+            flags |= FrameFlags.PUSH
+        unsigned = Frame(msg_type, flags, self.session_id, self.tx_counter, command_id, payload, b"\0" * TAG_SIZE)
+        tag = compute_tag(self._tx_key, pack_header(unsigned) + payload)
+        return Frame(msg_type, flags, self.session_id, self.tx_counter, command_id, payload, tag)
+
+    def verify(self, frame: Frame, now: float, stats: LinkStats | None = None) -> None:
+        """Check a received frame's tag, then its counter; only then advance the counter."""
+        from_device = bool(frame.flags & FrameFlags.FROM_DEVICE)
+        if not frame.authenticated or frame.session_id != self.session_id or from_device == self.is_device:
+            raise MacError("frame is not tagged for this session and direction")
+        expected = compute_tag(self._rx_key, frame.mac_input())
+        if not hmac.compare_digest(expected, frame.tag):
+            if stats is not None:
+                stats.mac_errors += 1
+            raise MacError("frame tag does not verify")
+        if frame.counter <= self.rx_counter:
+            if stats is not None:
+                stats.replays += 1
+            raise ReplayError(f"counter {frame.counter} not above last accepted {self.rx_counter}")
+        if stats is not None and frame.counter > self.rx_counter + 1:
+            stats.seq_gaps += 1
+        self.rx_counter = frame.counter
+        self.last_rx_at = now
+
+
+# --- device side: sessions, expiry, lockout ------------------------------------------------------
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Session limits and the lockout after repeated failures (SECURITY.md R7, R10)."""
+
+    idle_timeout_s: int = 300
+    absolute_timeout_s: int = 3600
+    max_failures: int = 5
+    failure_window_s: float = 60.0
+    lockout_initial_s: float = 1.0
+    lockout_max_s: float = 60.0
+
+
+class DeviceSessions:
+    """The device's sessions: one active, at most one pending (opened, not yet confirmed)."""
+
+    def __init__(self, pairing_key: bytes, policy: AuthPolicy | None = None, rng: Rng = os.urandom) -> None:
+        if len(pairing_key) != KEY_SIZE:
+            raise PairingKeyError(f"a pairing key is {KEY_SIZE} bytes, got {len(pairing_key)}")
+        self._key = pairing_key
+        self.policy = policy or AuthPolicy()
+        self._rng = rng
+        self.active: Session | None = None
+        self.pending: Session | None = None
+        self._failures: deque[float] = deque()
+        self._next_lockout_s = self.policy.lockout_initial_s
+        self.locked_until = 0.0
+
+    def open(self, host_nonce: bytes, now: float) -> tuple[Session, bytes]:
+        """Start a pending session for ``host_nonce``; return it and the device nonce."""
+        if now < self.locked_until:
+            wait = self.locked_until - now
+            raise LockedOut(f"session opening locked out for {wait:.1f} s after failed attempts", wait)
+        device_nonce = self._rng(len(host_nonce))
+        session_id = 0
+        while session_id == 0 or (self.active and session_id == self.active.session_id):
+            session_id = int.from_bytes(self._rng(4), "little")
+        keys = derive_session_keys(self._key, host_nonce, device_nonce, session_id)
+        self.pending = Session(session_id, keys, is_device=True, opened_at=now, last_rx_at=now)
+        return self.pending, device_nonce
+
+    def authenticate(self, frame: Frame, now: float, stats: LinkStats | None = None) -> Session:
+        """Find the frame's session, expire it if due, and verify the frame against it.
+
+        A ``MacError`` is the caller's to count with ``record_failure``.
+        """
+        session = self._find(frame.session_id)
+        if session is None:
+            raise NoSession(f"no session 0x{frame.session_id:08x}")
+        if self.expired(session, now):
+            self._drop(session)
+            raise SessionExpired(f"session 0x{session.session_id:08x} expired")
+        session.verify(frame, now, stats)
+        return session
+
+    def confirm(self, session: Session) -> None:
+        """Promote the pending session to active, replacing any previous one."""
+        session.confirmed = True
+        self.active = session
+        if self.pending is session:
+            self.pending = None
+        self._failures.clear()
+        self._next_lockout_s = self.policy.lockout_initial_s
+
+    def close(self, session: Session) -> None:
+        """End ``session``."""
+        self._drop(session)
+
+    def expired(self, session: Session, now: float) -> bool:
+        """True when the session passed its idle or absolute limit."""
+        return (
+            now - session.last_rx_at > self.policy.idle_timeout_s
+            or now - session.opened_at > self.policy.absolute_timeout_s
+        )
+
+    def expire_due(self, now: float) -> list[Session]:
+        """Drop and return the sessions whose limits passed."""
+        due = [s for s in (self.active, self.pending) if s is not None and self.expired(s, now)]
+        for session in due:
+            self._drop(session)
+        return due
+
+    def record_failure(self, now: float) -> bool:
+        """Count an authentication failure; return True when it starts a lockout."""
+        window = self.policy.failure_window_s
+        self._failures.append(now)
+        while self._failures and now - self._failures[0] > window:
+            self._failures.popleft()
+        if len(self._failures) < self.policy.max_failures:
+            return False
+        self._failures.clear()
+        self.locked_until = now + self._next_lockout_s
+        self._next_lockout_s = min(2 * self._next_lockout_s, self.policy.lockout_max_s)
+        self.pending = None
+        return True
+
+    def _find(self, session_id: int) -> Session | None:
+        for session in (self.active, self.pending):
+            if session is not None and session.session_id == session_id:
+                return session
+        return None
+
+    def _drop(self, session: Session) -> None:
+        if self.active is session:
+            self.active = None
+        if self.pending is session:
+            self.pending = None
+
+
+# --- host side: the handshake --------------------------------------------------------------------
+def host_session_from_challenge(
+    pairing_key: bytes, host_nonce: bytes, device_nonce: bytes, challenge: Frame, now: float
+) -> Session:
+    """Derive the host's session from a SESSION_CHALLENGE frame and verify the device's tag."""
+    keys = derive_session_keys(pairing_key, host_nonce, device_nonce, challenge.session_id)
+    session = Session(challenge.session_id, keys, is_device=False, opened_at=now, last_rx_at=now)
+    session.verify(challenge, now)
+    return session

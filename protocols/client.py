@@ -1,0 +1,454 @@
+"""``DeviceClient``: the host side of the protocol over any serial-like port.
+
+Stop-and-wait: one request in flight, correlated by command id. A request with no valid reply
+within ``timeout`` is re-sent with the same command id (so the device applies it once) at most
+``retries`` times, then ``LinkTimeout``. A CRC hint from the device triggers the re-send at once.
+Replies must verify against the session (tag, then counter); unauthenticated frames are accepted
+only where the protocol allows them (identify before a session, error replies). Pushed events that
+arrive meanwhile are verified and queued. With ``auto_reopen``, a NO_SESSION refusal (the session
+expired or the device restarted) re-opens the session and repeats the request once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
+
+import serial
+
+from .auth import KEY_SIZE, Rng, Session, host_session_from_challenge, load_pairing_key
+from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
+from .errors import (
+    AuthError,
+    DeviceRejected,
+    ErrorCode,
+    FrameError,
+    LinkError,
+    LinkTimeout,
+    PairingKeyError,
+    ProtocolError,
+    SchemaMismatch,
+)
+from .framing import Frame, FrameDecoder, FrameFlags, LinkStats, encode_frame
+from .messages import (
+    NONCE_SIZE,
+    AlarmAck,
+    Area,
+    Bolus,
+    BolusKind,
+    BolusReply,
+    ClockRead,
+    ClockReply,
+    ClockSet,
+    CommandAck,
+    DosingMode,
+    DosingSet,
+    DrugConcentration,
+    ErrorReply,
+    EventCode,
+    EventLogPage,
+    EventLogRead,
+    EventPush,
+    EventRecord,
+    FlexStep,
+    IdentifyReply,
+    IdentifyRequest,
+    ImpedanceCheck,
+    ImpedanceReply,
+    Message,
+    MsgType,
+    PatientBolusSettings,
+    PumpStatus,
+    Refill,
+    RefillReply,
+    ScsStatus,
+    SessionChallenge,
+    SessionClose,
+    SessionConfirm,
+    SessionOpen,
+    StatusRequest,
+    StimProgramSet,
+    TherapySet,
+)
+from .transport import SerialLike, open_port
+
+log = logging.getLogger(__name__)
+
+Trace = Callable[[str, "Frame | FrameError"], None]
+_M = TypeVar("_M", bound=Message)
+_RETRY_NOW = object()
+
+
+@dataclass
+class ClientStats:
+    """Request-level counters of a client, beside the frame-level ``LinkStats``."""
+
+    requests: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    rejected: int = 0
+    reopened: int = 0
+    last_rtt_s: float = 0.0
+    last_ok_at: float = 0.0
+
+
+class DeviceClient:
+    """Talks to one device: identify, session, typed requests, pushed events."""
+
+    def __init__(
+        self,
+        port: SerialLike,
+        pairing_key: bytes | None = None,
+        *,
+        timeout: float = 1.0,
+        retries: int = 3,
+        auto_reopen: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Rng = os.urandom,
+        trace: Trace | None = None,
+        owns_port: bool = False,
+    ) -> None:
+        if pairing_key is not None and len(pairing_key) != KEY_SIZE:
+            raise PairingKeyError(f"a pairing key is {KEY_SIZE} bytes, got {len(pairing_key)}")
+        self.port = port
+        self.timeout = timeout
+        self.retries = retries
+        self.auto_reopen = auto_reopen
+        self.identity: IdentifyReply | None = None
+        self.session: Session | None = None
+        self.session_limits: tuple[int, int] = (0, 0)
+        self.pushes: deque[EventRecord] = deque(maxlen=1024)
+        self.decoder = FrameDecoder()
+        self.link_stats: LinkStats = self.decoder.stats
+        self.stats = ClientStats()
+        self._key = pairing_key
+        self._clock = clock
+        self._rng = rng
+        self._trace = trace
+        self._owns_port = owns_port
+        self._lock = threading.RLock()
+        self._next_id = int.from_bytes(rng(4), "little") or 1
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls, url: str, key_file: str | os.PathLike[str] | None = None, baudrate: int = 115200, **kwargs: object
+    ) -> DeviceClient:
+        """Open ``url`` (any pyserial URL) and load the pairing key from ``key_file``."""
+        key = load_pairing_key(key_file) if key_file is not None else None
+        port = open_port(url, baudrate=baudrate)
+        return cls(port, key, owns_port=True, **kwargs)  # type: ignore[arg-type]
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> DeviceClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session if one is open (best effort), then the port if we own it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.session is not None:
+            try:
+                self.retries, self.timeout = 0, min(self.timeout, 0.5)
+                self._exchange(SessionClose(), self._new_id())
+            except ProtocolError as exc:
+                log.debug("session close failed: %s", exc)
+            self.session = None
+        if self._owns_port:
+            self.port.close()
+
+    # --- session ---------------------------------------------------------------------------------
+    def identify(self) -> IdentifyReply:
+        """Ask who the device is; refuse a device whose schema fingerprint differs from ours."""
+        reply = self._typed(IdentifyRequest(), IdentifyReply)
+        if reply.schema_fingerprint != SCHEMA_FINGERPRINT:
+            raise SchemaMismatch(
+                f"device schema 0x{reply.schema_fingerprint:08x}, ours 0x{SCHEMA_FINGERPRINT:08x}: "
+                "update the client or the device"
+            )
+        self.identity = reply
+        return reply
+
+    def open_session(self) -> None:
+        """Run the challenge-response handshake with the pairing key."""
+        if self._key is None:
+            raise PairingKeyError("no pairing key: pass one to open a session")
+        with self._lock:
+            self.session = None
+            host_nonce = self._rng(NONCE_SIZE)
+            request = SessionOpen(host_nonce)
+            frame = self._exchange(request, self._new_id())
+            challenge = self._checked(request, frame)
+            if not isinstance(challenge, SessionChallenge) or not frame.authenticated:
+                raise ProtocolError("session open was not answered with a tagged SESSION_CHALLENGE")
+            session = host_session_from_challenge(self._key, host_nonce, challenge.device_nonce, frame, self._clock())
+            self.session_limits = (challenge.idle_timeout_s, challenge.absolute_timeout_s)
+            self.session = session
+            try:
+                self._checked(SessionConfirm(), self._exchange(SessionConfirm(), self._new_id()))
+            except ProtocolError:
+                self.session = None
+                raise
+            session.confirmed = True
+
+    def close_session(self) -> None:
+        """End the session."""
+        with self._lock:
+            if self.session is not None:
+                try:
+                    self._exchange(SessionClose(), self._new_id())
+                finally:
+                    self.session = None
+
+    # --- requests --------------------------------------------------------------------------------
+    def request(self, message: Message) -> Message:
+        """Send one request and return its reply; ``DeviceRejected`` when the device refuses."""
+        with self._lock:
+            if message.NEEDS_SESSION and self.session is None:
+                if not (self.auto_reopen and self._key is not None):
+                    raise AuthError(f"{type(message).__name__} needs a session: call open_session()")
+                self.open_session()
+            command_id = self._new_id()
+            try:
+                return self._checked(message, self._exchange(message, command_id))
+            except DeviceRejected as exc:
+                if not (exc.code == ErrorCode.NO_SESSION and self.auto_reopen and message.NEEDS_SESSION):
+                    raise
+            # Same command id: if the lost session had applied it, the device answers from its cache.
+            self.stats.reopened += 1
+            self.open_session()
+            return self._checked(message, self._exchange(message, command_id))
+
+    def status(self) -> ScsStatus | PumpStatus:
+        """A full telemetry snapshot."""
+        reply = self.request(StatusRequest())
+        assert isinstance(reply, ScsStatus | PumpStatus)
+        return reply
+
+    def read_events(self, from_seq: int, max_count: int = 8) -> EventLogPage:
+        """One page of the event log from ``from_seq`` on."""
+        reply = self.request(EventLogRead(from_seq, max_count))
+        assert isinstance(reply, EventLogPage)
+        return reply
+
+    def events_since(self, from_seq: int) -> list[EventRecord]:
+        """Every event-log entry from ``from_seq`` to the newest, paging as needed."""
+        entries: list[EventRecord] = []
+        seq = from_seq
+        while True:
+            page = self.read_events(seq)
+            entries.extend(page.entries)
+            if not page.entries or page.entries[-1].seq >= page.last_seq:
+                return entries
+            seq = page.entries[-1].seq + 1
+
+    def ack_alarm(self, code: EventCode) -> CommandAck:
+        """Acknowledge an active alarm."""
+        return self._typed(AlarmAck(code), CommandAck)
+
+    def read_clock(self) -> ClockReply:
+        """The device clock."""
+        return self._typed(ClockRead(), ClockReply)
+
+    def set_clock(self, time_ms: int) -> CommandAck:
+        """Set the device clock."""
+        return self._typed(ClockSet(time_ms), CommandAck)
+
+    def set_program(
+        self, program: int, areas: tuple[Area, ...], patient_amp_max_ua: int, activate: bool = True, ramp_s: int = 2
+    ) -> CommandAck:
+        """Store (and by default activate) a stimulation program."""
+        return self._typed(StimProgramSet(program, activate, tuple(areas), patient_amp_max_ua, ramp_s), CommandAck)
+
+    def set_therapy(self, on: bool) -> CommandAck:
+        """Turn therapy on or off."""
+        return self._typed(TherapySet(on), CommandAck)
+
+    def impedance_check(self) -> ImpedanceReply:
+        """Measure every contact's impedance."""
+        return self._typed(ImpedanceCheck(), ImpedanceReply)
+
+    def set_dosing(
+        self,
+        mode: DosingMode,
+        rate_ul_per_day: int,
+        patient_bolus: PatientBolusSettings,
+        alarm_volume_ul: int,
+        steps: tuple[FlexStep, ...] = (),
+    ) -> CommandAck:
+        """Program the pump's dosing."""
+        return self._typed(DosingSet(mode, rate_ul_per_day, tuple(steps), patient_bolus, alarm_volume_ul), CommandAck)
+
+    def bolus(self, kind: BolusKind, volume_ul: int, duration_min: int) -> BolusReply:
+        """Deliver a bolus."""
+        return self._typed(Bolus(kind, volume_ul, duration_min), BolusReply)
+
+    def refill(
+        self,
+        withdrawn_ul: int,
+        added_ul: int,
+        drugs: tuple[DrugConcentration, ...],
+        concentration_confirmed: bool,
+        discrepancy_accepted: bool = False,
+        bridge_bolus: bool = False,
+    ) -> RefillReply:
+        """Record a refill."""
+        message = Refill(
+            withdrawn_ul, added_ul, tuple(drugs), concentration_confirmed, discrepancy_accepted, bridge_bolus
+        )
+        return self._typed(message, RefillReply)
+
+    def poll_pushes(self, wait_s: float = 0.0) -> list[EventRecord]:
+        """Read what arrived unasked (for up to ``wait_s``) and return the pushed events queued so far."""
+        with self._lock:
+            deadline = self._clock() + wait_s
+            while True:
+                self._read_frames(None)
+                if self.pushes or self._clock() >= deadline:
+                    break
+            items = list(self.pushes)
+            self.pushes.clear()
+            return items
+
+    # --- internals -------------------------------------------------------------------------------
+    def _typed(self, message: Message, reply_cls: type[_M]) -> _M:
+        reply = self.request(message)
+        if not isinstance(reply, reply_cls):
+            raise ProtocolError(f"{type(message).__name__} answered with {type(reply).__name__}")
+        return reply
+
+    def _checked(self, message: Message, frame: Frame) -> Message:
+        """Decode a reply frame; raise ``DeviceRejected`` for an error reply."""
+        reply = decode_payload(frame.msg_type, frame.payload)
+        if isinstance(reply, ErrorReply):
+            self.stats.rejected += 1
+            raise DeviceRejected(reply.code, reply.message, reply.field, reply.value, reply.limit, reply.retry_after_ms)
+        if reply.TYPE not in message.REPLIES:
+            raise ProtocolError(f"{type(message).__name__} answered with {type(reply).__name__}")
+        return reply
+
+    def _new_id(self) -> int:
+        command_id = self._next_id
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
+        return command_id
+
+    def _exchange(self, message: Message, command_id: int) -> Frame:
+        """Send ``message`` and return the frame answering it, re-sending on timeout."""
+        if self._closed and not isinstance(message, SessionClose):
+            raise LinkError("client is closed")
+        payload = encode_payload(message)
+        self.stats.requests += 1
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            if self.session is not None and not isinstance(message, SessionOpen):
+                frame = self.session.seal(message.TYPE, command_id, payload)
+            else:
+                frame = Frame(message.TYPE, FrameFlags(0), 0, 0, command_id, payload)
+            sent_at = self._clock()
+            self._write(encode_frame(frame), frame)
+            reply = self._await(command_id, message, sent_at + self.timeout)
+            if isinstance(reply, Frame):
+                now = self._clock()
+                self.stats.last_rtt_s = now - sent_at
+                self.stats.last_ok_at = now
+                return reply
+        self.stats.timeouts += 1
+        raise LinkTimeout(
+            f"no valid reply to {type(message).__name__} within {self.timeout:g} s after {self.retries + 1} tries"
+        )
+
+    def _write(self, data: bytes, frame: Frame) -> None:
+        if self._trace:
+            self._trace("tx", frame)
+        try:
+            self.port.write(data)
+        except ProtocolError:
+            raise
+        except (OSError, serial.SerialException) as exc:
+            raise LinkError(f"write failed: {exc}") from exc
+
+    def _await(self, command_id: int, message: Message, deadline: float) -> Frame | object | None:
+        while True:
+            found = self._read_frames((command_id, message))
+            if found is not None:
+                return found
+            if self._clock() >= deadline:
+                return None
+
+    def _read_frames(self, want: tuple[int, Message] | None) -> Frame | object | None:
+        try:
+            data = self.port.read(1)
+            if data:
+                waiting = self.port.in_waiting
+                if waiting:
+                    data += self.port.read(waiting)
+        except ProtocolError:
+            raise
+        except (OSError, serial.SerialException) as exc:
+            raise LinkError(f"read failed: {exc}") from exc
+        result: Frame | object | None = None
+        for item in self.decoder.feed_events(data) if data else ():
+            if self._trace:
+                self._trace("rx", item)
+            if isinstance(item, FrameError):
+                continue
+            verdict = self._accept(item, want)
+            if verdict is not None and result is None:
+                result = verdict
+        return result
+
+    def _accept(self, frame: Frame, want: tuple[int, Message] | None) -> Frame | object | None:
+        if not frame.flags & FrameFlags.FROM_DEVICE:
+            self.link_stats.malformed += 1
+            return None
+        if frame.flags & FrameFlags.PUSH:
+            self._take_push(frame)
+            return None
+        if want is None:
+            return None
+        command_id, message = want
+        if frame.command_id == 0 and not frame.authenticated and frame.msg_type == MsgType.ERROR_REPLY:
+            return _RETRY_NOW  # the device saw a corrupted frame: ours, most likely
+        if frame.command_id != command_id:
+            return None  # a late or duplicated reply to an earlier request
+        if frame.authenticated:
+            if isinstance(message, SessionOpen):
+                return frame  # verified by the handshake, which derives the key first
+            if self.session is None:
+                return None
+            try:
+                self.session.verify(frame, self._clock(), self.link_stats)
+            except AuthError as exc:
+                log.debug("reply dropped: %s", exc)
+                return None
+            return frame
+        if frame.msg_type == MsgType.ERROR_REPLY or not message.NEEDS_SESSION:
+            return frame
+        self.link_stats.mac_errors += 1
+        return None
+
+    def _take_push(self, frame: Frame) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.verify(frame, self._clock(), self.link_stats)
+            push = decode_payload(frame.msg_type, frame.payload)
+        except ProtocolError as exc:
+            log.debug("push dropped: %s", exc)
+            return
+        if isinstance(push, EventPush):
+            self.pushes.append(push.event)

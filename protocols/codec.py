@@ -1,0 +1,65 @@
+"""The message registry: type byte <-> message class, payload encode/decode, schema fingerprint.
+
+Pure functions over bytes. The fingerprint is the first four bytes (little-endian u32) of the
+SHA-256 of ``schema_text()``: every message's type, name and fields with their wire types and enum
+members. A device and a client built from different schemas see different fingerprints at
+identify and refuse to go on, instead of misreading fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .errors import MalformedPayload, UnknownMessageType
+from .fields import layout_of
+from .messages import MESSAGES, Message, MsgType
+
+REGISTRY: dict[int, type[Message]] = {cls.TYPE.value: cls for cls in MESSAGES}
+if len(REGISTRY) != len(MESSAGES):
+    raise RuntimeError("two message classes share a type byte")
+
+
+def message_class(msg_type: int) -> type[Message]:
+    """The class registered for ``msg_type``, or ``UnknownMessageType``."""
+    try:
+        return REGISTRY[msg_type]
+    except KeyError:
+        raise UnknownMessageType(f"unknown message type 0x{msg_type:02x}") from None
+
+
+def encode_payload(message: Message) -> bytes:
+    """Encode a message's fields into its payload bytes."""
+    out = bytearray()
+    layout_of(type(message)).encode_into(message, out)
+    return bytes(out)
+
+
+def decode_payload(msg_type: int, payload: bytes) -> Message:
+    """Decode ``payload`` as the message registered for ``msg_type``; the payload must be used up."""
+    cls = message_class(msg_type)
+    message, end = layout_of(cls).decode_from(payload, 0)
+    if end != len(payload):
+        raise MalformedPayload(f"{cls.__name__}: {len(payload) - end} bytes left over")
+    return message
+
+
+def schema_text() -> str:
+    """Canonical description of every message, one line each, in type order."""
+    lines = []
+    for msg_type in sorted(REGISTRY):
+        cls = REGISTRY[msg_type]
+        lines.append(f"0x{msg_type:02x} {layout_of(cls).spec_record()}")
+    return "\n".join(lines) + "\n"
+
+
+def _fingerprint() -> int:
+    digest = hashlib.sha256(schema_text().encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+SCHEMA_FINGERPRINT = _fingerprint()
+
+
+def max_payload_size(msg_type: MsgType) -> int:
+    """Largest payload the message can encode to, in bytes."""
+    return layout_of(message_class(msg_type)).max_size()

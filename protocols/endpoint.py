@@ -1,0 +1,209 @@
+"""The device side of the protocol, sans-IO: bytes in, bytes out, a handler for the therapy.
+
+``DeviceEndpoint.receive(data, now)`` decodes frames, enforces authentication (only IDENTIFY and
+SESSION_OPEN pass without a session), answers identify and the handshake itself, and hands every
+other verified request to ``handler(message) -> reply``. The handler refuses by raising
+``DeviceRejected``; any other exception becomes a DEVICE_FAULT reply, never a crash. Mutating
+commands are exactly-once: the last ``reply_cache_size`` command ids are remembered with their
+request, and a repeat of the same request with the same id gets the stored reply unapplied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+
+from .auth import AuthPolicy, DeviceSessions, Rng, Session
+from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
+from .errors import (
+    CrcError,
+    DeviceRejected,
+    ErrorCode,
+    MacError,
+    NoSession,
+    ProtocolError,
+    ReplayError,
+    SessionExpired,
+    UnsupportedVersion,
+)
+from .framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, FrameFlags, encode_frame
+from .messages import (
+    CommandAck,
+    ErrorReply,
+    EventCode,
+    IdentifyReply,
+    IdentifyRequest,
+    Message,
+    MsgType,
+    SessionChallenge,
+    SessionClose,
+    SessionConfirm,
+    SessionOpen,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Message]
+SessionEventSink = Callable[[EventCode, int], int]
+_FIRST_REPLY_TYPE = 0x80
+
+
+def _no_events(code: EventCode, arg: int) -> int:
+    return 0
+
+
+def _clip(text: str, max_bytes: int) -> str:
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def error_reply(exc: ProtocolError) -> ErrorReply:
+    """The ``ErrorReply`` a device sends for ``exc`` (texts clipped to their field sizes)."""
+    if isinstance(exc, DeviceRejected):
+        return ErrorReply(
+            exc.code, _clip(exc.field, 32), exc.value, exc.limit, exc.retry_after_ms, _clip(exc.reason, 160)
+        )
+    retry_ms = int(getattr(exc, "retry_after_s", 0) * 1000)
+    return ErrorReply(exc.code, "", 0, 0, retry_ms, _clip(str(exc), 160))
+
+
+class DeviceEndpoint:
+    """Serves one device over one byte stream. Not thread-safe: one I/O loop owns it."""
+
+    def __init__(
+        self,
+        identity: IdentifyReply,
+        handler: Handler,
+        pairing_key: bytes,
+        policy: AuthPolicy | None = None,
+        rng: Rng = os.urandom,
+        reply_cache_size: int = 16,
+        on_session_event: SessionEventSink = _no_events,
+    ) -> None:
+        self.identity = replace(
+            identity,
+            protocol_version=PROTOCOL_VERSION,
+            schema_fingerprint=SCHEMA_FINGERPRINT,
+            max_payload=MAX_PAYLOAD,
+        )
+        self.handler = handler
+        self.sessions = DeviceSessions(pairing_key, policy, rng)
+        self.decoder = FrameDecoder()
+        self.stats = self.decoder.stats
+        self._rng = rng
+        self._cache: OrderedDict[int, tuple[int, bytes, Message]] = OrderedDict()
+        self._cache_size = reply_cache_size
+        self._on_event = on_session_event
+
+    # --- public API ------------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> bytes:
+        """Feed received bytes; return the bytes to send back (possibly empty)."""
+        out = bytearray()
+        for item in self.decoder.feed_events(data):
+            if isinstance(item, Frame):
+                out += self._on_frame(item, now)
+            elif isinstance(item, CrcError | UnsupportedVersion):
+                # A hint that lets the host retransmit at once instead of waiting for its timeout.
+                out += self._plain(MsgType.ERROR_REPLY, 0, error_reply(item))
+        return bytes(out)
+
+    def push(self, message: Message, now: float) -> bytes:
+        """Encode an unsolicited message for the active session; empty when there is none."""
+        session = self.sessions.active
+        if session is None or self.sessions.expired(session, now):
+            return b""
+        frame = session.seal(message.TYPE, 0, encode_payload(message), push=True)
+        return encode_frame(frame)
+
+    def tick(self, now: float) -> None:
+        """Expire sessions whose limits passed (call now and then; ``receive`` also checks)."""
+        for session in self.sessions.expire_due(now):
+            self._on_event(EventCode.SESSION_EXPIRED, session.session_id)
+
+    # --- one frame -------------------------------------------------------------------------------
+    def _on_frame(self, frame: Frame, now: float) -> bytes:
+        if frame.flags & (FrameFlags.FROM_DEVICE | FrameFlags.PUSH) or frame.msg_type >= _FIRST_REPLY_TYPE:
+            self.stats.malformed += 1
+            return b""
+        session: Session | None = None
+        try:
+            if frame.authenticated:
+                session = self._authenticate(frame, now)
+            message = decode_payload(frame.msg_type, frame.payload)
+            reply_bytes = self._dispatch(frame, message, session, now)
+        except ReplayError as exc:
+            log.debug("replayed frame refused: %s", exc)
+            return self._plain(MsgType.ERROR_REPLY, frame.command_id, error_reply(exc))
+        except ProtocolError as exc:
+            return self._reply(session, frame.command_id, error_reply(exc))
+        return reply_bytes
+
+    def _authenticate(self, frame: Frame, now: float) -> Session:
+        try:
+            return self.sessions.authenticate(frame, now, self.stats)
+        except SessionExpired:
+            self._on_event(EventCode.SESSION_EXPIRED, frame.session_id)
+            raise
+        except MacError:
+            self._on_event(EventCode.AUTH_FAILURE, frame.session_id)
+            if self.sessions.record_failure(now):
+                self._on_event(EventCode.LOCKOUT, int(self.sessions.locked_until - now))
+            raise
+
+    def _dispatch(self, frame: Frame, message: Message, session: Session | None, now: float) -> bytes:
+        command_id = frame.command_id
+        if isinstance(message, IdentifyRequest):
+            return self._reply(session, command_id, self.identity)
+        if isinstance(message, SessionOpen):
+            pending, device_nonce = self.sessions.open(message.host_nonce, now)
+            policy = self.sessions.policy
+            challenge = SessionChallenge(device_nonce, policy.idle_timeout_s, policy.absolute_timeout_s)
+            return self._reply(pending, command_id, challenge)
+        if session is None:
+            raise NoSession(f"{type(message).__name__} needs an authenticated session")
+        if isinstance(message, SessionConfirm):
+            self.sessions.confirm(session)
+            seq = self._on_event(EventCode.SESSION_OPENED, session.session_id)
+            return self._reply(session, command_id, CommandAck(seq))
+        if not session.confirmed:
+            raise NoSession("session not confirmed: send SESSION_CONFIRM first")
+        if isinstance(message, SessionClose):
+            seq = self._on_event(EventCode.SESSION_CLOSED, session.session_id)
+            reply = self._reply(session, command_id, CommandAck(seq))
+            self.sessions.close(session)
+            return reply
+        return self._reply(session, command_id, self._handle(frame, message))
+
+    def _handle(self, frame: Frame, message: Message) -> Message:
+        key = (frame.msg_type, frame.payload)
+        if message.MUTATING:
+            cached = self._cache.get(frame.command_id)
+            if cached is not None and cached[:2] == key:
+                return cached[2]
+        try:
+            reply = self.handler(message)
+            if reply.TYPE not in message.REPLIES:
+                raise TypeError(f"handler answered {type(message).__name__} with {type(reply).__name__}")
+        except ProtocolError as exc:
+            reply = error_reply(exc)
+        except Exception as exc:  # a fault in the device model must not take the link down
+            log.exception("handler failed on %s", type(message).__name__)
+            reply = ErrorReply(ErrorCode.DEVICE_FAULT, "", 0, 0, 0, _clip(f"device fault: {exc}", 160))
+        if message.MUTATING:
+            self._cache[frame.command_id] = (*key, reply)
+            self._cache.move_to_end(frame.command_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return reply
+
+    # --- encoding replies ------------------------------------------------------------------------
+    def _reply(self, session: Session | None, command_id: int, message: Message) -> bytes:
+        if session is None:
+            return self._plain(message.TYPE, command_id, message)
+        return encode_frame(session.seal(message.TYPE, command_id, encode_payload(message)))
+
+    def _plain(self, msg_type: int, command_id: int, message: Message) -> bytes:
+        frame = Frame(msg_type, FrameFlags.FROM_DEVICE, 0, 0, command_id, encode_payload(message))
+        return encode_frame(frame)

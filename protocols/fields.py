@@ -1,0 +1,360 @@
+"""Wire types of message fields, and the compiled layout of one message class.
+
+A message class declares each field as ``Annotated[python_type, WIRE_TYPE, "description, unit"]``.
+``Layout`` reads those annotations once, merges runs of fixed-size scalars into one precompiled
+``struct.Struct`` (the hot path of status frames), and encodes or decodes instances. All
+multi-byte integers are little-endian. Encoding checks that each value fits its field and names
+the field when it does not; decoding checks lengths, enum members and booleans, and never reads
+past the payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import typing
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from .errors import EncodeError, MalformedPayload
+
+
+class WireType:
+    """Base of the field wire types. ``fmt`` is set for fixed-size scalars that ``struct`` packs."""
+
+    fmt: str | None = None
+
+    def spec(self) -> str:
+        """Canonical type name, used in SPEC.md and the schema fingerprint."""
+        raise NotImplementedError
+
+    def to_wire(self, value: Any, name: str) -> Any:
+        """Value as handed to ``struct`` (scalars only)."""
+        return value
+
+    def from_wire(self, value: Any, name: str) -> Any:
+        """Value as stored in the dataclass (scalars only)."""
+        return value
+
+    def encode(self, value: Any, out: bytearray, name: str) -> None:
+        """Append ``value`` to ``out`` (variable-size types only)."""
+        raise NotImplementedError
+
+    def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
+        """Read a value at ``pos``; return it and the next position (variable-size types only)."""
+        raise NotImplementedError
+
+
+class Int(WireType):
+    """A fixed-width integer."""
+
+    _NAMES: ClassVar[dict[str, str]] = {
+        "B": "u8",
+        "H": "u16",
+        "I": "u32",
+        "Q": "u64",
+        "b": "i8",
+        "h": "i16",
+        "i": "i32",
+        "q": "i64",
+    }
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        size = struct.calcsize(fmt)
+        self.signed = fmt.islower()
+        self.low = -(1 << (8 * size - 1)) if self.signed else 0
+        self.high = (1 << (8 * size - 1)) - 1 if self.signed else (1 << (8 * size)) - 1
+
+    def spec(self) -> str:
+        return self._NAMES[self.fmt]
+
+    def to_wire(self, value: Any, name: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EncodeError(f"{name}: {type(value).__name__} given, {self.spec()} integer needed")
+        if not self.low <= value <= self.high:
+            raise EncodeError(f"{name}: {value} does not fit {self.spec()} ({self.low}..{self.high})")
+        return value
+
+
+class Bool(WireType):
+    """One byte, 0 or 1; any other value is malformed."""
+
+    fmt = "B"
+
+    def spec(self) -> str:
+        return "bool"
+
+    def to_wire(self, value: Any, name: str) -> Any:
+        if not isinstance(value, bool):
+            raise EncodeError(f"{name}: {type(value).__name__} given, bool needed")
+        return int(value)
+
+    def from_wire(self, value: Any, name: str) -> Any:
+        if value > 1:
+            raise MalformedPayload(f"{name}: boolean byte is {value}, must be 0 or 1")
+        return bool(value)
+
+
+class Enum(WireType):
+    """An ``IntEnum`` stored as u8 or u16; values outside the enum are malformed."""
+
+    def __init__(self, enum_cls: type[IntEnum], fmt: str = "B") -> None:
+        self.enum_cls = enum_cls
+        self.fmt = fmt
+
+    def spec(self) -> str:
+        members = ",".join(f"{m.name}={m.value}" for m in self.enum_cls)
+        return f"{Int._NAMES[self.fmt]} enum {self.enum_cls.__name__}[{members}]"
+
+    def to_wire(self, value: Any, name: str) -> Any:
+        try:
+            return int(self.enum_cls(value))
+        except ValueError:
+            raise EncodeError(f"{name}: {value!r} is not a {self.enum_cls.__name__}") from None
+
+    def from_wire(self, value: Any, name: str) -> Any:
+        try:
+            return self.enum_cls(value)
+        except ValueError:
+            raise MalformedPayload(f"{name}: {value} is not a {self.enum_cls.__name__}") from None
+
+
+class FixedBytes(WireType):
+    """Exactly ``size`` raw bytes (nonces)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fmt = f"{size}s"
+
+    def spec(self) -> str:
+        return f"bytes[{self.size}]"
+
+    def to_wire(self, value: Any, name: str) -> Any:
+        if not isinstance(value, bytes | bytearray) or len(value) != self.size:
+            raise EncodeError(f"{name}: exactly {self.size} bytes needed")
+        return bytes(value)
+
+
+class Text(WireType):
+    """UTF-8 text: a u8 byte count, then the bytes (at most ``max_bytes``)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def spec(self) -> str:
+        return f"text[<={self.max_bytes}]"
+
+    def encode(self, value: Any, out: bytearray, name: str) -> None:
+        if not isinstance(value, str):
+            raise EncodeError(f"{name}: {type(value).__name__} given, str needed")
+        data = value.encode("utf-8")
+        if len(data) > self.max_bytes:
+            raise EncodeError(f"{name}: {len(data)} UTF-8 bytes, at most {self.max_bytes}")
+        out.append(len(data))
+        out += data
+
+    def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
+        if pos >= len(buf):
+            raise MalformedPayload(f"{name}: payload ends before the text length")
+        size = buf[pos]
+        end = pos + 1 + size
+        if size > self.max_bytes or end > len(buf):
+            raise MalformedPayload(f"{name}: text of {size} bytes does not fit")
+        try:
+            return bytes(buf[pos + 1 : end]).decode("utf-8"), end
+        except UnicodeDecodeError:
+            raise MalformedPayload(f"{name}: text is not valid UTF-8") from None
+
+
+class ListOf(WireType):
+    """A u8 count, then that many items (a scalar wire type or a record dataclass)."""
+
+    def __init__(self, item: WireType | type, max_count: int) -> None:
+        self.item = item
+        self.max_count = max_count
+        self._scalar = None if isinstance(item, type) else struct.Struct("<" + (item.fmt or ""))
+
+    def _item_layout(self) -> Layout | WireType:
+        return layout_of(self.item) if isinstance(self.item, type) else self.item
+
+    def spec(self) -> str:
+        item = self._item_layout()
+        inner = item.spec() if isinstance(item, WireType) else item.spec_record()
+        return f"list[<={self.max_count}] of {inner}"
+
+    def encode(self, value: Any, out: bytearray, name: str) -> None:
+        if not isinstance(value, tuple | list):
+            raise EncodeError(f"{name}: {type(value).__name__} given, a tuple needed")
+        if len(value) > self.max_count:
+            raise EncodeError(f"{name}: {len(value)} items, at most {self.max_count}")
+        out.append(len(value))
+        item = self._item_layout()
+        for index, element in enumerate(value):
+            label = f"{name}[{index}]"
+            if isinstance(item, Layout):
+                item.encode_into(element, out, label)
+            else:
+                out += self._scalar.pack(item.to_wire(element, label))
+
+    def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
+        if pos >= len(buf):
+            raise MalformedPayload(f"{name}: payload ends before the item count")
+        count = buf[pos]
+        pos += 1
+        if count > self.max_count:
+            raise MalformedPayload(f"{name}: {count} items, at most {self.max_count}")
+        item = self._item_layout()
+        items = []
+        for index in range(count):
+            label = f"{name}[{index}]"
+            if isinstance(item, Layout):
+                element, pos = item.decode_from(buf, pos, label)
+            else:
+                st = self._scalar
+                if pos + st.size > len(buf):
+                    raise MalformedPayload(f"{label}: payload too short")
+                element = item.from_wire(st.unpack_from(buf, pos)[0], label)
+                pos += st.size
+            items.append(element)
+        return tuple(items), pos
+
+
+class Record(WireType):
+    """A nested record dataclass, inline."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def spec(self) -> str:
+        return layout_of(self.cls).spec_record()
+
+    def encode(self, value: Any, out: bytearray, name: str) -> None:
+        layout_of(self.cls).encode_into(value, out, name)
+
+    def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
+        return layout_of(self.cls).decode_from(buf, pos, name)
+
+
+U8, U16, U32, U64 = Int("B"), Int("H"), Int("I"), Int("Q")
+I8, I16, I32, I64 = Int("b"), Int("h"), Int("i"), Int("q")
+BOOL = Bool()
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """One field of a message: name, wire type and its description with unit."""
+
+    name: str
+    wire: WireType
+    doc: str
+
+
+class _FixedRun:
+    """Consecutive fixed-size fields packed by one precompiled struct."""
+
+    def __init__(self, fields: list[FieldInfo]) -> None:
+        self.fields = fields
+        self.struct = struct.Struct("<" + "".join(f.wire.fmt or "" for f in fields))
+        self.plain = all(type(f.wire) is Int for f in fields)
+
+
+class Layout:
+    """The compiled wire layout of one dataclass; encodes and decodes its instances."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.fields = _fields_of(cls)
+        self._parts: list[_FixedRun | FieldInfo] = []
+        run: list[FieldInfo] = []
+        for info in self.fields:
+            if info.wire.fmt is not None:
+                run.append(info)
+                continue
+            if run:
+                self._parts.append(_FixedRun(run))
+                run = []
+            self._parts.append(info)
+        if run:
+            self._parts.append(_FixedRun(run))
+
+    def spec_record(self) -> str:
+        """Canonical text of this record's fields, for fingerprints and the spec."""
+        inner = ",".join(f"{f.name}:{f.wire.spec()}" for f in self.fields)
+        return f"{self.cls.__name__}{{{inner}}}"
+
+    def encode_into(self, obj: Any, out: bytearray, prefix: str = "") -> None:
+        """Append the wire bytes of ``obj`` to ``out``."""
+        if not isinstance(obj, self.cls):
+            raise EncodeError(f"{prefix or 'message'}: {type(obj).__name__} given, {self.cls.__name__} needed")
+        for part in self._parts:
+            if isinstance(part, _FixedRun):
+                values = [f.wire.to_wire(getattr(obj, f.name), _label(prefix, f.name)) for f in part.fields]
+                out += part.struct.pack(*values)
+            else:
+                part.wire.encode(getattr(obj, part.name), out, _label(prefix, part.name))
+
+    def decode_from(self, buf: bytes, pos: int, prefix: str = "") -> tuple[Any, int]:
+        """Decode one instance at ``pos``; return it and the next position."""
+        values: dict[str, Any] = {}
+        for part in self._parts:
+            if isinstance(part, _FixedRun):
+                end = pos + part.struct.size
+                if end > len(buf):
+                    raise MalformedPayload(f"{self.cls.__name__}: payload too short")
+                raw = part.struct.unpack_from(buf, pos)
+                pos = end
+                if part.plain:
+                    values.update(zip((f.name for f in part.fields), raw, strict=True))
+                else:
+                    for f, item in zip(part.fields, raw, strict=True):
+                        values[f.name] = f.wire.from_wire(item, _label(prefix, f.name))
+            else:
+                values[part.name], pos = part.wire.decode(buf, pos, _label(prefix, part.name))
+        return self.cls(**values), pos
+
+    def max_size(self) -> int:
+        """Largest encoded size of this layout, in bytes."""
+        return sum(_max_size(f.wire) for f in self.fields)
+
+
+def _max_size(wire: WireType) -> int:
+    if wire.fmt is not None:
+        return struct.calcsize("<" + wire.fmt)
+    if isinstance(wire, Text):
+        return 1 + wire.max_bytes
+    if isinstance(wire, Record):
+        return layout_of(wire.cls).max_size()
+    if isinstance(wire, ListOf):
+        item = layout_of(wire.item).max_size() if isinstance(wire.item, type) else _max_size(wire.item)
+        return 1 + wire.max_count * item
+    raise TypeError(f"no size for {wire!r}")
+
+
+def _label(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _fields_of(cls: type) -> list[FieldInfo]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    infos = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        meta = getattr(hint, "__metadata__", ())
+        wire = next((m for m in meta if isinstance(m, WireType)), None)
+        if wire is None:
+            raise TypeError(f"{cls.__name__}.{f.name} has no wire type annotation")
+        doc = next((m for m in meta if isinstance(m, str)), "")
+        infos.append(FieldInfo(f.name, wire, doc))
+    return infos
+
+
+_LAYOUTS: dict[type, Layout] = {}
+
+
+def layout_of(cls: type) -> Layout:
+    """The compiled layout of a message or record class (compiled once, then cached)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = Layout(cls)
+    return layout
