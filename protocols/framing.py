@@ -57,7 +57,7 @@ class FrameFlags(IntFlag):
     PUSH = 0x04  # unsolicited device message, command_id 0
 
 
-_KNOWN_FLAGS = FrameFlags.AUTH | FrameFlags.FROM_DEVICE | FrameFlags.PUSH
+_KNOWN_FLAGS = int(FrameFlags.AUTH | FrameFlags.FROM_DEVICE | FrameFlags.PUSH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ def parse_raw_frame(raw: bytes) -> Frame:
     version, msg_type, flags, session_id, counter, command_id, length = HEADER.unpack_from(raw)
     if version != PROTOCOL_VERSION:
         raise UnsupportedVersion(f"protocol version {version}, this codec speaks {PROTOCOL_VERSION}")
-    if flags & ~_KNOWN_FLAGS:
+    if flags & ~_KNOWN_FLAGS & 0xFF:
         raise MalformedFrame(f"reserved flag bits set: 0x{flags:02x}")
     tag_size = TAG_SIZE if flags & FrameFlags.AUTH else 0
     if length > MAX_PAYLOAD or HEADER_SIZE + length + tag_size != body_end:

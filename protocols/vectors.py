@@ -1,0 +1,355 @@
+"""Test vectors: one frame per message type with its fields, keys and nonces; bad frames with errors.
+
+``python -m protocols.vectors --write`` regenerates ``vectors.json`` beside this file;
+``--check`` fails when the file and the codec disagree. Everything is deterministic: fixed
+pairing key, nonces, session id, counters and command ids, so a client written from SPEC.md can
+reproduce every byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields as dc_fields
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from .auth import Session, derive_session_keys
+from .codec import SCHEMA_FINGERPRINT, encode_payload
+from .crc import CRC_CHECK
+from .errors import ErrorCode
+from .fields import Enum, FixedBytes, ListOf, Record, layout_of
+from .framing import PROTOCOL_VERSION, Frame, FrameFlags, encode_frame, pack_header
+from .messages import (
+    ActiveAlarm,
+    AlarmAck,
+    AlarmState,
+    Area,
+    BatteryKind,
+    BatteryState,
+    Bolus,
+    BolusKind,
+    BolusReply,
+    ClockRead,
+    ClockReply,
+    ClockSet,
+    CommandAck,
+    DeviceKind,
+    DosingMode,
+    DosingSet,
+    Drug,
+    DrugConcentration,
+    DrugLevel,
+    ErrorReply,
+    EventCode,
+    EventLogPage,
+    EventLogRead,
+    EventPush,
+    EventRecord,
+    FlexStep,
+    IdentifyReply,
+    IdentifyRequest,
+    ImpedanceCheck,
+    ImpedanceReply,
+    Message,
+    MotorState,
+    PatientBolusSettings,
+    Priority,
+    PumpStatus,
+    Refill,
+    RefillReply,
+    ScsStatus,
+    SessionChallenge,
+    SessionClose,
+    SessionConfirm,
+    SessionOpen,
+    StatusRequest,
+    StimProgramSet,
+    TherapySet,
+    Waveform,
+)
+
+VECTORS_PATH = Path(__file__).with_name("vectors.json")
+PAIRING_KEY = bytes(range(0x40, 0x60))
+HOST_NONCE = bytes(range(0xA0, 0xB0))
+DEVICE_NONCE = bytes(range(0xC0, 0xD0))
+SESSION_ID = 0x5EC0_0001
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
+
+_AREA = Area(0x0000_0001, 0x0000_0006, 3500, 300, 50, Waveform.TONIC, 0, 0, 0, 0)
+_BURST = Area(0x0000_0100, 0x0000_0200, 600, 1000, 40, Waveform.BURST, 5, 500, 30, 90)
+_PTM = PatientBolusSettings(True, 50, 10, 120, 4)
+_ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
+_EVENT = EventRecord(42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
+
+# (direction, message, plain) in exchange order; plain frames carry no session and no tag.
+EXCHANGE: list[tuple[str, Message, bool]] = [
+    ("host", IdentifyRequest(), True),
+    (
+        "device",
+        IdentifyReply(
+            DeviceKind.PUMP, "IT-Pump 40", "PMP-000123", "2.1.0", PROTOCOL_VERSION, SCHEMA_FINGERPRINT, 0x5A, 255
+        ),
+        True,
+    ),
+    ("host", SessionOpen(HOST_NONCE), True),
+    ("device", SessionChallenge(DEVICE_NONCE, 300, 3600), False),
+    ("host", SessionConfirm(), False),
+    ("device", CommandAck(40), False),
+    ("host", StatusRequest(), False),
+    (
+        "device",
+        PumpStatus(
+            time_ms=T0,
+            mode=DosingMode.CONTINUOUS,
+            infusing=True,
+            reservoir_ul=18_500,
+            capacity_ul=40_000,
+            alarm_volume_ul=2_000,
+            rate_ul_per_day=500,
+            drugs=(
+                DrugLevel(Drug.MORPHINE, 10_000_000, 5_000_000),
+                DrugLevel(Drug.BUPIVACAINE, 20_000_000, 10_000_000),
+            ),
+            patient_bolus=_PTM,
+            patient_boluses_today=1,
+            bolus_active=False,
+            battery_state=BatteryState.OK,
+            battery_pct_x100=7_512,
+            battery_mv=3_050,
+            eri_ms=T0 + 3 * 365 * 86_400_000,
+            eos_ms=T0 + (3 * 365 + 90) * 86_400_000,
+            motor_state=MotorState.OK,
+            low_alarm_ms=T0 + 33 * 86_400_000,
+            empty_ms=T0 + 37 * 86_400_000,
+            empty_earliest_ms=T0 + 32 * 86_400_000,
+            empty_latest_ms=T0 + 43 * 86_400_000,
+            next_refill_ms=T0 + 30 * 86_400_000,
+            alarms=(),
+            last_event_seq=41,
+        ),
+        False,
+    ),
+    ("host", StatusRequest(), False),
+    (
+        "device",
+        ScsStatus(
+            time_ms=T0,
+            therapy_on=True,
+            active_program=1,
+            areas=(_AREA, _BURST),
+            patient_amp_max_ua=6_000,
+            battery_kind=BatteryKind.RECHARGEABLE,
+            battery_state=BatteryState.OK,
+            battery_pct_x100=8_250,
+            battery_mv=3_920,
+            charging=False,
+            coupling_pct=0,
+            capacity_pct_x100=9_800,
+            days_to_recharge_x100=2_150,
+            eri_ms=T0 + 9 * 365 * 86_400_000,
+            eos_ms=T0 + 10 * 365 * 86_400_000,
+            tissue_power_uw=450,
+            charge_density_x100=854,
+            impedance_ohm=(525, 610, 580, 65535, 700, 690, 640, 600),
+            alarms=(ActiveAlarm(EventCode.LEAD_OPEN, Priority.MEDIUM, AlarmState.ACTIVE),),
+            last_event_seq=12,
+        ),
+        False,
+    ),
+    ("host", EventLogRead(41, 8), False),
+    ("device", EventLogPage(1, 42, (_EVENT,)), False),
+    ("host", AlarmAck(EventCode.LOW_RESERVOIR), False),
+    ("device", CommandAck(43), False),
+    ("host", ClockRead(), False),
+    ("device", ClockReply(T0, 1_000_000), False),
+    ("host", ClockSet(T0 + 60_000), False),
+    ("device", CommandAck(44), False),
+    ("host", StimProgramSet(2, True, (_AREA,), 5_000, 2), False),
+    ("device", CommandAck(45), False),
+    ("host", TherapySet(False), False),
+    ("device", CommandAck(46), False),
+    ("host", ImpedanceCheck(), False),
+    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 47), False),
+    ("host", DosingSet(DosingMode.FLEX, 500, (FlexStep(0, 400), FlexStep(480, 600)), _PTM, 2_000), False),
+    ("device", CommandAck(48), False),
+    ("host", Bolus(BolusKind.CLINICIAN, 100, 30), False),
+    ("device", BolusReply(49, 100, T0 + 1_800_000), False),
+    (
+        "host",
+        Refill(1_500, 38_000, (DrugConcentration(Drug.MORPHINE, 10_000_000),), True, False, False),
+        False,
+    ),
+    ("device", RefillReply(50, 1_700, -200, 38_000, T0 + 70 * 86_400_000), False),
+    ("device", EventPush(_EVENT), False),
+    ("host", Bolus(BolusKind.CLINICIAN, 90_000, 30), False),
+    ("device", ErrorReply(ErrorCode.OUT_OF_RANGE, "volume_ul", 90_000, 18_500, 0, "bolus exceeds reservoir"), False),
+    ("host", SessionClose(), False),
+    ("device", CommandAck(51), False),
+    ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
+]
+FIRST_COMMAND_ID = 0x0000_1000
+
+
+def to_json(value: Any) -> Any:
+    """A field value as JSON: enums by name, bytes as hex, records as objects."""
+    if isinstance(value, IntEnum):
+        return value.name
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return [to_json(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: to_json(getattr(value, f.name)) for f in dc_fields(value)}
+    return value
+
+
+def from_json(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a message or record of ``cls`` from ``to_json`` output."""
+    values = {}
+    for info in layout_of(cls).fields:
+        values[info.name] = _value_from_json(info.wire, data[info.name])
+    return cls(**values)
+
+
+def _value_from_json(wire: Any, raw: Any) -> Any:
+    if isinstance(wire, Enum):
+        return wire.enum_cls[raw]
+    if isinstance(wire, FixedBytes):
+        return bytes.fromhex(raw)
+    if isinstance(wire, Record):
+        return from_json(wire.cls, raw)
+    if isinstance(wire, ListOf):
+        if isinstance(wire.item, type):
+            return tuple(from_json(wire.item, item) for item in raw)
+        return tuple(_value_from_json(wire.item, item) for item in raw)
+    return raw
+
+
+def build_vectors() -> dict[str, Any]:
+    """Every vector, computed from the codec."""
+    keys = derive_session_keys(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID)
+    host = Session(SESSION_ID, keys, is_device=False, opened_at=0, last_rx_at=0)
+    device = Session(SESSION_ID, keys, is_device=True, opened_at=0, last_rx_at=0)
+    command_id = FIRST_COMMAND_ID
+    messages = []
+    for direction, message, plain in EXCHANGE:
+        is_push = isinstance(message, EventPush)
+        if direction == "host":
+            command_id += 1
+        cid = 0 if is_push else command_id
+        payload = encode_payload(message)
+        if plain:
+            flags = FrameFlags.FROM_DEVICE if direction == "device" else FrameFlags(0)
+            frame = Frame(message.TYPE, flags, 0, 0, cid, payload)
+        else:
+            frame = (device if direction == "device" else host).seal(message.TYPE, cid, payload, push=is_push)
+        messages.append(
+            {
+                "name": type(message).__name__,
+                "direction": direction,
+                "msg_type": int(message.TYPE),
+                "flags": int(frame.flags),
+                "session_id": frame.session_id,
+                "counter": frame.counter,
+                "command_id": frame.command_id,
+                "fields": to_json(message),
+                "payload_hex": payload.hex(),
+                "header_hex": pack_header(frame).hex(),
+                "tag_hex": frame.tag.hex(),
+                "frame_hex": encode_frame(frame).hex(),
+            }
+        )
+    return {
+        "description": "implant-telemetry protocol test vectors; see SPEC.md, section Test vectors",
+        "protocol_version": PROTOCOL_VERSION,
+        "schema_fingerprint": f"0x{SCHEMA_FINGERPRINT:08x}",
+        "crc32c_check": f"0x{CRC_CHECK:08x}",
+        "pairing_key_hex": PAIRING_KEY.hex(),
+        "host_nonce_hex": HOST_NONCE.hex(),
+        "device_nonce_hex": DEVICE_NONCE.hex(),
+        "session_id": SESSION_ID,
+        "session_key_host_to_device_hex": keys.host_to_device.hex(),
+        "session_key_device_to_host_hex": keys.device_to_host.hex(),
+        "messages": messages,
+        "bad_frames": _bad_frames(messages, keys),
+    }
+
+
+def _bad_frames(messages: list[dict[str, Any]], keys: Any) -> list[dict[str, str]]:
+    status = next(m for m in messages if m["name"] == "StatusRequest")
+    good = bytes.fromhex(status["frame_hex"])
+    raw_good = bytes.fromhex(status["header_hex"] + status["payload_hex"] + status["tag_hex"])
+    from cobs import cobs
+
+    from .crc import crc32c
+
+    def wire(raw: bytes, fix_crc: bool = True) -> str:
+        body = raw + crc32c(raw).to_bytes(4, "little") if fix_crc else raw
+        return (b"\x00" + cobs.encode(body) + b"\x00").hex()
+
+    flipped = bytearray(raw_good + crc32c(raw_good).to_bytes(4, "little"))
+    flipped[30] ^= 0x04
+    forged = bytearray(raw_good)
+    forged[-1] ^= 0x80
+    v2 = bytearray(raw_good)
+    v2[0] = 2
+    bad_flags = bytearray(raw_good)
+    bad_flags[2] |= 0x80
+    bad_len = bytearray(raw_good)
+    bad_len[19] = 5
+    late_host = Session(SESSION_ID, keys, is_device=False, opened_at=0, last_rx_at=0, tx_counter=1000)
+    unknown = encode_frame(late_host.seal(0x7E, 0x2000, b""))
+    unsigned = encode_frame(Frame(int(StatusRequest.TYPE), FrameFlags(0), 0, 0, 0x2001, b""))
+    return [
+        {"description": "one bit flipped in the tag", "frame_hex": wire(bytes(flipped), False), "error": "CrcError"},
+        {"description": "COBS code byte points past the end", "frame_hex": "00" + "09414243" + "00", "error": "MalformedFrame"},
+        {"description": "shorter than header plus CRC", "frame_hex": wire(b"\x01\x10\x00"), "error": "MalformedFrame"},
+        {"description": "protocol version 2", "frame_hex": wire(bytes(v2)), "error": "UnsupportedVersion"},
+        {"description": "reserved flag bit 7 set", "frame_hex": wire(bytes(bad_flags)), "error": "MalformedFrame"},
+        {"description": "payload_len disagrees with frame size", "frame_hex": wire(bytes(bad_len)), "error": "MalformedFrame"},
+        {
+            "description": "valid CRC, tag altered: passes framing, refused by the session",
+            "frame_hex": wire(bytes(forged)),
+            "error": "MacError",
+        },
+        {
+            "description": "valid CRC and tag (counter 1001), unknown message type 0x7e",
+            "frame_hex": unknown.hex(),
+            "error": "UnknownMessageType",
+        },
+        {
+            "description": "StatusRequest without session or tag",
+            "frame_hex": unsigned.hex(),
+            "error": "NoSession",
+        },
+        {
+            "description": "the StatusRequest frame again, same counter: refused as a replay",
+            "frame_hex": good.hex(),
+            "error": "ReplayError",
+        },
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write or check vectors.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="regenerate vectors.json")
+    parser.add_argument("--check", action="store_true", help="fail if vectors.json is out of date")
+    args = parser.parse_args(argv)
+    text = json.dumps(build_vectors(), indent=1, ensure_ascii=False) + "\n"
+    if args.write:
+        VECTORS_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {VECTORS_PATH.name}")
+        return 0
+    if VECTORS_PATH.read_text(encoding="utf-8") != text:
+        print(f"{VECTORS_PATH.name} is out of date: run `make vectors`", file=sys.stderr)
+        return 1
+    print(f"{VECTORS_PATH.name} is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
