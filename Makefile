@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 vectors: $(STAMP)
 	$(BIN)/python -m protocols.vectors --write
+	$(BIN)/python -m protocols.specgen --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
