@@ -11,6 +11,7 @@ past the payload.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import struct
 import typing
 from enum import IntEnum
@@ -108,6 +109,8 @@ class Enum(WireType):
         return f"{Int._NAMES[self.fmt]} enum {self.enum_cls.__name__}[{members}]"
 
     def to_wire(self, value: Any, name: str) -> Any:
+        if type(value) is self.enum_cls:
+            return value
         try:
             return int(self.enum_cls(value))
         except ValueError:
@@ -189,6 +192,12 @@ class ListOf(WireType):
         if len(value) > self.max_count:
             raise EncodeError(f"{name}: {len(value)} items, at most {self.max_count}")
         out.append(len(value))
+        if type(self.item) is Int and self._scalar is not None:
+            try:
+                out += struct.pack(f"<{len(value)}{self.item.fmt}", *value)
+                return
+            except struct.error:
+                pass  # the loop below names the offending item
         item = self._item_layout()
         for index, element in enumerate(value):
             label = f"{name}[{index}]"
@@ -257,6 +266,21 @@ class _FixedRun:
         self.fields = fields
         self.struct = struct.Struct("<" + "".join(f.wire.fmt or "" for f in fields))
         self.plain = all(type(f.wire) is Int for f in fields)
+        self.getter = operator.attrgetter(*(f.name for f in fields))
+        # Plain integers go to struct unchecked (it range-checks them); the rest need conversion.
+        self.converted = [(i, f) for i, f in enumerate(fields) if type(f.wire) is not Int]
+
+    def pack(self, obj: Any, prefix: str) -> bytes:
+        got = self.getter(obj)
+        values = list(got) if len(self.fields) > 1 else [got]
+        for index, info in self.converted:
+            values[index] = info.wire.to_wire(values[index], _label(prefix, info.name))
+        try:
+            return self.struct.pack(*values)
+        except struct.error:
+            for info, value in zip(self.fields, values, strict=True):
+                info.wire.to_wire(value, _label(prefix, info.name))  # raises EncodeError naming the field
+            raise EncodeError(f"{prefix or 'message'}: values do not fit {self.struct.format}") from None
 
 
 class Layout:
@@ -289,8 +313,7 @@ class Layout:
             raise EncodeError(f"{prefix or 'message'}: {type(obj).__name__} given, {self.cls.__name__} needed")
         for part in self._parts:
             if isinstance(part, _FixedRun):
-                values = [f.wire.to_wire(getattr(obj, f.name), _label(prefix, f.name)) for f in part.fields]
-                out += part.struct.pack(*values)
+                out += part.pack(obj, prefix)
             else:
                 part.wire.encode(getattr(obj, part.name), out, _label(prefix, part.name))
 

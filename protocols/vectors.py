@@ -305,11 +305,19 @@ def _bad_frames(messages: list[dict[str, Any]], keys: Any) -> list[dict[str, str
     unsigned = encode_frame(Frame(int(StatusRequest.TYPE), FrameFlags(0), 0, 0, 0x2001, b""))
     return [
         {"description": "one bit flipped in the tag", "frame_hex": wire(bytes(flipped), False), "error": "CrcError"},
-        {"description": "COBS code byte points past the end", "frame_hex": "00" + "09414243" + "00", "error": "MalformedFrame"},
+        {
+            "description": "COBS code byte points past the end",
+            "frame_hex": "00" + "09414243" + "00",
+            "error": "MalformedFrame",
+        },
         {"description": "shorter than header plus CRC", "frame_hex": wire(b"\x01\x10\x00"), "error": "MalformedFrame"},
         {"description": "protocol version 2", "frame_hex": wire(bytes(v2)), "error": "UnsupportedVersion"},
         {"description": "reserved flag bit 7 set", "frame_hex": wire(bytes(bad_flags)), "error": "MalformedFrame"},
-        {"description": "payload_len disagrees with frame size", "frame_hex": wire(bytes(bad_len)), "error": "MalformedFrame"},
+        {
+            "description": "payload_len disagrees with frame size",
+            "frame_hex": wire(bytes(bad_len)),
+            "error": "MalformedFrame",
+        },
         {
             "description": "valid CRC, tag altered: passes framing, refused by the session",
             "frame_hex": wire(bytes(forged)),
