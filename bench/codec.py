@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 from cobs import cobs
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from protocols.auth import Session, derive_session_keys  # noqa: E402
-from protocols.codec import decode_payload, encode_payload  # noqa: E402
-from protocols.crc import crc32c  # noqa: E402
-from protocols.framing import FrameDecoder, encode_frame  # noqa: E402
-from protocols.messages import StatusRequest  # noqa: E402
-from protocols.vectors import EXCHANGE  # noqa: E402
+from protocols.auth import Session, derive_session_keys
+from protocols.codec import decode_payload, encode_payload
+from protocols.crc import crc32c
+from protocols.framing import FrameDecoder, encode_frame
+from protocols.messages import StatusRequest
+from protocols.vectors import EXCHANGE
 
 KEYS = derive_session_keys(bytes(32), bytes(16), bytes(range(16)), 7)
 
