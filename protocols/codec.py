@@ -9,9 +9,12 @@ identify and refuse to go on, instead of misreading fields.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields as dc_fields
+from enum import IntEnum
+from typing import Any
 
 from .errors import MalformedPayload, UnknownMessageType
-from .fields import layout_of
+from .fields import Enum, FixedBytes, ListOf, Record, layout_of
 from .messages import MESSAGES, Message, MsgType
 
 REGISTRY: dict[int, type[Message]] = {cls.TYPE.value: cls for cls in MESSAGES}
@@ -63,3 +66,38 @@ SCHEMA_FINGERPRINT = _fingerprint()
 def max_payload_size(msg_type: MsgType) -> int:
     """Largest payload the message can encode to, in bytes."""
     return layout_of(message_class(msg_type)).max_size()
+
+
+def to_json(value: Any) -> Any:
+    """A field value as JSON: enums by name, bytes as hex, records as objects."""
+    if isinstance(value, IntEnum):
+        return value.name
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return [to_json(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: to_json(getattr(value, f.name)) for f in dc_fields(value)}
+    return value
+
+
+def from_json(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a message or record of ``cls`` from ``to_json`` output."""
+    values = {}
+    for info in layout_of(cls).fields:
+        values[info.name] = _value_from_json(info.wire, data[info.name])
+    return cls(**values)
+
+
+def _value_from_json(wire: Any, raw: Any) -> Any:
+    if isinstance(wire, Enum):
+        return wire.enum_cls[raw]
+    if isinstance(wire, FixedBytes):
+        return bytes.fromhex(raw)
+    if isinstance(wire, Record):
+        return from_json(wire.cls, raw)
+    if isinstance(wire, ListOf):
+        if isinstance(wire.item, type):
+            return tuple(from_json(wire.item, item) for item in raw)
+        return tuple(_value_from_json(wire.item, item) for item in raw)
+    return raw

@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields as dc_fields
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from .auth import Session, derive_session_keys
-from .codec import SCHEMA_FINGERPRINT, encode_payload
+from .codec import SCHEMA_FINGERPRINT, encode_payload, to_json
 from .crc import CRC_CHECK
 from .errors import ErrorCode
-from .fields import Enum, FixedBytes, ListOf, Record, layout_of
 from .framing import PROTOCOL_VERSION, Frame, FrameFlags, encode_frame, pack_header
 from .messages import (
     ActiveAlarm,
@@ -191,41 +188,6 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
 ]
 FIRST_COMMAND_ID = 0x0000_1000
-
-
-def to_json(value: Any) -> Any:
-    """A field value as JSON: enums by name, bytes as hex, records as objects."""
-    if isinstance(value, IntEnum):
-        return value.name
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):
-        return [to_json(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {f.name: to_json(getattr(value, f.name)) for f in dc_fields(value)}
-    return value
-
-
-def from_json(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a message or record of ``cls`` from ``to_json`` output."""
-    values = {}
-    for info in layout_of(cls).fields:
-        values[info.name] = _value_from_json(info.wire, data[info.name])
-    return cls(**values)
-
-
-def _value_from_json(wire: Any, raw: Any) -> Any:
-    if isinstance(wire, Enum):
-        return wire.enum_cls[raw]
-    if isinstance(wire, FixedBytes):
-        return bytes.fromhex(raw)
-    if isinstance(wire, Record):
-        return from_json(wire.cls, raw)
-    if isinstance(wire, ListOf):
-        if isinstance(wire.item, type):
-            return tuple(from_json(wire.item, item) for item in raw)
-        return tuple(_value_from_json(wire.item, item) for item in raw)
-    return raw
 
 
 def build_vectors() -> dict[str, Any]:

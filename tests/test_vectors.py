@@ -8,9 +8,9 @@ import pytest
 
 from protocols import errors
 from protocols.auth import Session, SessionKeys, compute_tag, derive_session_keys
-from protocols.codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload, message_class
+from protocols.codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload, from_json, message_class
 from protocols.framing import Frame, FrameDecoder, FrameFlags, encode_frame, pack_header
-from protocols.vectors import VECTORS_PATH, build_vectors, from_json
+from protocols.vectors import VECTORS_PATH, build_vectors
 
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 KEYS = SessionKeys(
@@ -69,13 +69,17 @@ def test_encode_direction(vector):
     payload = encode_payload(message)
     assert payload.hex() == vector["payload_hex"]
     flags = FrameFlags(vector["flags"])
-    header_only = Frame(vector["msg_type"], flags, vector["session_id"], vector["counter"], vector["command_id"], payload)
+    header_only = Frame(
+        vector["msg_type"], flags, vector["session_id"], vector["counter"], vector["command_id"], payload
+    )
     assert pack_header(header_only).hex() == vector["header_hex"]
     tag = b""
     if flags & FrameFlags.AUTH:
         key = KEYS.device_to_host if vector["direction"] == "device" else KEYS.host_to_device
         tag = compute_tag(key, pack_header(header_only) + payload)
-    frame = Frame(vector["msg_type"], flags, vector["session_id"], vector["counter"], vector["command_id"], payload, tag)
+    frame = Frame(
+        vector["msg_type"], flags, vector["session_id"], vector["counter"], vector["command_id"], payload, tag
+    )
     assert encode_frame(frame).hex() == vector["frame_hex"]
 
 

@@ -1,0 +1,315 @@
+"""``implant-ctl``: talk to a device from a shell or a script.
+
+Every command identifies the device, opens a session with the pairing key (except ``identify``),
+does its one thing and closes the session. ``--json`` prints one JSON document (enumerations by
+name); the exit code tells the kind of failure, so scripts can branch without parsing text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .client import DeviceClient
+from .codec import to_json
+from .errors import (
+    AuthError,
+    DeviceRejected,
+    ErrorCode,
+    LinkError,
+    LinkTimeout,
+    PairingKeyError,
+    ProtocolError,
+    SchemaMismatch,
+)
+from .messages import (
+    Area,
+    BolusKind,
+    DosingMode,
+    Drug,
+    DrugConcentration,
+    EventCode,
+    PatientBolusSettings,
+    Waveform,
+)
+
+EXIT_OK = 0
+EXIT_PROTOCOL = 1
+EXIT_USAGE = 2
+EXIT_LINK = 3
+EXIT_TIMEOUT = 4
+EXIT_AUTH = 5
+EXIT_REFUSED = 6
+EXIT_SCHEMA = 7
+EXIT_KEY = 8
+
+EPILOG = """exit codes: 0 ok, 1 protocol error, 2 usage, 3 port cannot be opened or failed,
+4 no reply (timeout), 5 authentication or session refused (bad key, locked out),
+6 the device refused the command (out of range, state conflict, unsupported), 7 schema mismatch,
+8 pairing key file missing or invalid."""
+
+log = logging.getLogger("implant-ctl")
+
+
+def _contacts(text: str) -> int:
+    """'0,2-4' -> bit mask of contacts 0, 2, 3, 4."""
+    mask = 0
+    for part in filter(None, text.split("+")):
+        low, _, high = part.partition("-")
+        for contact in range(int(low), int(high or low) + 1):
+            if not 0 <= contact < 32:
+                raise argparse.ArgumentTypeError(f"contact {contact} outside 0-31")
+            mask |= 1 << contact
+    return mask
+
+
+def parse_area(text: str) -> Area:
+    """Parse ``anodes=0,cathodes=1+2,amp=3500,pw=300,rate=50[,wave=tonic,burst=5@500,cycle=30/90]``."""
+    try:
+        fields = dict(item.split("=", 1) for item in text.split(","))
+        burst_pulses, _, burst_rate = fields.get("burst", "0@0").partition("@")
+        cycle_on, _, cycle_off = fields.get("cycle", "0/0").partition("/")
+        return Area(
+            anode_mask=_contacts(fields["anodes"]),
+            cathode_mask=_contacts(fields["cathodes"]),
+            amplitude_ua=int(fields["amp"]),
+            pulse_width_us=int(fields["pw"]),
+            rate_hz=int(fields["rate"]),
+            waveform=Waveform[fields.get("wave", "tonic").upper()],
+            burst_pulses=int(burst_pulses),
+            burst_rate_hz=int(burst_rate or 0),
+            cycle_on_s=int(cycle_on),
+            cycle_off_s=int(cycle_off or 0),
+        )
+    except (KeyError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"bad area {text!r} ({exc}); expected anodes=0,cathodes=1+2,amp=µA,pw=µs,rate=Hz"
+            "[,wave=tonic|burst|high_frequency,burst=PULSES@HZ,cycle=ON_S/OFF_S]"
+        ) from None
+
+
+def parse_drug(text: str) -> DrugConcentration:
+    """Parse ``morphine:10000000`` (drug name, ng/mL)."""
+    name, _, conc = text.partition(":")
+    try:
+        return DrugConcentration(Drug[name.upper()], int(conc))
+    except (KeyError, ValueError):
+        names = ", ".join(d.name.lower() for d in Drug)
+        raise argparse.ArgumentTypeError(
+            f"bad drug {text!r}; expected NAME:NG_PER_ML with NAME one of {names}"
+        ) from None
+
+
+def _event_code(text: str) -> EventCode:
+    try:
+        return EventCode[text.upper()] if not text.isdigit() else EventCode(int(text))
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown alarm code {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="implant-ctl",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--port",
+        required=True,
+        help="pyserial URL or pty path of the device (e.g. /dev/pts/5, socket://127.0.0.1:7000)",
+    )
+    parser.add_argument("--key", help="pairing key file of the device (needed for everything but identify)")
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    parser.add_argument("--timeout", type=float, default=1.0, help="reply timeout per try, s (default 1.0)")
+    parser.add_argument("--retries", type=int, default=3, help="re-sends after a timeout (default 3)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log every frame sent and received")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("identify", help="who the device is (no key needed)")
+    sub.add_parser("status", help="one telemetry snapshot")
+    events = sub.add_parser("events", help="event log entries")
+    events.add_argument("--from", dest="from_seq", type=int, default=1, help="first sequence number (default 1)")
+    ack = sub.add_parser("ack", help="acknowledge an alarm")
+    ack.add_argument("code", type=_event_code, help="alarm code name (e.g. LOW_RESERVOIR) or number")
+    therapy = sub.add_parser("therapy", help="turn therapy on or off")
+    therapy.add_argument("state", choices=["on", "off"])
+    sub.add_parser("impedance", help="measure every contact's impedance")
+    program = sub.add_parser("program", help="store and activate a stimulation program")
+    program.add_argument("--program", type=int, default=1, help="program number (default 1)")
+    program.add_argument(
+        "--area",
+        type=parse_area,
+        action="append",
+        required=True,
+        help="an area (repeat up to 4): " + parse_area.__doc__.split("``")[1],
+    )
+    program.add_argument(
+        "--patient-max-ua", type=int, required=True, help="highest amplitude the patient may select, µA"
+    )
+    program.add_argument("--ramp-s", type=int, default=2, help="ramp-up time, s (default 2)")
+    program.add_argument("--no-activate", action="store_true", help="store without activating")
+    dose = sub.add_parser("dose", help="program pump dosing")
+    dose.add_argument("--mode", choices=[m.name.lower() for m in DosingMode], default="continuous")
+    dose.add_argument("--rate-ul-per-day", type=int, required=True, help="continuous rate, µL/day")
+    dose.add_argument("--alarm-ul", type=int, default=2000, help="low-reservoir alarm volume, µL (default 2000)")
+    dose.add_argument("--ptm", metavar="DOSE_UL/DURATION_MIN/LOCKOUT_MIN/MAX_PER_DAY", help="enable patient bolus")
+    bolus = sub.add_parser("bolus", help="deliver a bolus")
+    bolus.add_argument("--kind", choices=[k.name.lower() for k in BolusKind], default="clinician")
+    bolus.add_argument("--volume-ul", type=int, required=True, help="volume, µL")
+    bolus.add_argument("--duration-min", type=int, default=1, help="delivery time, min (default 1)")
+    refill = sub.add_parser("refill", help="record a refill")
+    refill.add_argument("--withdrawn-ul", type=int, required=True, help="residual withdrawn, µL")
+    refill.add_argument("--added-ul", type=int, required=True, help="volume added, µL")
+    refill.add_argument(
+        "--drug", type=parse_drug, action="append", required=True, help="NAME:NG_PER_ML (repeat per drug)"
+    )
+    refill.add_argument("--confirm-concentration", action="store_true", help="confirm the new concentrations")
+    refill.add_argument("--accept-discrepancy", action="store_true", help="accept a residual discrepancy")
+    refill.add_argument("--bridge-bolus", action="store_true", help="deliver a bridge bolus")
+    clock = sub.add_parser("clock", help="read (or set) the device clock")
+    clock.add_argument("--set-ms", type=int, help="set the device time, ms since epoch")
+    watch = sub.add_parser("watch", help="poll status and print events until interrupted")
+    watch.add_argument("--interval", type=float, default=1.0, help="poll interval, s (default 1.0)")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many polls (default: never)")
+    return parser
+
+
+def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], None]) -> None:
+    command = args.command
+    identity = client.identify()
+    if command == "identify":
+        emit(identity)
+        return
+    client.open_session()
+    if command == "status":
+        emit(client.status())
+    elif command == "events":
+        emit(client.events_since(args.from_seq))
+    elif command == "ack":
+        emit(client.ack_alarm(args.code))
+    elif command == "therapy":
+        emit(client.set_therapy(args.state == "on"))
+    elif command == "impedance":
+        emit(client.impedance_check())
+    elif command == "program":
+        emit(client.set_program(args.program, tuple(args.area), args.patient_max_ua, not args.no_activate, args.ramp_s))
+    elif command == "dose":
+        ptm = PatientBolusSettings(False, 0, 0, 0, 0)
+        if args.ptm:
+            dose_ul, duration, lockout, most = (int(x) for x in args.ptm.split("/"))
+            ptm = PatientBolusSettings(True, dose_ul, duration, lockout, most)
+        emit(client.set_dosing(DosingMode[args.mode.upper()], args.rate_ul_per_day, ptm, args.alarm_ul))
+    elif command == "bolus":
+        emit(client.bolus(BolusKind[args.kind.upper()], args.volume_ul, args.duration_min))
+    elif command == "refill":
+        emit(
+            client.refill(
+                args.withdrawn_ul,
+                args.added_ul,
+                tuple(args.drug),
+                args.confirm_concentration,
+                args.accept_discrepancy,
+                args.bridge_bolus,
+            )
+        )
+    elif command == "clock":
+        emit(client.set_clock(args.set_ms) if args.set_ms is not None else client.read_clock())
+    elif command == "watch":
+        _watch(args, client, emit)
+    client.close_session()
+
+
+def _watch(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], None]) -> None:
+    next_seq = client.status().last_event_seq + 1
+    polls = 0
+    while not args.count or polls < args.count:
+        status = client.status()
+        emit(status)
+        if status.last_event_seq >= next_seq:
+            for event in client.events_since(next_seq):
+                emit(event)
+                next_seq = event.seq + 1
+        polls += 1
+        time.sleep(args.interval)
+
+
+def _printer(as_json: bool) -> Callable[[Any], None]:
+    def emit(value: Any) -> None:
+        data = to_json(tuple(value) if isinstance(value, list) else value)
+        if as_json:
+            print(json.dumps(data, ensure_ascii=False), flush=True)
+        elif isinstance(data, list):
+            for item in data:
+                print("  ".join(f"{k}={v}" for k, v in item.items()), flush=True)
+        else:
+            print(f"{type(value).__name__}:")
+            for key, item in data.items():
+                print(f"  {key}: {item}", flush=True)
+
+    return emit
+
+
+def _fail(exit_code: int, message: str, as_json: bool, **extra: Any) -> int:
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": exit_code, **extra}, ensure_ascii=False))
+    else:
+        print(f"implant-ctl: {message}", file=sys.stderr)
+    return exit_code
+
+
+def main(argv: Sequence[str] | None = None, connect: Callable[..., DeviceClient] = DeviceClient.connect) -> int:
+    """Entry point of ``implant-ctl``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 1), format="%(name)s: %(message)s")
+    if args.command != "identify" and not args.key:
+        return _fail(EXIT_USAGE, f"{args.command} needs --key FILE (the device's pairing key)", args.json)
+
+    def trace(direction: str, item: object) -> None:
+        log.info("%s %s", direction, item)
+
+    try:
+        client = connect(
+            args.port,
+            args.key,
+            args.baud,
+            timeout=args.timeout,
+            retries=args.retries,
+            trace=trace if args.verbose else None,
+        )
+        with client:
+            _run(args, client, _printer(args.json))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except DeviceRejected as exc:
+        detail = dict(code=exc.code.name, field=exc.field, value=exc.value, limit=exc.limit)
+        where = f" ({exc.field}={exc.value}, limit {exc.limit})" if exc.field else ""
+        exit_code = (
+            EXIT_AUTH
+            if exc.code in (ErrorCode.NO_SESSION, ErrorCode.BAD_MAC, ErrorCode.LOCKED_OUT, ErrorCode.REPLAY)
+            else EXIT_REFUSED
+        )
+        return _fail(exit_code, f"device refused: {exc}{where}", args.json, **detail)
+    except PairingKeyError as exc:
+        return _fail(EXIT_KEY, str(exc), args.json)
+    except LinkTimeout as exc:
+        return _fail(EXIT_TIMEOUT, str(exc), args.json)
+    except LinkError as exc:
+        return _fail(EXIT_LINK, str(exc), args.json)
+    except SchemaMismatch as exc:
+        return _fail(EXIT_SCHEMA, str(exc), args.json)
+    except AuthError as exc:
+        return _fail(EXIT_AUTH, f"authentication failed: {exc}", args.json)
+    except ProtocolError as exc:
+        return _fail(EXIT_PROTOCOL, str(exc), args.json)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""implant-ctl: output, and exit codes by error type (over the in-memory link to the fake device)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from protocols import ctl
+from protocols.auth import write_pairing_key
+from protocols.client import DeviceClient
+
+
+@pytest.fixture
+def key_file(tmp_path, pairing_key):
+    return str(write_pairing_key(tmp_path / "dev.key", pairing_key))
+
+
+def _connect_to(link, key: bytes):
+    pair, _ = link
+
+    def connect(url, key_file, baud, **kwargs):
+        return DeviceClient(pair.host, key, **kwargs)
+
+    return connect
+
+
+def run(link, key, argv, capsys):
+    code = ctl.main(argv, connect=_connect_to(link, key))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_identify_json(link, pairing_key, capsys):
+    code, out, _ = run(link, pairing_key, ["--port", "x", "--json", "identify"], capsys)
+    assert code == ctl.EXIT_OK
+    assert json.loads(out)["serial"] == "SN-TEST-1"
+
+
+def test_status_json_has_enums_by_name(link, pairing_key, key_file, capsys):
+    code, out, _ = run(link, pairing_key, ["--port", "x", "--key", key_file, "--json", "status"], capsys)
+    assert code == ctl.EXIT_OK
+    status = json.loads(out)
+    assert status["battery_kind"] == "RECHARGEABLE"
+    assert status["areas"][0]["amplitude_ua"] == 3500
+
+
+def test_refused_bolus_exits_6_and_names_the_limit(link, pairing_key, key_file, capsys):
+    argv = ["--port", "x", "--key", key_file, "--json", "bolus", "--volume-ul", "5000"]
+    code, out, _ = run(link, pairing_key, argv, capsys)
+    assert code == ctl.EXIT_REFUSED
+    error = json.loads(out)
+    assert (error["code"], error["field"], error["value"], error["limit"]) == ("OUT_OF_RANGE", "volume_ul", 5000, 1000)
+
+
+def test_wrong_key_exits_5(link, key_file, capsys):
+    code, _, err = run(link, bytes(32), ["--port", "x", "--key", key_file, "status"], capsys)
+    assert code == ctl.EXIT_AUTH
+    assert "authentication failed" in err
+
+
+def test_missing_key_option_exits_2(link, pairing_key, capsys):
+    code, _, err = run(link, pairing_key, ["--port", "x", "status"], capsys)
+    assert code == ctl.EXIT_USAGE
+    assert "--key" in err
+
+
+def test_missing_key_file_exits_8(tmp_path, capsys):
+    code = ctl.main(["--port", "loop://", "--key", str(tmp_path / "none.key"), "status"])
+    assert code == ctl.EXIT_KEY
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_dead_port_exits_3(tmp_path, key_file, capsys):
+    code = ctl.main(["--port", str(tmp_path / "no-such-port"), "--key", key_file, "status"])
+    assert code == ctl.EXIT_LINK
+    assert "no-such-port" in capsys.readouterr().err
+
+
+def test_silent_port_exits_4(key_file, capsys):
+    code = ctl.main(["--port", "loop://", "--key", key_file, "--timeout", "0.05", "--retries", "1", "identify"])
+    assert code == ctl.EXIT_TIMEOUT
+
+
+def test_area_parser_reports_the_expected_form():
+    area = ctl.parse_area("anodes=0,cathodes=1+3-4,amp=3500,pw=300,rate=50,wave=burst,burst=5@500,cycle=30/90")
+    assert area.cathode_mask == 0b11010 and area.burst_pulses == 5 and area.cycle_off_s == 90
+    with pytest.raises(Exception, match="expected anodes="):
+        ctl.parse_area("amp=3")
