@@ -82,7 +82,9 @@ class FakeDevice:
             return CommandAck(len(self.applied))
         if isinstance(message, Bolus):
             if message.volume_ul > 1000:
-                raise DeviceRejected(ErrorCode.OUT_OF_RANGE, "bolus above 1000 µL", "volume_ul", message.volume_ul, 1000)
+                raise DeviceRejected(
+                    ErrorCode.OUT_OF_RANGE, "bolus above 1000 µL", "volume_ul", message.volume_ul, 1000
+                )
             self.boluses += 1
             self.applied.append(f"bolus {message.volume_ul}")
             return BolusReply(len(self.applied), message.volume_ul, 0)
