@@ -1,0 +1,194 @@
+"""The numbered event log and the alarm state machine of a device.
+
+The event log is the device's non-volatile record: every alarm state change, program change,
+bolus, refill, fault and session, numbered from 1 without gaps, readable from any sequence
+number. It keeps the newest ``capacity`` entries; older ones drop off the front (``first_seq``
+moves), never renumbered.
+
+Alarms follow IEC 60601-1-8 priorities. A condition raises its alarm (ACTIVE). When the condition
+goes away a non-latching alarm clears by itself; a latching one stays until acknowledged. An
+acknowledged alarm whose condition persists stays listed as ACKNOWLEDGED and clears when the
+condition ends. Each state change is one event-log entry carrying the new state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import MAX_ALARMS, ActiveAlarm, AlarmState, EventCode, EventRecord, Priority
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """How an alarm condition is signalled."""
+
+    priority: Priority
+    latching: bool
+
+
+# Pump priorities follow the SynchroMed split: critical (therapy stopped) -> HIGH, non-critical -> MEDIUM.
+ALARMS: dict[EventCode, AlarmSpec] = {
+    EventCode.LOW_RESERVOIR: AlarmSpec(Priority.MEDIUM, latching=False),
+    EventCode.EMPTY_RESERVOIR: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.MOTOR_STALL: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.OCCLUSION: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.BATTERY_LOW: AlarmSpec(Priority.LOW, latching=False),
+    EventCode.RECHARGE_NOW: AlarmSpec(Priority.MEDIUM, latching=False),
+    EventCode.BATTERY_ERI: AlarmSpec(Priority.MEDIUM, latching=False),
+    EventCode.BATTERY_EOS: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.BATTERY_FAILURE: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.LEAD_OPEN: AlarmSpec(Priority.MEDIUM, latching=True),
+    EventCode.LEAD_SHORT: AlarmSpec(Priority.MEDIUM, latching=True),
+    EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.CHARGE_DENSITY_LIMIT: AlarmSpec(Priority.LOW, latching=False),
+    EventCode.TELEMETRY_FLOOD: AlarmSpec(Priority.LOW, latching=True),
+    EventCode.LOCKOUT: AlarmSpec(Priority.LOW, latching=True),
+}
+
+EventListener = Callable[[EventRecord], None]
+
+
+class EventLog:
+    """Numbered, bounded, append-only event log."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._entries: deque[EventRecord] = deque()
+        self.next_seq = 1
+        self.listeners: list[EventListener] = []
+
+    @property
+    def first_seq(self) -> int:
+        """Oldest sequence number still stored (``next_seq`` when empty)."""
+        return self._entries[0].seq if self._entries else self.next_seq
+
+    @property
+    def last_seq(self) -> int:
+        """Newest sequence number (0 before the first event)."""
+        return self.next_seq - 1
+
+    def append(
+        self,
+        time_ms: int,
+        code: EventCode,
+        priority: Priority = Priority.NONE,
+        state: AlarmState = AlarmState.NONE,
+        arg0: int = 0,
+        arg1: int = 0,
+    ) -> EventRecord:
+        """Record an event and tell the listeners; return the entry."""
+        record = EventRecord(self.next_seq, time_ms, code, priority, state, _i32(arg0), _i32(arg1))
+        self.next_seq += 1
+        self._entries.append(record)
+        if len(self._entries) > self.capacity:
+            self._entries.popleft()
+        for listener in self.listeners:
+            listener(record)
+        return record
+
+    def read(self, from_seq: int, max_count: int) -> list[EventRecord]:
+        """Up to ``max_count`` entries from ``from_seq`` on (from the oldest kept, if it is older)."""
+        if not self._entries or from_seq > self.last_seq:
+            return []
+        start = max(from_seq, self.first_seq) - self.first_seq
+        return [self._entries[i] for i in range(start, min(start + max_count, len(self._entries)))]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {
+            "capacity": self.capacity,
+            "next_seq": self.next_seq,
+            "entries": [
+                [e.seq, e.time_ms, int(e.code), int(e.priority), int(e.state), e.arg0, e.arg1] for e in self._entries
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> EventLog:
+        """Rebuild from ``to_state`` output."""
+        log = cls(data["capacity"])
+        log.next_seq = data["next_seq"]
+        for seq, time_ms, code, priority, state, arg0, arg1 in data["entries"]:
+            log._entries.append(
+                EventRecord(seq, time_ms, EventCode(code), Priority(priority), AlarmState(state), arg0, arg1)
+            )
+        return log
+
+
+def _i32(value: int) -> int:
+    """Fold an int into the signed 32-bit range of the wire arguments."""
+    value = int(value) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+@dataclass
+class _Alarm:
+    state: AlarmState
+    condition: bool
+
+
+class AlarmManager:
+    """Alarm conditions of one device, logged to its event log."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._alarms: dict[EventCode, _Alarm] = {}
+
+    def is_active(self, code: EventCode) -> bool:
+        """True while the alarm is listed (active, acknowledged or latched)."""
+        return code in self._alarms
+
+    def raise_alarm(self, code: EventCode, time_ms: int, arg0: int = 0, arg1: int = 0) -> None:
+        """The condition is present: raise the alarm unless it is already up."""
+        alarm = self._alarms.get(code)
+        if alarm is not None:
+            alarm.condition = True
+            return
+        self._alarms[code] = _Alarm(AlarmState.ACTIVE, True)
+        self.log.append(time_ms, code, ALARMS[code].priority, AlarmState.ACTIVE, arg0, arg1)
+
+    def clear_condition(self, code: EventCode, time_ms: int, arg0: int = 0, arg1: int = 0) -> None:
+        """The condition is gone: clear the alarm unless it latches and is not yet acknowledged."""
+        alarm = self._alarms.get(code)
+        if alarm is None:
+            return
+        alarm.condition = False
+        if ALARMS[code].latching and alarm.state is AlarmState.ACTIVE:
+            return
+        del self._alarms[code]
+        self.log.append(time_ms, code, ALARMS[code].priority, AlarmState.CLEARED, arg0, arg1)
+
+    def acknowledge(self, code: EventCode, time_ms: int) -> int:
+        """Acknowledge an alarm; return the event-log sequence number of the change."""
+        alarm = self._alarms.get(code)
+        if alarm is None:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"no alarm {code.name} to acknowledge", "code", int(code))
+        if alarm.state is AlarmState.ACKNOWLEDGED:
+            return self.log.last_seq
+        if alarm.condition:
+            alarm.state = AlarmState.ACKNOWLEDGED
+            new_state = AlarmState.ACKNOWLEDGED
+        else:
+            del self._alarms[code]
+            new_state = AlarmState.CLEARED
+        return self.log.append(time_ms, code, ALARMS[code].priority, new_state).seq
+
+    def active(self) -> tuple[ActiveAlarm, ...]:
+        """Listed alarms, highest priority first (at most the wire's maximum)."""
+        listed = sorted(self._alarms.items(), key=lambda item: (-ALARMS[item[0]].priority, item[0]))
+        return tuple(ActiveAlarm(code, ALARMS[code].priority, alarm.state) for code, alarm in listed[:MAX_ALARMS])
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {str(int(code)): [int(a.state), a.condition] for code, a in self._alarms.items()}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Restore from ``to_state`` output."""
+        self._alarms = {EventCode(int(code)): _Alarm(AlarmState(s), c) for code, (s, c) in data.items()}

@@ -1,0 +1,195 @@
+"""Battery models shared by the stimulator and the pump: a primary cell and a rechargeable cell.
+
+Both are energy accounts drained at a constant power between events, so a segment integrates in
+closed form (``drain(power_w, seconds)``) and the time at which a threshold will be crossed is
+exact (``seconds_until_*``). Device models use those times as breakpoints, which is what makes the
+simulation give the same result at any speed. Capacities are not published by the makers
+(DOMAIN.md 1.5): the defaults are engineering estimates [E], sized so typical settings reach the
+documented service lives, and every one is a configurable field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from protocols.messages import BatteryState
+
+YEAR_S = 365.25 * 86_400.0
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class PrimaryCellConfig:
+    """A primary cell: energy, voltage curve and the ERI/EOS rules."""
+
+    capacity_j: float = 20_000.0  # [E] about 1.7 Ah at 3.2 V
+    bol_mv: int = 3_200  # beginning of life [E]
+    eri_mv: int = 2_600  # Activa PC class ERI voltage [A]
+    eos_mv: int = 2_200  # Activa PC class EOS voltage [A]
+    eri_reserve_days: float = 90.0  # ERI -> EOS at nominal drain [V SynchroMed]
+    nominal_power_w: float = 60e-6  # drain the ERI reserve is sized for [E]
+    max_life_years: float = 0.0  # hard end of service by age (SynchroMed II: 7) [V]; 0 = none
+
+
+class PrimaryBattery:
+    """A primary cell: remaining energy, voltage, and the OK -> ERI -> EOS sequence."""
+
+    def __init__(self, config: PrimaryCellConfig, implant_ms: int, remaining_j: float | None = None) -> None:
+        self.config = config
+        self.implant_ms = implant_ms
+        self.remaining_j = config.capacity_j if remaining_j is None else remaining_j
+
+    @property
+    def eri_reserve_j(self) -> float:
+        """Energy left at ERI: what the nominal drain uses in the ERI-to-EOS interval."""
+        return self.config.nominal_power_w * self.config.eri_reserve_days * DAY_S
+
+    @property
+    def fraction(self) -> float:
+        """Remaining energy as a fraction of capacity."""
+        return max(0.0, self.remaining_j / self.config.capacity_j)
+
+    def drain(self, power_w: float, seconds: float) -> None:
+        """Use ``power_w`` for ``seconds``."""
+        self.remaining_j = max(0.0, self.remaining_j - power_w * seconds)
+
+    def seconds_until_eri(self, power_w: float) -> float:
+        """Seconds until the ERI energy level at ``power_w`` (0 if reached; inf if no drain)."""
+        return _seconds_to_level(self.remaining_j, self.eri_reserve_j, power_w)
+
+    def seconds_until_empty(self, power_w: float) -> float:
+        """Seconds until the energy runs out at ``power_w``."""
+        return _seconds_to_level(self.remaining_j, 0.0, power_w)
+
+    def age_limit_ms(self, eri: bool) -> int | None:
+        """Device time of the age-based ERI (``eri``) or EOS, if the cell has an age limit."""
+        if not self.config.max_life_years:
+            return None
+        eos = self.implant_ms + int(self.config.max_life_years * YEAR_S * 1000)
+        return eos - int(self.config.eri_reserve_days * DAY_S * 1000) if eri else eos
+
+    def state(self, now_ms: int) -> BatteryState:
+        """OK, ERI or EOS by energy and by age."""
+        eos_age, eri_age = self.age_limit_ms(False), self.age_limit_ms(True)
+        if self.remaining_j <= 0.0 or (eos_age is not None and now_ms >= eos_age):
+            return BatteryState.EOS
+        if self.remaining_j <= self.eri_reserve_j or (eri_age is not None and now_ms >= eri_age):
+            return BatteryState.ERI
+        return BatteryState.OK
+
+    def voltage_mv(self) -> int:
+        """Cell voltage: flat plateau, then a knee down to EOS voltage (Li/CFx-like) [E]."""
+        c = self.config
+        eri_fraction = self.eri_reserve_j / c.capacity_j
+        f = self.fraction
+        if f >= eri_fraction:
+            span = (f - eri_fraction) / max(1e-9, 1.0 - eri_fraction)
+            return round(c.eri_mv + (c.bol_mv - c.eri_mv) * math.sqrt(span))
+        return round(c.eos_mv + (c.eri_mv - c.eos_mv) * f / max(1e-9, eri_fraction))
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {"config": asdict(self.config), "implant_ms": self.implant_ms, "remaining_j": self.remaining_j}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> PrimaryBattery:
+        """Rebuild from ``to_state`` output."""
+        return cls(PrimaryCellConfig(**data["config"]), data["implant_ms"], data["remaining_j"])
+
+
+@dataclass(frozen=True)
+class RechargeableCellConfig:
+    """A lithium-ion cell with capacity fade."""
+
+    capacity_j: float = 2_592.0  # 200 mAh x 3.6 V (DOMAIN.md 1.5 worked example) [E]
+    full_mv: int = 4_100  # [E]
+    empty_mv: int = 3_300  # [E]
+    fade_per_year: float = 0.02  # calendar fade [E]
+    fade_per_cycle: float = 0.0002  # per equivalent full cycle [E]
+    low_fraction: float = 0.25  # "recharge soon" [E]
+    recharge_now_fraction: float = 0.10  # "recharge now" [E]
+    eos_capacity_fraction: float = 0.50  # end of service when capacity has faded to this [E]
+    eri_min_days_per_charge: float = 1.0  # ERI when a full charge lasts less than this (Eterna rule) [V]
+    charge_power_w: float = 0.2  # into the cell at perfect coupling: full in ~4 h (Boston) [V/E]
+
+
+class RechargeableBattery:
+    """A rechargeable cell: state of charge, capacity fade, charging."""
+
+    def __init__(self, config: RechargeableCellConfig, implant_ms: int) -> None:
+        self.config = config
+        self.implant_ms = implant_ms
+        self.charge_j = config.capacity_j
+        self.throughput_j = 0.0
+
+    def capacity_j(self, now_ms: int) -> float:
+        """Capacity after calendar and cycle fade."""
+        c = self.config
+        years = max(0.0, (now_ms - self.implant_ms) / 1000.0 / YEAR_S)
+        cycles = self.throughput_j / c.capacity_j
+        return c.capacity_j * max(0.05, 1.0 - c.fade_per_year * years - c.fade_per_cycle * cycles)
+
+    def soc(self, now_ms: int) -> float:
+        """State of charge, 0..1, of the current capacity."""
+        return min(1.0, self.charge_j / self.capacity_j(now_ms))
+
+    def drain(self, power_w: float, seconds: float) -> None:
+        """Use ``power_w`` for ``seconds``."""
+        used = min(self.charge_j, power_w * seconds)
+        self.charge_j -= used
+        self.throughput_j += used
+
+    def charge(self, power_w: float, seconds: float, now_ms: int) -> None:
+        """Put ``power_w`` into the cell for ``seconds``, up to the current capacity."""
+        self.charge_j = min(self.capacity_j(now_ms), self.charge_j + power_w * seconds)
+
+    def seconds_until_fraction(self, fraction: float, net_drain_w: float, now_ms: int) -> float:
+        """Seconds until the state of charge falls to ``fraction`` at a net drain of ``net_drain_w``."""
+        return _seconds_to_level(self.charge_j, fraction * self.capacity_j(now_ms), net_drain_w)
+
+    def state(self, now_ms: int, drain_w: float) -> BatteryState:
+        """EOS by fade, ERI by days per charge, else by state of charge."""
+        c = self.config
+        capacity = self.capacity_j(now_ms)
+        if capacity <= c.eos_capacity_fraction * c.capacity_j:
+            return BatteryState.EOS
+        if drain_w > 0 and capacity / drain_w < c.eri_min_days_per_charge * DAY_S:
+            return BatteryState.ERI
+        soc = self.soc(now_ms)
+        if soc <= c.recharge_now_fraction:
+            return BatteryState.RECHARGE_NOW
+        if soc <= c.low_fraction:
+            return BatteryState.LOW
+        return BatteryState.OK
+
+    def voltage_mv(self, now_ms: int) -> int:
+        """Cell voltage from state of charge (linear between empty and full) [E]."""
+        c = self.config
+        return round(c.empty_mv + (c.full_mv - c.empty_mv) * self.soc(now_ms))
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {
+            "config": asdict(self.config),
+            "implant_ms": self.implant_ms,
+            "charge_j": self.charge_j,
+            "throughput_j": self.throughput_j,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> RechargeableBattery:
+        """Rebuild from ``to_state`` output."""
+        battery = cls(RechargeableCellConfig(**data["config"]), data["implant_ms"])
+        battery.charge_j = data["charge_j"]
+        battery.throughput_j = data["throughput_j"]
+        return battery
+
+
+def _seconds_to_level(level_now: float, level: float, power_w: float) -> float:
+    if level_now <= level:
+        return 0.0
+    if power_w <= 0:
+        return math.inf
+    return (level_now - level) / power_w
