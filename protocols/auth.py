@@ -123,6 +123,8 @@ class Session:
     tx_counter: int = 0
     rx_counter: int = 0
     confirmed: bool = False
+    host_nonce: bytes = b""
+    device_nonce: bytes = b""
 
     @property
     def _tx_key(self) -> bytes:
@@ -197,12 +199,15 @@ class DeviceSessions:
         if now < self.locked_until:
             wait = self.locked_until - now
             raise LockedOut(f"session opening locked out for {wait:.1f} s after failed attempts", wait)
+        pending = self.pending
+        if pending is not None and pending.host_nonce == host_nonce and not self.expired(pending, now):
+            return pending, pending.device_nonce  # a re-sent open: same challenge, no new session
         device_nonce = self._rng(len(host_nonce))
         session_id = 0
         while session_id == 0 or (self.active and session_id == self.active.session_id):
             session_id = int.from_bytes(self._rng(4), "little")
         keys = derive_session_keys(self._key, host_nonce, device_nonce, session_id)
-        self.pending = Session(session_id, keys, is_device=True, opened_at=now, last_rx_at=now)
+        self.pending = Session(session_id, keys, True, now, now, host_nonce=host_nonce, device_nonce=device_nonce)
         return self.pending, device_nonce
 
     def authenticate(self, frame: Frame, now: float, stats: LinkStats | None = None) -> Session:

@@ -164,6 +164,8 @@ class DeviceEndpoint:
         if session is None:
             raise NoSession(f"{type(message).__name__} needs an authenticated session")
         if isinstance(message, SessionConfirm):
+            if session.confirmed:  # a re-sent confirm whose ack was lost
+                return self._reply(session, command_id, CommandAck(0))
             self.sessions.confirm(session)
             seq = self._on_event(EventCode.SESSION_OPENED, session.session_id)
             return self._reply(session, command_id, CommandAck(seq))

@@ -12,6 +12,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from .codec import REGISTRY, max_payload_size
+from .errors import ErrorCode
 from .fields import Enum, FieldInfo, ListOf, Record, layout_of
 from .messages import (
     ActiveAlarm,
@@ -51,6 +52,7 @@ ENUMS: tuple[type[IntEnum], ...] = (
     MotorState,
     Drug,
     EventCode,
+    ErrorCode,
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth import Session, derive_session_keys
-from .codec import SCHEMA_FINGERPRINT, encode_payload, to_json
+from .codec import SCHEMA_FINGERPRINT, encode_payload, schema_text, to_json
 from .crc import CRC_CHECK
 from .errors import ErrorCode
 from .framing import PROTOCOL_VERSION, Frame, FrameFlags, encode_frame, pack_header
@@ -80,6 +80,7 @@ _BURST = Area(0x0000_0100, 0x0000_0200, 600, 1000, 40, Waveform.BURST, 5, 500, 3
 _PTM = PatientBolusSettings(True, 50, 10, 120, 4)
 _ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
 _EVENT = EventRecord(42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
+_PUSHED = EventRecord(51, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1)
 
 # (direction, message, plain) in exchange order; plain frames carry no session and no tag.
 EXCHANGE: list[tuple[str, Message, bool]] = [
@@ -180,11 +181,12 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         False,
     ),
     ("device", RefillReply(50, 1_700, -200, 38_000, T0 + 70 * 86_400_000), False),
-    ("device", EventPush(_EVENT), False),
+    ("device", EventPush(_PUSHED), False),
     ("host", Bolus(BolusKind.CLINICIAN, 90_000, 30), False),
     ("device", ErrorReply(ErrorCode.OUT_OF_RANGE, "volume_ul", 90_000, 18_500, 0, "bolus exceeds reservoir"), False),
     ("host", SessionClose(), False),
     ("device", CommandAck(51), False),
+    ("host", StatusRequest(), True),
     ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
 ]
 FIRST_COMMAND_ID = 0x0000_1000
@@ -228,6 +230,7 @@ def build_vectors() -> dict[str, Any]:
         "description": "implant-telemetry protocol test vectors; see SPEC.md, section Test vectors",
         "protocol_version": PROTOCOL_VERSION,
         "schema_fingerprint": f"0x{SCHEMA_FINGERPRINT:08x}",
+        "schema_text": schema_text(),
         "crc32c_check": f"0x{CRC_CHECK:08x}",
         "pairing_key_hex": PAIRING_KEY.hex(),
         "host_nonce_hex": HOST_NONCE.hex(),
