@@ -1,0 +1,187 @@
+"""One emulated device: a model, its clock, the protocol endpoint, scenario, persistence and pushes.
+
+``Device`` is the glue between the pure model and the byte stream, and still does no I/O of its
+own: ``receive(data)`` and ``tick()`` return the bytes to send; ``server.py`` moves them. Before
+any request the model is advanced to the clock's device time (through the scenario, whose actions
+happen at their exact device times). Requests common to every kind (status, event log, alarm
+acknowledge, clock) are answered here; programming commands go to the model. Every new event-log
+entry is pushed to the open session, and the state is saved before anything that reveals a new
+event or a change leaves the device, so a restart never renumbers what a client has seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from protocols.auth import AuthPolicy
+from protocols.endpoint import DeviceEndpoint
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import (
+    AlarmAck,
+    ClockRead,
+    ClockReply,
+    ClockSet,
+    CommandAck,
+    EventCode,
+    EventLogPage,
+    EventLogRead,
+    EventPush,
+    EventRecord,
+    IdentifyReply,
+    Message,
+    StatusRequest,
+)
+
+from .clock import Clock
+from .faults import LinkFaults, Scenario
+from .model import DeviceModel, require
+from .state import StateStore
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_PAGE = 8
+
+
+class Device:
+    """A model served over the protocol."""
+
+    def __init__(
+        self,
+        model: DeviceModel,
+        clock: Clock,
+        pairing_key: bytes,
+        *,
+        store: StateStore | None = None,
+        scenario: Scenario | None = None,
+        link_faults: LinkFaults | None = None,
+        policy: AuthPolicy | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
+        wall: Callable[[], float] = time.monotonic,
+        save_interval_s: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.clock = clock
+        self.store = store
+        self.scenario = scenario or Scenario.empty()
+        self.link_faults = link_faults or LinkFaults()
+        self._wall = wall
+        self._save_interval_s = save_interval_s
+        self._saved_at = wall()
+        self._saved_seq = model.events.last_seq
+        self._pending_pushes: list[EventRecord] = []
+        self._dirty = False
+        model.events.listeners.append(self._pending_pushes.append)
+        model.events.listeners.append(self._log_event)
+        identity = IdentifyReply(
+            model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(model.capabilities), 0
+        )
+        self.endpoint = DeviceEndpoint(
+            identity, self.handle, pairing_key, policy, rng, on_session_event=self._session_event
+        )
+
+    @property
+    def identity(self) -> IdentifyReply:
+        """What the device answers to identify."""
+        return self.endpoint.identity
+
+    # --- the byte interface used by the server ----------------------------------------------------
+    def receive(self, data: bytes) -> bytes:
+        """Bytes in from the link; bytes to send back (replies, then pushes)."""
+        now = self._wall()
+        self.sync()
+        out = self.endpoint.receive(data, now)
+        return self._finish(out, now)
+
+    def tick(self) -> bytes:
+        """Advance the model and sessions; return pushes for new events (if a session is open)."""
+        now = self._wall()
+        self.sync()
+        self.endpoint.tick(now)
+        return self._finish(b"", now)
+
+    def close(self) -> None:
+        """Save the final state."""
+        self.sync()
+        self.save()
+
+    # --- model time -------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Bring the model to the clock's device time, applying scenario actions on the way."""
+        self.scenario.run_until(self, self.clock.now_ms())
+        if hasattr(self.model, "set_telemetry_active"):
+            self.model.set_telemetry_active(self.endpoint.sessions.active is not None)
+
+    # --- requests ---------------------------------------------------------------------------------
+    def handle(self, message: Message) -> Message:
+        """Answer one verified request (the endpoint's handler)."""
+        if isinstance(message, StatusRequest):
+            return self.model.status()
+        if isinstance(message, EventLogRead):
+            require("max_count", message.max_count, 1, MAX_EVENTS_PER_PAGE, "entries")
+            events = self.model.events
+            entries = tuple(events.read(message.from_seq, message.max_count))
+            return EventLogPage(events.first_seq, events.last_seq, entries)
+        if isinstance(message, AlarmAck):
+            self._dirty = True
+            return CommandAck(self.model.alarms.acknowledge(message.code, self.model.now_ms))
+        if isinstance(message, ClockRead):
+            return ClockReply(self.model.now_ms, round(self.clock.speed * 1000))
+        if isinstance(message, ClockSet):
+            return self._set_clock(message.time_ms)
+        reply = self.model.apply(message)
+        self._dirty = True
+        return reply
+
+    def _set_clock(self, time_ms: int) -> Message:
+        now = self.model.now_ms
+        if time_ms < now:
+            raise DeviceRejected(
+                ErrorCode.STATE_CONFLICT,
+                "device time cannot go backwards: the event log is in time order",
+                "time_ms",
+                time_ms,
+                now,
+            )
+        self.clock.set_time(time_ms)
+        self.sync()
+        self._dirty = True
+        seq = self.model.events.append(self.model.now_ms, EventCode.CLOCK_SET, arg0=(now - time_ms) // 1000).seq
+        return CommandAck(seq)
+
+    def _log_event(self, record: EventRecord) -> None:
+        log.info(
+            "%s #%d %s %s %s args=%d,%d",
+            self.model.serial,
+            record.seq,
+            record.code.name,
+            record.priority.name,
+            record.state.name,
+            record.arg0,
+            record.arg1,
+        )
+
+    def _session_event(self, code: EventCode, arg: int) -> int:
+        self._dirty = True
+        return self.model.events.append(self.model.now_ms, code, arg0=arg).seq
+
+    # --- pushes and persistence -------------------------------------------------------------------
+    def _finish(self, out: bytes, now: float) -> bytes:
+        grew = self.model.events.last_seq != self._saved_seq
+        if self._dirty or grew or now - self._saved_at >= self._save_interval_s:
+            self.save(now)
+        if not self._pending_pushes:
+            return out
+        pushes = b"".join(self.endpoint.push(EventPush(record), now) for record in self._pending_pushes)
+        self._pending_pushes.clear()
+        return out + pushes
+
+    def save(self, now: float | None = None) -> None:
+        """Write the state now (atomically)."""
+        if self.store is not None:
+            self.store.save(self.model, self.clock.now_ms(), self.scenario.start_ms, self.scenario.position())
+        self._saved_at = self._wall() if now is None else now
+        self._saved_seq = self.model.events.last_seq
+        self._dirty = False
