@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import string
 import tempfile
 from collections import deque
 from collections.abc import Callable
@@ -72,10 +73,9 @@ def load_pairing_key(path: str | os.PathLike[str]) -> bytes:
     digits = "".join(line for line in lines if line and not line.startswith("#"))
     if len(digits) != 2 * KEY_SIZE:
         raise PairingKeyError(f"pairing key file {source} holds {len(digits)} hex digits, {2 * KEY_SIZE} expected")
-    try:
-        return bytes.fromhex(digits)
-    except ValueError:
-        raise PairingKeyError(f"pairing key file {source} holds non-hex characters") from None
+    if any(c not in string.hexdigits for c in digits):
+        raise PairingKeyError(f"pairing key file {source} holds characters other than hex digits")
+    return bytes.fromhex(digits)
 
 
 # --- key derivation and tags ---------------------------------------------------------------------

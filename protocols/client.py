@@ -413,6 +413,7 @@ class DeviceClient:
 
     def _accept(self, frame: Frame, want: tuple[int, Message] | None) -> Frame | object | None:
         if not frame.flags & FrameFlags.FROM_DEVICE:
+            self.link_stats.frames_ok -= 1  # well formed, but our own frame looped back: not link data
             self.link_stats.malformed += 1
             return None
         if frame.flags & FrameFlags.PUSH:
@@ -436,8 +437,8 @@ class DeviceClient:
                 log.debug("reply dropped: %s", exc)
                 return None
             return frame
-        if frame.msg_type == MsgType.ERROR_REPLY or not message.NEEDS_SESSION:
-            return frame
+        if frame.msg_type == MsgType.ERROR_REPLY or self.session is None:
+            return frame  # untagged: an error, or the reply to a request we sent untagged (SPEC 4)
         self.link_stats.mac_errors += 1
         return None
 

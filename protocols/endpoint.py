@@ -19,13 +19,13 @@ from dataclasses import replace
 from .auth import AuthPolicy, DeviceSessions, Rng, Session
 from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from .errors import (
+    AuthError,
     CrcError,
     DeviceRejected,
     ErrorCode,
     MacError,
     NoSession,
     ProtocolError,
-    ReplayError,
     SessionExpired,
     UnsupportedVersion,
 )
@@ -133,8 +133,10 @@ class DeviceEndpoint:
                 session = self._authenticate(frame, now)
             message = decode_payload(frame.msg_type, frame.payload)
             reply_bytes = self._dispatch(frame, message, session, now)
-        except ReplayError as exc:
-            log.debug("replayed frame refused: %s", exc)
+        except AuthError as exc:
+            # Refusals of the session itself (no session, bad tag, replay, lockout) go untagged:
+            # the sender may hold no valid session to check a tag with (SPEC 4.1).
+            log.debug("frame refused: %s", exc)
             return self._plain(MsgType.ERROR_REPLY, frame.command_id, error_reply(exc))
         except ProtocolError as exc:
             return self._reply(session, frame.command_id, error_reply(exc))
@@ -188,7 +190,8 @@ class DeviceEndpoint:
             reply = self.handler(message)
             if reply.TYPE not in message.REPLIES:
                 raise TypeError(f"handler answered {type(message).__name__} with {type(reply).__name__}")
-        except ProtocolError as exc:
+            encode_payload(reply)  # a reply that cannot be encoded is the device's fault, not the request's
+        except DeviceRejected as exc:
             reply = error_reply(exc)
         except Exception as exc:  # a fault in the device model must not take the link down
             log.exception("handler failed on %s", type(message).__name__)

@@ -192,7 +192,7 @@ class ListOf(WireType):
         if len(value) > self.max_count:
             raise EncodeError(f"{name}: {len(value)} items, at most {self.max_count}")
         out.append(len(value))
-        if type(self.item) is Int and self._scalar is not None:
+        if type(self.item) is Int and all(type(v) is int for v in value):
             try:
                 out += struct.pack(f"<{len(value)}{self.item.fmt}", *value)
                 return
@@ -269,16 +269,21 @@ class _FixedRun:
         self.getter = operator.attrgetter(*(f.name for f in fields))
         # Plain integers go to struct unchecked (it range-checks them); the rest need conversion.
         self.converted = [(i, f) for i, f in enumerate(fields) if type(f.wire) is not Int]
+        self.plain_indices = [i for i, f in enumerate(fields) if type(f.wire) is Int]
 
     def pack(self, obj: Any, prefix: str) -> bytes:
         got = self.getter(obj)
-        values = list(got) if len(self.fields) > 1 else [got]
-        for index, info in self.converted:
-            values[index] = info.wire.to_wire(values[index], _label(prefix, info.name))
+        original = got if len(self.fields) > 1 else (got,)
+        values = list(original)
         try:
+            for index in self.plain_indices:
+                if type(values[index]) is not int:  # struct would take a bool or an IntEnum silently
+                    raise struct.error
+            for index, info in self.converted:
+                values[index] = info.wire.to_wire(values[index], _label(prefix, info.name))
             return self.struct.pack(*values)
         except struct.error:
-            for info, value in zip(self.fields, values, strict=True):
+            for info, value in zip(self.fields, original, strict=True):
                 info.wire.to_wire(value, _label(prefix, info.name))  # raises EncodeError naming the field
             raise EncodeError(f"{prefix or 'message'}: values do not fit {self.struct.format}") from None
 

@@ -166,7 +166,9 @@ class FrameDecoder:
 
     stats: LinkStats = field(default_factory=LinkStats)
     _partial: bytearray = field(default_factory=bytearray, repr=False)
-    _discarding: bool = field(default=False, repr=False)
+    # Bytes before the first delimiter are the tail of a frame we joined mid-way: not ours to judge.
+    _discarding: bool = field(default=True, repr=False)
+    _discarded_any: bool = field(default=False, repr=False)
 
     def feed(self, data: bytes) -> list[Frame]:
         """Feed received bytes; return the valid frames they completed, in order."""
@@ -185,8 +187,9 @@ class FrameDecoder:
             run = data[start:end]
             start = end + 1
             if self._discarding:
-                self._discarding = False
-                self.stats.bytes_dropped += len(run) + 1
+                # The delimiter closing a discarded run counts as dropped with it; a bare one does not.
+                self.stats.bytes_dropped += len(run) + (1 if run or self._discarded_any else 0)
+                self._discarding = self._discarded_any = False
                 continue
             if self._partial:
                 self._partial += run
@@ -198,12 +201,13 @@ class FrameDecoder:
     def _store(self, tail: bytes, events: list[Frame | FrameError]) -> None:
         if self._discarding:
             self.stats.bytes_dropped += len(tail)
+            self._discarded_any = self._discarded_any or bool(tail)
         elif len(self._partial) + len(tail) > MAX_ENCODED_FRAME:
             self.stats.bytes_dropped += len(self._partial) + len(tail)
             self.stats.oversize += 1
             self.stats.resyncs += 1
             self._partial.clear()
-            self._discarding = True
+            self._discarding = self._discarded_any = True
             events.append(OversizeFrame(f"no delimiter within {MAX_ENCODED_FRAME} bytes"))
         else:
             self._partial += tail
@@ -237,6 +241,7 @@ class FrameDecoder:
             stats.malformed += 1
 
     def reset(self) -> None:
-        """Forget any partial run (after a reconnect); counters are kept."""
+        """Forget any partial run (after a reconnect) and wait for a delimiter; counters are kept."""
         self._partial.clear()
-        self._discarding = False
+        self._discarding = True
+        self._discarded_any = False
