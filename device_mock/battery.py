@@ -18,6 +18,7 @@ from protocols.messages import BatteryState
 
 YEAR_S = 365.25 * 86_400.0
 DAY_S = 86_400.0
+MIN_CAPACITY_FRACTION = 0.05  # fade never takes a cell below this share of its new capacity
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class RechargeableBattery:
         c = self.config
         years = max(0.0, (now_ms - self.implant_ms) / 1000.0 / YEAR_S)
         cycles = self.throughput_j / c.capacity_j
-        return c.capacity_j * max(0.05, 1.0 - c.fade_per_year * years - c.fade_per_cycle * cycles)
+        return c.capacity_j * max(MIN_CAPACITY_FRACTION, 1.0 - c.fade_per_year * years - c.fade_per_cycle * cycles)
 
     def soc(self, now_ms: int) -> float:
         """State of charge, 0..1, of the current capacity."""

@@ -54,15 +54,16 @@ class DeviceModel(Protocol):
         ...
 
 
-def require(field: str, value: int, low: int, high: int, unit: str) -> None:
+def require(field: str, value: int, low: int, high: int, unit: str = "") -> None:
     """Refuse ``value`` unless ``low <= value <= high``: OUT_OF_RANGE naming the field and the broken limit."""
+    u = f" {unit}" if unit else ""
     if value < low:
         raise DeviceRejected(
-            ErrorCode.OUT_OF_RANGE, f"{field} {value} {unit} is below the minimum {low} {unit}", field, value, low
+            ErrorCode.OUT_OF_RANGE, f"{field} {value}{u} is below the minimum {low}{u}", field, value, low
         )
     if value > high:
         raise DeviceRejected(
-            ErrorCode.OUT_OF_RANGE, f"{field} {value} {unit} is above the maximum {high} {unit}", field, value, high
+            ErrorCode.OUT_OF_RANGE, f"{field} {value}{u} is above the maximum {high}{u}", field, value, high
         )
 
 

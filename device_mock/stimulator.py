@@ -1,0 +1,501 @@
+"""The spinal cord stimulator model: programs and their limits, impedance, battery drain and charging.
+
+Pure (no I/O, no clock reads). Between breakpoints the draw is constant: each active area takes
+k_phase · I² · Z · PW per pulse at its mean rate over the cycling period (cycling periods are
+seconds to minutes, battery time scales are days to years), so a segment integrates in closed form.
+``advance_to`` stops at every breakpoint (battery thresholds, charge start and end, scheduled
+impedance scans) and logs each event at its device time, rounded up to the millisecond. The next
+breakpoint is computed once per segment and kept, so advancing in one call or in many small steps
+gives the same event log; ``to_state`` keeps it too, so a restored model resumes identically.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import (
+    Area,
+    BatteryKind,
+    BatteryState,
+    Capability,
+    CommandAck,
+    DeviceKind,
+    EventCode,
+    ImpedanceCheck,
+    ImpedanceReply,
+    Message,
+    ScsStatus,
+    StimProgramSet,
+    TherapySet,
+    Waveform,
+)
+
+from .alarms import AlarmManager, EventLog
+from .battery import DAY_S
+from .model import unsupported
+from .stim_physics import (
+    ScsConfig,
+    battery_pulse_power_w,
+    charge_density,
+    load_ohm,
+    make_drive,
+    split,
+    tissue_power_w,
+    validate_program,
+)
+
+__all__ = ["FAULTS", "OPEN_READING", "ScsConfig", "Stimulator"]
+
+OPEN_READING = 65_535  # wire value of an open contact
+FAULTS = ("lead_open", "lead_short", "clear_lead", "battery_failure", "charge", "stop_charge")
+_PERSISTED = (  # plain JSON values kept as they are by to_state / from_state
+    *("seed", "now_ms", "_active", "_therapy", "_battery_stopped", "_failed", "_telemetry", "_charging"),
+    *("_auto_retry_ms", "_readings", "_checks", "_next_scan_ms", "tissue_energy_j", "battery_energy_j", "_next_ms"),
+)
+_NEVER = 1 << 62  # "no breakpoint": an int, so the cached value stays JSON-ready
+
+
+class Stimulator:
+    """An SCS implant: the ``DeviceModel`` of kind SCS."""
+
+    kind = DeviceKind.SCS
+
+    def __init__(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None = None) -> None:
+        self._setup(config, start_ms, seed, events)
+        self._measure_impedance()  # the implant procedure ends with an impedance check (DOMAIN 1.4)
+        self._evaluate()
+
+    def _setup(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None) -> None:
+        self.config, self.seed, self.now_ms = config, seed, start_ms
+        self.model_name, self.serial, self.firmware = config.model_name, config.serial, config.firmware
+        self.capabilities = Capability.STIMULATION | Capability.IMPEDANCE | Capability.EVENT_PUSH | Capability.CLOCK_SET
+        if config.battery_kind is BatteryKind.RECHARGEABLE:
+            self.capabilities |= Capability.RECHARGEABLE
+        self.events = events if events is not None else EventLog()
+        self.alarms = AlarmManager(self.events)
+        self.cell = make_drive(config, start_ms)
+        rng = random.Random(f"scs-baseline:{seed}")  # str seeds hash with SHA-512: stable across runs
+        self._baseline = [float(round(rng.uniform(*config.impedance_ohm))) for _ in range(config.contacts)]
+        self._programs: dict[int, StimProgramSet] = {}
+        self._active = 0
+        self._therapy = self._battery_stopped = self._failed = self._telemetry = False
+        self._charging: dict[str, int] | None = None  # {"coupling": %, "end_ms": ms, 0 = until full}
+        self._auto_retry_ms = 0
+        self._leads: dict[int, str] = {}  # injected lead faults: contact -> "open" | "short"
+        self._readings = [0] * config.contacts
+        self._checks = 0
+        scan_ms = round(config.impedance_scan_h * 3_600_000)
+        self._next_scan_ms = start_ms + scan_ms if scan_ms > 0 else 0
+        self._reached: dict[int, int] = {}  # battery alarm code -> device time its condition began
+        self.tissue_energy_j = self.battery_energy_j = 0.0
+        self._next_ms: int | None = None  # cached next breakpoint of the current segment
+        self._segment: tuple[float, float, float] | None = None  # its (draw, tissue, charger) W
+
+    # --- power -----------------------------------------------------------------------------------
+    def _true_ohm(self) -> list[float]:
+        faults = {"open": math.inf, "short": float(self.config.short_fault_ohm)}
+        return [faults.get(self._leads.get(i, ""), z) for i, z in enumerate(self._baseline)]
+
+    def _area_powers(self) -> list[tuple[float, float]]:
+        """(tissue W, battery W) of each area of the active program, 0 for an area lost to an open lead."""
+        program = self._programs.get(self._active)
+        if program is None:
+            return []
+        ohms, c = self._true_ohm(), self.config
+        powers = []
+        for area in program.areas:
+            z = load_ohm(area, ohms)  # inf: an open contact, the area's stimulation is lost
+            powers.append(
+                (0.0, 0.0) if math.isinf(z) else (tissue_power_w(area, z, c.k_phase), battery_pulse_power_w(area, z, c))
+            )
+        return powers
+
+    def tissue_power_w(self) -> float:
+        """Power delivered to tissue now, W."""
+        return sum(p[0] for p in self._area_powers()) if self._therapy else 0.0
+
+    def program_power_w(self) -> float:
+        """Battery draw of the active program with therapy on, without telemetry (the ERI rule's drain)."""
+        return sum(p[1] for p in self._area_powers()) + self.config.quiescent_w
+
+    def battery_power_w(self) -> float:
+        """What the device draws now, W: pulses / η + quiescent (+ telemetry while a session is open)."""
+        if self._failed or (self.cell.empty() and not self._charging):
+            return 0.0
+        pulses = sum(p[1] for p in self._area_powers()) if self._therapy else 0.0
+        return pulses + self.config.quiescent_w + (self.config.telemetry_w if self._telemetry else 0.0)
+
+    def _charge_in_w(self) -> float:
+        if not self._charging:
+            return 0.0
+        return self.config.rechargeable.charge_power_w * self._charging["coupling"] / 100.0
+
+    def set_telemetry_active(self, active: bool) -> None:
+        """A telemetry session opened or closed at ``now_ms`` (advance first): the radio's drain."""
+        if active != self._telemetry:
+            self._telemetry = active
+            self._next_ms = self._segment = None
+
+    # --- time ------------------------------------------------------------------------------------
+    def advance_to(self, t_ms: int) -> None:
+        """Integrate to ``t_ms``, stopping at every breakpoint on the way."""
+        while self.now_ms < t_ms:
+            breakpoint_ms = self._next_breakpoint()
+            end = min(t_ms, breakpoint_ms)
+            self._integrate(end)
+            if end == breakpoint_ms:
+                self._next_ms = None
+                self._evaluate()
+
+    def _next_breakpoint(self) -> int:
+        if self._next_ms is None:
+            times = [t for t in self._scheduled_ms() if t > self.now_ms]
+            if not self._failed:
+                draw, _, charger = self._powers()
+                seconds = self.cell.crossings_s(draw, charger, self.now_ms, self.program_power_w())
+                times += [self.now_ms + max(1, math.ceil(s * 1000)) for s in seconds]
+            self._next_ms = min(times, default=_NEVER)
+        return self._next_ms
+
+    def _scheduled_ms(self) -> list[int]:
+        times = [self._next_scan_ms, self._auto_retry_ms, *self.cell.scheduled_ms()]
+        if self._charging and self._charging["end_ms"]:
+            times.append(self._charging["end_ms"])
+        return times
+
+    def _powers(self) -> tuple[float, float, float]:
+        """(draw, tissue, charger) W of the current segment, computed once: they change only at breakpoints."""
+        if self._segment is None:
+            self._segment = (self.battery_power_w(), self.tissue_power_w(), self._charge_in_w())
+        return self._segment
+
+    def _integrate(self, end_ms: int) -> None:
+        seconds = (end_ms - self.now_ms) / 1000.0
+        if not self._failed:
+            draw, tissue, charger = self._powers()
+            self.cell.integrate(draw, charger, seconds, end_ms)
+            self.battery_energy_j += draw * seconds
+            self.tissue_energy_j += tissue * seconds
+        self.now_ms = end_ms
+
+    def _evaluate(self) -> None:
+        """Bring alarms, therapy, charging and scans in line with the state at ``now_ms``."""
+        self._update_battery_alarms()
+        self._stop_if_battery_cannot()
+        self._update_charging()
+        if self._next_scan_ms and self.now_ms >= self._next_scan_ms:
+            self._measure_impedance()
+            self._next_scan_ms += round(self.config.impedance_scan_h * 3_600_000)
+        self._update_density_alarm()
+        self._next_ms = self._segment = None  # the state changed: new segment
+
+    # --- battery ---------------------------------------------------------------------------------
+    def _battery_args(self) -> tuple[int, int]:
+        return round(self.cell.fraction(self.now_ms) * 10_000), self.cell.voltage_mv(self.now_ms)
+
+    def _battery_event(self, code: EventCode) -> None:
+        pct, mv = self._battery_args()
+        self.events.append(self.now_ms, code, arg0=pct, arg1=mv)
+
+    def _update_battery_alarms(self) -> None:
+        if self._failed:
+            return
+        conditions = self.cell.conditions(self.now_ms, self.program_power_w())
+        for code, present in conditions.items():
+            if present:
+                self._reached.setdefault(int(code), self.now_ms)
+                self.alarms.raise_alarm(code, self.now_ms, *self._battery_args())
+            else:
+                if not conditions[EventCode.BATTERY_EOS]:  # keep when ERI was reached once EOS supersedes it
+                    self._reached.pop(int(code), None)
+                self.alarms.clear_condition(code, self.now_ms, *self._battery_args())
+
+    def _stop_if_battery_cannot(self) -> None:
+        if self._therapy and self._battery_blocks() is not None:
+            self._therapy, self._battery_stopped = False, True
+            self.events.append(self.now_ms, EventCode.THERAPY_OFF)
+
+    def _battery_blocks(self, programming: bool = False) -> str | None:
+        """Why the battery cannot stimulate now (or, ``programming``, take a program), or None."""
+        if self._failed:
+            return "the battery has failed"
+        if self.cell.state(self.now_ms, self.program_power_w()) is BatteryState.EOS:
+            return "the battery is at end of service"
+        if not programming and self.cell.empty() and not self._charging:
+            return "the battery is depleted"
+        return None
+
+    def _update_charging(self) -> None:
+        c = self.config
+        if self._charging:
+            full = self.cell.full(self.now_ms)
+            if full or 0 < self._charging["end_ms"] <= self.now_ms:
+                self._end_charge(full)
+        elif (
+            c.auto_recharge
+            and self.cell.kind is BatteryKind.RECHARGEABLE
+            and not self._failed
+            and self.cell.fraction(self.now_ms) <= c.rechargeable.low_fraction
+            and self.now_ms >= self._auto_retry_ms
+        ):
+            self._start_charge(c.auto_recharge_coupling_pct, round(c.auto_recharge_max_h * 3_600_000))
+
+    def _start_charge(self, coupling_pct: int, duration_ms: int) -> None:
+        end_ms = self.now_ms + duration_ms if duration_ms > 0 else 0
+        self._charging = {"coupling": coupling_pct, "end_ms": end_ms}
+        self._battery_event(EventCode.CHARGING_STARTED)
+
+    def _end_charge(self, full: bool) -> None:
+        """End the session; CHARGING_COMPLETE carries the state of charge reached (full or not)."""
+        self._charging = None
+        self._battery_event(EventCode.CHARGING_COMPLETE)
+        if not full:  # the simulated patient tries again later, not at once
+            self._auto_retry_ms = self.now_ms + round(self.config.auto_recharge_retry_h * 3_600_000)
+        if full and self._battery_stopped and self.config.resume_after_charge and self._battery_blocks() is None:
+            self._therapy, self._battery_stopped = True, False
+            self.events.append(self.now_ms, EventCode.THERAPY_ON)
+
+    def _densities(self, at_patient_max: bool) -> list[float]:
+        """Charge density of each active area, µC/cm²/phase, at its amplitude or at the patient maximum."""
+        program, area_cm2 = self._programs.get(self._active), self.config.contact_area_cm2
+        if program is None:
+            return []
+        return [
+            charge_density(
+                program.patient_amp_max_ua if at_patient_max else a.amplitude_ua, a.pulse_width_us, split(a), area_cm2
+            )
+            for a in program.areas
+        ]
+
+    def _update_density_alarm(self) -> None:
+        """CHARGE_DENSITY_LIMIT while the patient's range could exceed the limit (DOMAIN 1.3, 1.10)."""
+        if any(d > self.config.charge_density_limit for d in self._densities(at_patient_max=True)):
+            self.alarms.raise_alarm(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
+        else:
+            self.alarms.clear_condition(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
+
+    # --- commands --------------------------------------------------------------------------------
+    def apply(self, message: Message) -> Message:
+        """StimProgramSet, TherapySet or ImpedanceCheck; all or nothing."""
+        if isinstance(message, StimProgramSet):
+            return self._set_program(message)
+        if isinstance(message, TherapySet):
+            return self._set_therapy(message.on)
+        if isinstance(message, ImpedanceCheck):
+            seq = self._measure_impedance()
+            self._evaluate()
+            return ImpedanceReply(self.now_ms, tuple(self._readings), seq)
+        raise unsupported(message, self.kind)
+
+    def _set_program(self, message: StimProgramSet) -> CommandAck:
+        validate_program(message, self.config)
+        self._check_programmable(message)
+        self._programs[message.program] = message
+        if message.activate:
+            self._active = message.program
+        amplitude = message.areas[0].amplitude_ua
+        seq = self.events.append(self.now_ms, EventCode.PROGRAM_CHANGED, arg0=message.program, arg1=amplitude).seq
+        self._evaluate()
+        return CommandAck(seq)
+
+    def _check_programmable(self, message: StimProgramSet) -> None:
+        """STATE_CONFLICT: no programming at EOS or after a battery failure, nor on a flagged contact."""
+        blocked = self._battery_blocks(programming=True)  # a flat battery can still store a program
+        if blocked:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"cannot program: {blocked}")
+        flagged = self._flagged_contacts()
+        for i, area in enumerate(message.areas):
+            for name, mask in (("anode_mask", area.anode_mask), ("cathode_mask", area.cathode_mask)):
+                bad = [k for k in flagged if mask >> k & 1]
+                if bad:
+                    why = f"contact {bad[0]} measured {self._readings[bad[0]]} Ω (lead {flagged[bad[0]]}); re-measure"
+                    raise DeviceRejected(ErrorCode.STATE_CONFLICT, why, f"areas[{i}].{name}", bad[0])
+
+    def _flagged_contacts(self) -> dict[int, str]:
+        """Contacts the last impedance check found open or shorted."""
+        c = self.config
+        return {
+            i: "open" if r > c.open_ohm else "short"
+            for i, r in enumerate(self._readings)
+            if r > c.open_ohm or r < c.short_ohm
+        }
+
+    def _set_therapy(self, on: bool) -> CommandAck:
+        if on == self._therapy:
+            return CommandAck(0)
+        if on:
+            if self._active not in self._programs:
+                raise DeviceRejected(ErrorCode.STATE_CONFLICT, "no active program to deliver", "on", 1)
+            blocked = self._battery_blocks()
+            if blocked:
+                raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"cannot stimulate: {blocked}", "on", 1)
+        self._therapy, self._battery_stopped = on, False
+        seq = self.events.append(self.now_ms, EventCode.THERAPY_ON if on else EventCode.THERAPY_OFF).seq
+        self._evaluate()
+        return CommandAck(seq)
+
+    def _measure_impedance(self) -> int:
+        """Read every contact (true value plus seeded noise); log it and raise or clear lead alarms."""
+        self._checks += 1
+        rng = random.Random(f"scs-impedance:{self.seed}:{self._checks}")
+        readings = []
+        for z in self._true_ohm():
+            noise = rng.gauss(0.0, 1.0)  # drawn for every contact so the stream does not depend on faults
+            readings.append(
+                OPEN_READING
+                if math.isinf(z)
+                else min(65_534, max(1, round(z * (1 + self.config.impedance_noise * noise))))
+            )
+        self._readings = readings
+        seq = self.events.append(self.now_ms, EventCode.IMPEDANCE_MEASURED).seq
+        flagged = self._flagged_contacts()
+        for code, kind in ((EventCode.LEAD_OPEN, "open"), (EventCode.LEAD_SHORT, "short")):
+            contacts = [k for k, v in flagged.items() if v == kind]
+            if contacts:
+                self.alarms.raise_alarm(code, self.now_ms, contacts[0], readings[contacts[0]])
+            else:
+                self.alarms.clear_condition(code, self.now_ms)
+        return seq
+
+    # --- faults ----------------------------------------------------------------------------------
+    def inject_fault(self, fault: str, params: dict[str, Any]) -> None:
+        """Start or end a device fault (see ``FAULTS``); ``ValueError`` for an unknown one or bad parameters."""
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "lead_open": lambda p: self._set_lead(p, "open"),
+            "lead_short": lambda p: self._set_lead(p, "short"),
+            "clear_lead": lambda p: self._set_lead(p, None),
+            "battery_failure": lambda p: self._fail_battery(),
+            "charge": self._charge_fault,
+            "stop_charge": lambda p: self._charging and self._end_charge(self.cell.full(self.now_ms)),
+        }
+        if fault not in handlers:
+            raise ValueError(f"unknown SCS fault {fault!r}; valid: {', '.join(FAULTS)}")
+        handlers[fault](params)
+        self._evaluate()
+
+    def _set_lead(self, params: dict[str, Any], fault: str | None) -> None:
+        """Open or short a contact (it reads so at the next check; an open one loses its area), or mend it."""
+        contact = params.get("contact")
+        if not isinstance(contact, int) or not 0 <= contact < self.config.contacts:
+            raise ValueError(f"'contact' must be an integer 0-{self.config.contacts - 1}, got {contact!r}")
+        if fault is None:
+            self._leads.pop(contact, None)
+        else:
+            self._leads[contact] = fault
+
+    def _fail_battery(self) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        self.alarms.raise_alarm(EventCode.BATTERY_FAILURE, self.now_ms, *self._battery_args())
+        if self._charging:
+            self._end_charge(False)
+        if self._therapy:
+            self._therapy = False
+            self.events.append(self.now_ms, EventCode.THERAPY_OFF)
+
+    def _charge_fault(self, params: dict[str, Any]) -> None:
+        """Start (or retune) a charging session now: coupling_pct 1-100, optional hours (or duration, ms)."""
+        if self.cell.kind is not BatteryKind.RECHARGEABLE:
+            raise ValueError("a primary-cell stimulator cannot be charged")
+        if self._failed:
+            raise ValueError("the battery has failed: it cannot be charged")
+        coupling = params.get("coupling_pct", self.config.auto_recharge_coupling_pct)
+        if not isinstance(coupling, int) or not 1 <= coupling <= 100:
+            raise ValueError(f"'coupling_pct' must be an integer 1-100, got {coupling!r}")
+        duration_ms = round(float(params["hours"]) * 3_600_000) if "hours" in params else int(params.get("duration", 0))
+        if duration_ms < 0:
+            raise ValueError("a charging session cannot last a negative time")
+        if self._charging:  # retune the running session
+            self._charging.update(coupling=coupling, end_ms=self.now_ms + duration_ms if duration_ms else 0)
+        else:
+            self._start_charge(coupling, duration_ms)
+
+    # --- telemetry -------------------------------------------------------------------------------
+    def status(self) -> ScsStatus:
+        """The telemetry snapshot at ``now_ms``."""
+        program, now = self._programs.get(self._active), self.now_ms
+        draw, program_w = self.battery_power_w(), self.program_power_w()
+        eri_ms, eos_ms = self._projections(draw, program_w)
+        density = max(self._densities(at_patient_max=False), default=0.0)
+        pct, mv = self._battery_args()
+        state = self.cell.state(now, program_w)
+        return ScsStatus(
+            time_ms=now,
+            therapy_on=self._therapy,
+            active_program=self._active,
+            areas=program.areas if program else (),
+            patient_amp_max_ua=program.patient_amp_max_ua if program else 0,
+            battery_kind=self.cell.kind,
+            battery_state=BatteryState.FAILED if self._failed else state,
+            battery_pct_x100=pct,
+            battery_mv=mv,
+            charging=self._charging is not None,
+            coupling_pct=self._charging["coupling"] if self._charging else 0,
+            capacity_pct_x100=round(self.cell.capacity_fraction(now) * 10_000),
+            days_to_recharge_x100=min(0xFFFF_FFFF, round(self.cell.seconds_to_recharge(draw, now) / DAY_S * 100)),
+            eri_ms=eri_ms,
+            eos_ms=eos_ms,
+            tissue_power_uw=round(self.tissue_power_w() * 1e6),
+            charge_density_x100=min(0xFFFF, round(density * 100)),
+            impedance_ohm=tuple(self._readings),
+            alarms=self.alarms.active(),
+            last_event_seq=self.events.last_seq,
+        )
+
+    def _projections(self, draw_w: float, program_w: float) -> tuple[int, int]:
+        """ERI and EOS times: when they began if reached, else projected at this drain (0 if not projectable)."""
+        if self._failed:
+            return 0, 0
+        eri_ms, eos_ms = self.cell.projections_ms(self.now_ms, draw_w, program_w)
+        eri_code, eos_code = int(EventCode.BATTERY_ERI), int(EventCode.BATTERY_EOS)
+        eos_ms = self._reached.get(eos_code, eos_ms)
+        return self._reached.get(eri_code, eos_ms if eos_code in self._reached else eri_ms), eos_ms
+
+    # --- persistence -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume after a restart, JSON-ready (event log and alarms included)."""
+        data = {name: copy.copy(getattr(self, name)) for name in _PERSISTED}  # lists and dicts: not shared
+        data.update(
+            config=self.config.to_dict(),
+            cell=self.cell.to_state(),
+            programs=[_program_to_dict(p) for p in self._programs.values()],
+            leads=sorted(self._leads.items()),
+            reached=sorted(self._reached.items()),
+            events=self.events.to_state(),
+            alarms=self.alarms.to_state(),
+        )
+        return data
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], events: EventLog | None = None) -> Stimulator:
+        """Rebuild from ``to_state`` output (``events``: a log the caller restored itself)."""
+        model = cls.__new__(cls)
+        config = ScsConfig(**data["config"])
+        log = events if events is not None else EventLog.from_state(data["events"])  # an empty log is falsy
+        model._setup(config, data["now_ms"], data["seed"], log)
+        for name in _PERSISTED:
+            setattr(model, name, copy.copy(data[name]))
+        model.alarms.load_state(data["alarms"])
+        model.cell = make_drive(config, data["now_ms"], data["cell"])
+        model._programs = {p["program"]: _program_from_dict(p) for p in data["programs"]}
+        model._leads = {int(k): v for k, v in data["leads"]}
+        model._reached = {int(k): v for k, v in data["reached"]}
+        return model
+
+
+def _program_to_dict(program: StimProgramSet) -> dict[str, Any]:
+    data = asdict(program)
+    data["areas"] = [{**area, "waveform": int(area["waveform"])} for area in data["areas"]]
+    return data
+
+
+def _program_from_dict(data: dict[str, Any]) -> StimProgramSet:
+    areas = tuple(Area(**{**area, "waveform": Waveform(area["waveform"])}) for area in data["areas"])
+    return StimProgramSet(data["program"], data["activate"], areas, data["patient_amp_max_ua"], data["ramp_s"])

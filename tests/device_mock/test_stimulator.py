@@ -1,0 +1,557 @@
+"""The SCS model: drain physics, closed form vs stepping, determinism, limits, alarms, faults, persistence."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device_mock.alarms import ALARMS, EventLog
+from device_mock.battery import DAY_S, YEAR_S, RechargeableCellConfig
+from device_mock.stim_physics import charge_density, effective_rate_hz, split, tissue_power_w
+from device_mock.stimulator import FAULTS, OPEN_READING, ScsConfig, Stimulator
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import (
+    AlarmState,
+    Area,
+    BatteryKind,
+    BatteryState,
+    Capability,
+    CommandAck,
+    DosingMode,
+    DosingSet,
+    EventCode,
+    ImpedanceCheck,
+    ImpedanceReply,
+    PatientBolusSettings,
+    Priority,
+    StimProgramSet,
+    TherapySet,
+    Waveform,
+)
+
+T0 = 1_700_000_000_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+YEAR_MS = round(YEAR_S * 1000)
+PRIMARY, RECHARGEABLE = BatteryKind.PRIMARY, BatteryKind.RECHARGEABLE
+
+
+def area(amp: int = 5000, pw: int = 300, rate: int = 50, **kw) -> Area:
+    """A tonic bipolar area (anode 0, cathode 1) unless overridden."""
+    fields = dict(anode_mask=0b01, cathode_mask=0b10, waveform=Waveform.TONIC, burst_pulses=0, burst_rate_hz=0)
+    fields.update(cycle_on_s=0, cycle_off_s=0)
+    fields.update(kw)
+    return Area(amplitude_ua=amp, pulse_width_us=pw, rate_hz=rate, **fields)
+
+
+HF = dict(amp=2500, pw=30, rate=10_000, waveform=Waveform.HIGH_FREQUENCY)
+BURST = dict(amp=600, pw=1000, rate=40, waveform=Waveform.BURST, burst_pulses=5, burst_rate_hz=500)
+MICRODOSED_BURST = dict(BURST, cycle_on_s=30, cycle_off_s=90)
+
+
+def program(*areas: Area, number: int = 1, activate: bool = True, patient_max: int | None = None) -> StimProgramSet:
+    areas = areas or (area(),)
+    top = max(a.amplitude_ua for a in areas)
+    return StimProgramSet(number, activate, areas, top if patient_max is None else patient_max, 2)
+
+
+def make(kind: BatteryKind = RECHARGEABLE, seed: int = 1, ohm: int = 600, **overrides) -> Stimulator:
+    """A stimulator with every contact at ``ohm`` and no measurement noise unless overridden."""
+    settings_ = dict(battery_kind=kind, impedance_ohm=(ohm, ohm), impedance_noise=0.0)
+    settings_.update(overrides)
+    return Stimulator(ScsConfig(**settings_), T0, seed)
+
+
+def running(*areas: Area, kind: BatteryKind = RECHARGEABLE, **overrides) -> Stimulator:
+    stim = make(kind, **overrides)
+    stim.apply(program(*areas))
+    stim.apply(TherapySet(True))
+    return stim
+
+
+def log(stim: Stimulator) -> list[tuple[int, EventCode, AlarmState]]:
+    return [(e.time_ms, e.code, e.state) for e in stim.events.read(1, 10**9)]
+
+
+def first(stim: Stimulator, code: EventCode, state: AlarmState = AlarmState.ACTIVE):
+    return next(e for e in stim.events.read(1, 10**9) if e.code is code and e.state is state)
+
+
+def no_fade(**kw) -> RechargeableCellConfig:
+    return RechargeableCellConfig(fade_per_year=0.0, fade_per_cycle=0.0, **kw)
+
+
+# --- physics ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "ohm", "tissue_uw"),
+    [
+        (dict(amp=5000, pw=300, rate=50), 600, 450.0),  # DOMAIN 1.5 worked examples
+        (dict(amp=3000, pw=200, rate=60), 800, 172.8),
+        (HF, 600, 2250.0),
+        (BURST, 525, 75.6),
+        (MICRODOSED_BURST, 525, 18.9),
+    ],
+)
+def test_tissue_power_matches_the_worked_examples(params, ohm, tissue_uw):
+    a = area(**params)
+    assert tissue_power_w(a, ohm, 2.0) * 1e6 == pytest.approx(tissue_uw, rel=1e-9)
+    stim = running(a, ohm=ohm)
+    assert stim.status().tissue_power_uw == round(tissue_uw)
+    assert stim.battery_power_w() == pytest.approx(tissue_uw * 1e-6 / 0.5 + 20e-6, rel=1e-12)
+
+
+def test_effective_rate_counts_burst_pulses_and_cycling():
+    assert effective_rate_hz(area(**BURST)) == 200.0
+    assert effective_rate_hz(area(**MICRODOSED_BURST)) == 50.0
+    assert effective_rate_hz(area(cycle_on_s=10, cycle_off_s=30)) == 12.5
+
+
+def test_charge_density_examples_and_highest_in_status():
+    assert charge_density(5000, 300, 1, 0.123) == pytest.approx(12.195, abs=1e-3)
+    assert charge_density(10_000, 500, 1, 0.123) == pytest.approx(40.65, abs=1e-2)
+    stim = running(area(), area(amp=4000, pw=400, anode_mask=0b100, cathode_mask=0b1000))
+    assert stim.status().charge_density_x100 == round(4000 * 400e-6 / 0.123 * 100)
+
+
+@pytest.mark.parametrize("kind", [PRIMARY, RECHARGEABLE])
+def test_battery_energy_over_a_day_is_power_times_time(kind):
+    stim = running(area(), kind=kind)
+    power = 0.45e-3 / 0.5 + 20e-6
+    assert stim.battery_power_w() == pytest.approx(power, rel=1e-12)
+    before = stim.cell.battery.to_state()
+    stim.advance_to(T0 + DAY_MS)
+    after = stim.cell.battery.to_state()
+    key = "remaining_j" if kind is PRIMARY else "charge_j"
+    assert before[key] - after[key] == pytest.approx(power * DAY_S, rel=1e-9)
+    assert stim.battery_energy_j == pytest.approx(power * DAY_S, rel=1e-12)
+    assert stim.tissue_energy_j == pytest.approx(0.45e-3 * DAY_S, rel=1e-12)
+
+
+def test_telemetry_session_and_supply_voltage_change_the_drain():
+    stim = running(area())
+    base = stim.battery_power_w()
+    days = stim.status().days_to_recharge_x100
+    stim.set_telemetry_active(True)
+    assert stim.battery_power_w() == pytest.approx(base + 2e-3, rel=1e-12)
+    assert stim.status().days_to_recharge_x100 < days
+    # A 5 V current-source stage draws I·V per phase: 2 x 5 mA x 5 V x 300 µs x 50 Hz = 0.75 mW.
+    fixed = running(area(), supply_mv=5000)
+    assert fixed.battery_power_w() == pytest.approx(0.75e-3 + 20e-6, rel=1e-12)
+
+
+# --- closed form vs fine stepping ------------------------------------------------------------------
+def _run_20_years(stim: Stimulator, step_ms: int | None) -> Stimulator:
+    end = T0 + 20 * YEAR_MS
+    if step_ms is None:
+        stim.advance_to(end)
+    else:
+        for t in range(T0 + step_ms, end + 1, step_ms):
+            stim.advance_to(t)
+        stim.advance_to(end)
+    return stim
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [(PRIMARY, MICRODOSED_BURST), (PRIMARY, dict(amp=3000, pw=200, rate=60)), (RECHARGEABLE, {})],
+)
+def test_twenty_years_in_one_call_equals_hourly_steps(kind, params):
+    one, fine = (running(area(**params), kind=kind, impedance_scan_h=24.0) for _ in range(2))
+    _run_20_years(one, None)
+    _run_20_years(fine, HOUR_MS)
+    a, b = log(one), log(fine)
+    assert [(c, s) for _, c, s in a] == [(c, s) for _, c, s in b]
+    assert max(abs(x[0] - y[0]) for x, y in zip(a, b, strict=True)) <= 0.001 * 20 * YEAR_MS
+    assert one.battery_energy_j == pytest.approx(fine.battery_energy_j, rel=1e-3)
+    assert one.cell.fraction(one.now_ms) == pytest.approx(fine.cell.fraction(fine.now_ms), rel=1e-3, abs=1e-9)
+    assert one.status() == fine.status()
+    assert any(code is EventCode.BATTERY_EOS for _, code, _ in a) == (kind is PRIMARY)
+
+
+# --- determinism -----------------------------------------------------------------------------------
+def _seeded(seed: int) -> tuple[Stimulator, list[ImpedanceReply]]:
+    stim = Stimulator(ScsConfig(impedance_scan_h=24.0), T0, seed)
+    stim.apply(program())
+    replies = []
+    for day in range(1, 31):
+        stim.advance_to(T0 + day * DAY_MS + 5 * HOUR_MS)
+        replies.append(stim.apply(ImpedanceCheck()))
+    return stim, replies
+
+
+def test_same_seed_gives_identical_readings_and_logs_and_another_seed_differs():
+    a, replies_a = _seeded(7)
+    b, replies_b = _seeded(7)
+    _, replies_c = _seeded(8)
+    assert replies_a == replies_b
+    assert a.events.to_state() == b.events.to_state()
+    assert a.status() == b.status()
+    assert [r.impedance_ohm for r in replies_a] != [r.impedance_ohm for r in replies_c]
+    readings = [z for r in replies_a for z in r.impedance_ohm]
+    assert 400 < min(readings) and max(readings) < 1700  # 500-1500 Ω baselines with 2 % noise
+    assert len({r.impedance_ohm for r in replies_a}) == len(replies_a)  # noise differs between checks
+
+
+def test_scheduled_scans_run_at_their_exact_times():
+    stim = make(impedance_scan_h=24.0)
+    stim.advance_to(T0 + 10 * DAY_MS + 1)
+    scans = [t for t, code, _ in log(stim) if code is EventCode.IMPEDANCE_MEASURED]
+    assert scans == [T0 + d * DAY_MS for d in range(11)]  # day 0 is the implant-time check
+
+
+# --- limits ----------------------------------------------------------------------------------------
+PAIRS = dict(anode_mask=0b0011, cathode_mask=0b1100)
+LIMIT_CASES = [
+    (program(area(amp=25_501)), "areas[0].amplitude_ua", 25_501, 25_500),
+    (program(area(amp=-1), patient_max=0), "areas[0].amplitude_ua", -1, 0),
+    (program(area(pw=19)), "areas[0].pulse_width_us", 19, 20),
+    (program(area(pw=1001, rate=2)), "areas[0].pulse_width_us", 1001, 1000),
+    (program(area(rate=1)), "areas[0].rate_hz", 1, 2),
+    (program(area(rate=1201)), "areas[0].rate_hz", 1201, 1200),
+    (program(area(**dict(HF, rate=10_001))), "areas[0].rate_hz", 10_001, 10_000),
+    (program(area(**dict(HF, pw=60))), "areas[0].pulse_width_us", 60, 50),  # two phases fit 100 µs
+    (program(area(amp=20_001, pw=20, **PAIRS)), "areas[0].amplitude_ua", 20_001, 20_000),  # per area
+    (program(area(amp=12_701, pw=20)), "areas[0].amplitude_ua", 12_701, 12_700),  # per contact
+    (program(area(amp=10_000, pw=500)), "areas[0].amplitude_ua", 10_000, 7380),  # 30 µC/cm²
+    (program(area(anode_mask=0)), "areas[0].anode_mask", 0, 1),
+    (program(area(cathode_mask=0)), "areas[0].cathode_mask", 0, 1),
+    (program(area(anode_mask=0b11, cathode_mask=0b10)), "areas[0].cathode_mask", 0b10, 0),
+    (program(area(cathode_mask=1 << 16)), "areas[0].cathode_mask", 16, 15),
+    (program(area(**dict(BURST, burst_pulses=11))), "areas[0].burst_pulses", 11, 10),
+    (program(area(**dict(BURST, burst_rate_hz=1001))), "areas[0].burst_rate_hz", 1001, 1000),
+    (program(area(**dict(BURST, rate=101))), "areas[0].rate_hz", 101, 100),
+    (program(area(**dict(BURST, rate=60, burst_pulses=10))), "areas[0].rate_hz", 60, 50),  # train fits period
+    (program(area(burst_pulses=3)), "areas[0].burst_pulses", 3, 0),
+    (program(area(cycle_on_s=5401, cycle_off_s=10)), "areas[0].cycle_on_s", 5401, 5400),
+    (program(area(cycle_on_s=10, cycle_off_s=0)), "areas[0].cycle_off_s", 0, 1),
+    (program(area(cycle_off_s=10)), "areas[0].cycle_off_s", 10, 0),
+    (program(area(), area(amp=9000, pw=100), patient_max=5000), "patient_amp_max_ua", 5000, 9000),
+    (program(area(), patient_max=25_501), "patient_amp_max_ua", 25_501, 25_500),
+    (dataclasses.replace(program(), ramp_s=11), "ramp_s", 11, 10),
+    (program(number=0), "program", 0, 1),
+    (program(number=17), "program", 17, 16),
+    (program(*[area()] * 5), "areas", 5, 4),
+    (dataclasses.replace(program(), areas=()), "areas", 0, 1),
+    (program(area(), area(amp=-5)), "areas[1].amplitude_ua", -5, 0),
+]
+
+
+@pytest.mark.parametrize(("message", "field", "value", "limit"), LIMIT_CASES)
+def test_every_limit_refuses_naming_field_value_and_limit_and_changes_nothing(message, field, value, limit):
+    stim = running(area(amp=3000), area(amp=2000, anode_mask=0b100, cathode_mask=0b1000))
+    stim.advance_to(T0 + DAY_MS)
+    status, state = stim.status(), json.dumps(stim.to_state())
+    with pytest.raises(DeviceRejected) as refused:
+        stim.apply(message)
+    err = refused.value
+    assert (err.code, err.field, err.value, err.limit) == (ErrorCode.OUT_OF_RANGE, field, value, limit)
+    assert field in str(err) and str(value) in str(err)
+    assert stim.status() == status
+    assert json.dumps(stim.to_state()) == state
+
+
+def _within_limits(a: Area, c: ScsConfig) -> bool:
+    """Independent statement of the limits a stored area must satisfy."""
+    rates = {Waveform.HIGH_FREQUENCY: c.hf_rate_hz, Waveform.BURST: c.burst_train_hz}.get(a.waveform, c.rate_hz)
+    pulse_rate = a.burst_rate_hz if a.waveform is Waveform.BURST else a.rate_hz
+    n = split(a)
+    return (
+        0 <= a.amplitude_ua <= min(c.area_cap_ua, c.contact_cap_ua * n)
+        and c.pulse_width_us[0] <= a.pulse_width_us <= c.pulse_width_us[1]
+        and rates[0] <= a.rate_hz <= rates[1]
+        and 2 * a.pulse_width_us * pulse_rate <= 1_000_000
+        and a.amplitude_ua / n * a.pulse_width_us * 1e-6 / c.contact_area_cm2 <= c.charge_density_limit
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amp=st.integers(-(10**6), 10**7),
+    pw=st.integers(-(10**6), 10**7),
+    rate=st.integers(-(10**6), 10**7),
+    waveform=st.sampled_from(Waveform),
+    cathodes=st.integers(1, 3),
+)
+def test_the_model_never_holds_an_out_of_range_program(amp, pw, rate, waveform, cathodes):
+    stim = make()
+    extra = dict(burst_pulses=5, burst_rate_hz=500) if waveform is Waveform.BURST else {}
+    cathode_mask = ((1 << cathodes) - 1) << 4
+    candidate = program(area(amp, pw, rate, waveform=waveform, cathode_mask=cathode_mask, **extra), patient_max=0)
+    candidate = dataclasses.replace(candidate, patient_amp_max_ua=max(0, amp))
+    before = json.dumps(stim.to_state())
+    try:
+        stim.apply(candidate)
+    except DeviceRejected as err:
+        assert err.code is ErrorCode.OUT_OF_RANGE and err.field
+        assert json.dumps(stim.to_state()) == before
+    assert all(_within_limits(a, stim.config) for a in stim.status().areas)
+
+
+def test_state_conflicts_and_unsupported_commands():
+    stim = make()
+    with pytest.raises(DeviceRejected) as refused:
+        stim.apply(TherapySet(True))
+    assert refused.value.code is ErrorCode.STATE_CONFLICT  # no program yet
+    dosing = DosingSet(DosingMode.CONTINUOUS, 100, (), PatientBolusSettings(False, 0, 0, 0, 0), 0)
+    with pytest.raises(DeviceRejected) as refused:
+        stim.apply(dosing)
+    assert refused.value.code is ErrorCode.UNSUPPORTED
+    assert stim.apply(program(activate=False)) == CommandAck(stim.events.last_seq)
+    assert stim.status().active_program == 0  # stored, not active
+    assert stim.apply(TherapySet(False)) == CommandAck(0)  # already off: nothing logged
+
+
+def test_charge_density_alarm_while_the_patient_range_could_exceed_the_limit():
+    stim = running(area(amp=5000, pw=500))  # 40.7 µC/cm² at 10 mA, the patient's maximum below
+    stim.apply(program(area(amp=5000, pw=500), patient_max=10_000))
+    alarm = first(stim, EventCode.CHARGE_DENSITY_LIMIT)
+    assert alarm.priority is ALARMS[EventCode.CHARGE_DENSITY_LIMIT].priority is Priority.LOW
+    stim.apply(program(area(amp=5000, pw=500), patient_max=7000))
+    assert log(stim)[-1][1:] == (EventCode.CHARGE_DENSITY_LIMIT, AlarmState.CLEARED)
+
+
+# --- alarms at their thresholds --------------------------------------------------------------------
+def test_primary_eri_at_the_reserve_then_eos_stops_stimulation():
+    stim = running(area(), kind=PRIMARY)
+    power, cell = stim.battery_power_w(), stim.config.primary
+    reserve = cell.nominal_power_w * cell.eri_reserve_days * DAY_S
+    projected = stim.status()
+    stim.advance_to(T0 + 2 * YEAR_MS)
+    eri, eos = first(stim, EventCode.BATTERY_ERI), first(stim, EventCode.BATTERY_EOS)
+    assert abs(eri.time_ms - (T0 + (cell.capacity_j - reserve) / power * 1000)) <= 1
+    assert abs(eos.time_ms - (T0 + cell.capacity_j / power * 1000)) <= 1
+    assert (projected.eri_ms, projected.eos_ms) == (eri.time_ms, eos.time_ms)
+    assert eri.priority is ALARMS[EventCode.BATTERY_ERI].priority is Priority.MEDIUM
+    assert eos.priority is ALARMS[EventCode.BATTERY_EOS].priority is Priority.HIGH
+    assert first(stim, EventCode.THERAPY_OFF, AlarmState.NONE).time_ms == eos.time_ms
+    status = stim.status()
+    assert (status.battery_state, status.therapy_on, status.battery_pct_x100) == (BatteryState.EOS, False, 0)
+    assert (status.eri_ms, status.eos_ms) == (eri.time_ms, eos.time_ms)
+    for command in (TherapySet(True), program(area(amp=1000))):
+        with pytest.raises(DeviceRejected) as refused:
+            stim.apply(command)
+        assert refused.value.code is ErrorCode.STATE_CONFLICT
+
+
+def test_primary_age_limit_gives_eri_and_eos_by_date():
+    cell = dataclasses.replace(ScsConfig().primary, max_life_years=2.0)
+    stim = running(area(**MICRODOSED_BURST), kind=PRIMARY, primary=cell)
+    stim.advance_to(T0 + 3 * YEAR_MS)
+    eos_ms = T0 + int(2 * YEAR_S * 1000)
+    assert first(stim, EventCode.BATTERY_ERI).time_ms == eos_ms - int(cell.eri_reserve_days * DAY_S * 1000)
+    assert first(stim, EventCode.BATTERY_EOS).time_ms == eos_ms
+    assert not stim.status().therapy_on and stim.status().battery_pct_x100 > 7000  # energy left, but too old
+
+
+def test_rechargeable_soon_now_and_depleted_at_their_state_of_charge():
+    stim = running(area(), auto_recharge=False, rechargeable=no_fade())
+    power, capacity = stim.battery_power_w(), stim.config.rechargeable.capacity_j
+    assert stim.status().days_to_recharge_x100 == round(0.75 * capacity / power / DAY_S * 100)
+    stim.advance_to(T0 + 60 * DAY_MS)
+    low, now = first(stim, EventCode.BATTERY_LOW), first(stim, EventCode.RECHARGE_NOW)
+    assert abs(low.time_ms - (T0 + 0.75 * capacity / power * 1000)) <= 1
+    assert abs(now.time_ms - (T0 + 0.90 * capacity / power * 1000)) <= 1
+    assert (low.arg0, now.arg0) == (2500, 1000)  # battery 0.01 % at the event
+    assert low.priority is ALARMS[EventCode.BATTERY_LOW].priority
+    assert now.priority is ALARMS[EventCode.RECHARGE_NOW].priority
+    assert first(stim, EventCode.BATTERY_LOW, AlarmState.CLEARED).time_ms == now.time_ms  # escalated
+    stopped = first(stim, EventCode.THERAPY_OFF, AlarmState.NONE)
+    assert abs(stopped.time_ms - (T0 + capacity / power * 1000)) <= 1
+    with pytest.raises(DeviceRejected) as refused:
+        stim.apply(TherapySet(True))
+    assert refused.value.code is ErrorCode.STATE_CONFLICT
+    # Charge it back: from the charger, the device draws only its quiescent power while off.
+    stim.inject_fault("charge", {"coupling_pct": 50})
+    start, net = stim.now_ms, 0.2 * 0.5 - 20e-6
+    stim.advance_to(start + DAY_MS)
+    done = first(stim, EventCode.CHARGING_COMPLETE, AlarmState.NONE)
+    assert abs(done.time_ms - (start + capacity / net * 1000)) <= 1
+    assert log(stim)[-1] == (done.time_ms, EventCode.THERAPY_ON, AlarmState.NONE)  # resumed after a full charge
+    assert not stim.alarms.active()
+
+
+def test_rechargeable_eri_when_a_full_charge_lasts_under_a_day():
+    cell = RechargeableCellConfig(fade_per_year=0.1, fade_per_cycle=0.0, eos_capacity_fraction=0.1)
+    stim = running(area(**HF), rechargeable=cell)
+    target = stim.program_power_w() * DAY_S
+    expected = T0 + (cell.capacity_j - target) / (cell.capacity_j * 0.1 / YEAR_S) * 1000
+    assert abs(stim.status().eri_ms - expected) <= 1
+    stim.advance_to(T0 + round(8.6 * YEAR_MS))  # EOS (10 % capacity) follows at 9 years
+    eri = first(stim, EventCode.BATTERY_ERI)
+    assert abs(eri.time_ms - expected) <= 1
+    assert stim.status().battery_state is BatteryState.ERI
+    assert stim.status().capacity_pct_x100 < 1600
+
+
+def test_auto_recharge_starts_at_recharge_soon_and_charges_to_full():
+    stim = running(area(), rechargeable=no_fade())
+    power, capacity = stim.battery_power_w(), stim.config.rechargeable.capacity_j
+    stim.advance_to(T0 + 30 * DAY_MS)
+    started = first(stim, EventCode.CHARGING_STARTED, AlarmState.NONE)
+    done = first(stim, EventCode.CHARGING_COMPLETE, AlarmState.NONE)
+    assert started.time_ms == first(stim, EventCode.BATTERY_LOW).time_ms
+    assert abs(done.time_ms - (started.time_ms + 0.75 * capacity / (0.2 * 0.8 - power) * 1000)) <= 2
+    assert (done.arg0, stim.status().battery_state) == (10_000, BatteryState.OK)
+
+
+def test_battery_events_are_logged_at_the_crossing_not_after_it():
+    """Replay to 2 ms before each event: its condition must not hold yet (catches late predictions)."""
+    cell = RechargeableCellConfig(fade_per_year=0.05, fade_per_cycle=0.01)  # strong fade moves every level
+    stim = running(area(**HF), rechargeable=cell)
+    snapshots = {}  # replay from the nearest earlier snapshot: the same trajectory, much shorter
+    for t in range(T0, T0 + YEAR_MS, 10 * DAY_MS):
+        stim.advance_to(t)
+        snapshots[t] = json.dumps(stim.to_state())
+    checks = {
+        EventCode.BATTERY_LOW: lambda m: m.cell.fraction(m.now_ms) <= cell.low_fraction,
+        EventCode.CHARGING_COMPLETE: lambda m: m.cell.full(m.now_ms),
+    }
+    events = [e for e in stim.events.read(1, 10**9) if e.code in checks and e.state is not AlarmState.CLEARED]
+    assert len(events) > 60
+    for event in events:
+        replay = Stimulator.from_state(json.loads(snapshots[max(t for t in snapshots if t < event.time_ms - 2)]))
+        replay.advance_to(event.time_ms - 2)
+        assert not checks[event.code](replay), event
+        replay.advance_to(event.time_ms)
+        assert checks[event.code](replay), event
+
+
+# --- faults ----------------------------------------------------------------------------------------
+def test_lead_open_loses_the_area_reads_open_and_latches_until_acknowledged():
+    stim = running(area())
+    stim.inject_fault("lead_open", {"contact": 1})
+    assert stim.tissue_power_w() == 0.0  # the area's only cathode is open
+    reply = stim.apply(ImpedanceCheck())
+    assert reply.impedance_ohm[1] == OPEN_READING == stim.status().impedance_ohm[1]
+    assert stim.events.read(reply.event_seq, 1)[0].code is EventCode.IMPEDANCE_MEASURED
+    alarm = first(stim, EventCode.LEAD_OPEN)
+    assert (alarm.arg0, alarm.arg1, alarm.priority) == (1, OPEN_READING, Priority.MEDIUM)
+    with pytest.raises(DeviceRejected) as refused:
+        stim.apply(program(area(amp=1000)))
+    assert (refused.value.code, refused.value.field, refused.value.value) == (
+        ErrorCode.STATE_CONFLICT,
+        "areas[0].cathode_mask",
+        1,
+    )
+    stim.inject_fault("clear_lead", {"contact": 1})
+    assert stim.tissue_power_w() == pytest.approx(0.45e-3)
+    stim.apply(ImpedanceCheck())
+    assert [(a.code, a.state) for a in stim.status().alarms] == [(EventCode.LEAD_OPEN, AlarmState.ACTIVE)]
+    stim.alarms.acknowledge(EventCode.LEAD_OPEN, stim.now_ms)
+    assert not stim.status().alarms
+    assert log(stim)[-1][1:] == (EventCode.LEAD_OPEN, AlarmState.CLEARED)
+
+
+def test_lead_short_reads_low_and_raises_lead_short():
+    stim = running(area())
+    stim.inject_fault("lead_short", {"contact": 0})
+    assert stim.tissue_power_w() < 0.45e-3  # the short lowers the load
+    reply = stim.apply(ImpedanceCheck())
+    assert reply.impedance_ohm[0] < stim.config.short_ohm
+    assert first(stim, EventCode.LEAD_SHORT).arg0 == 0
+
+
+def test_battery_failure_stops_stimulation_and_freezes_the_cell():
+    stim = running(area())
+    stim.inject_fault("battery_failure", {})
+    alarm = first(stim, EventCode.BATTERY_FAILURE)
+    assert alarm.priority is Priority.HIGH
+    assert log(stim)[-1][1] is EventCode.THERAPY_OFF
+    status = stim.status()
+    assert (status.battery_state, status.therapy_on, status.eri_ms) == (BatteryState.FAILED, False, 0)
+    stim.advance_to(T0 + YEAR_MS)
+    assert stim.status().battery_pct_x100 == status.battery_pct_x100
+    with pytest.raises(DeviceRejected):
+        stim.apply(TherapySet(True))
+    with pytest.raises(ValueError, match="failed"):
+        stim.inject_fault("charge", {"coupling_pct": 80})
+
+
+def test_charge_fault_with_hours_and_stop_charge():
+    stim = running(area(), auto_recharge=False)
+    stim.advance_to(T0 + 10 * DAY_MS)
+    soc = stim.cell.fraction(stim.now_ms)
+    stim.inject_fault("charge", {"coupling_pct": 25, "hours": 1})
+    assert (stim.status().charging, stim.status().coupling_pct) == (True, 25)
+    net = 0.2 * 0.25 - stim.battery_power_w()
+    stim.advance_to(stim.now_ms + 2 * HOUR_MS)
+    done = first(stim, EventCode.CHARGING_COMPLETE, AlarmState.NONE)
+    assert done.time_ms == T0 + 10 * DAY_MS + HOUR_MS
+    gained = net * 3600 / stim.config.rechargeable.capacity_j
+    assert done.arg0 == pytest.approx((soc + gained) * 10_000, abs=2)
+    stim.inject_fault("charge", {"coupling_pct": 90})
+    stim.inject_fault("stop_charge", {})
+    assert not stim.status().charging
+    assert [c for _, c, _ in log(stim)[-2:]] == [EventCode.CHARGING_STARTED, EventCode.CHARGING_COMPLETE]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fault", "params", "match"),
+    [
+        (RECHARGEABLE, "lead_melt", {}, "valid: " + ", ".join(FAULTS)),
+        (RECHARGEABLE, "lead_open", {"contact": 16}, "contact"),
+        (RECHARGEABLE, "lead_open", {}, "contact"),
+        (RECHARGEABLE, "charge", {"coupling_pct": 0}, "coupling_pct"),
+        (PRIMARY, "charge", {"coupling_pct": 80}, "primary"),
+    ],
+)
+def test_bad_faults_raise_value_error(kind, fault, params, match):
+    with pytest.raises(ValueError, match=match):
+        make(kind).inject_fault(fault, params)
+
+
+# --- identity and persistence ----------------------------------------------------------------------
+def test_identity_and_capabilities():
+    base = Capability.STIMULATION | Capability.IMPEDANCE | Capability.EVENT_PUSH | Capability.CLOCK_SET
+    assert make(PRIMARY).capabilities == base
+    assert make(RECHARGEABLE).capabilities == base | Capability.RECHARGEABLE
+    stim = Stimulator(ScsConfig(contacts=32, serial="SCS-42"), T0, 3)
+    assert (stim.serial, len(stim.status().impedance_ohm)) == ("SCS-42", 32)
+
+
+@pytest.mark.parametrize("kind", [PRIMARY, RECHARGEABLE])
+def test_state_round_trip_resumes_identically(kind):
+    stim = running(area(), area(**MICRODOSED_BURST, anode_mask=0b100, cathode_mask=0b1000), kind=kind)
+    stim.config = dataclasses.replace(stim.config)  # configs are values: nothing hangs on identity
+    stim.inject_fault("lead_open", {"contact": 3})
+    stim.set_telemetry_active(True)
+    stim.advance_to(T0 + 100 * DAY_MS + 17)
+    if kind is RECHARGEABLE:
+        stim.inject_fault("charge", {"coupling_pct": 40, "hours": 2})
+    copy = Stimulator.from_state(json.loads(json.dumps(stim.to_state())))
+    assert copy.status() == stim.status()
+    for model in (stim, copy):
+        model.advance_to(model.now_ms + HOUR_MS)
+        model.set_telemetry_active(False)
+        model.apply(ImpedanceCheck())
+        model.advance_to(T0 + 465 * DAY_MS)
+    assert copy.status() == stim.status()
+    assert log(copy) == log(stim)
+    assert copy.to_state() == stim.to_state()
+
+
+def test_from_state_uses_a_log_the_caller_restored_even_an_empty_one():
+    stim = running(area())
+    shared = EventLog()
+    copy = Stimulator.from_state(stim.to_state(), events=shared)
+    copy.apply(ImpedanceCheck())
+    assert copy.events is shared and len(shared) == 1  # the measurement, nothing replayed from the state
+
+
+def test_config_reads_back_from_json_and_scenario_overrides():
+    config = ScsConfig(battery_kind=PRIMARY, impedance_ohm=[700, 900], contacts=32)
+    assert ScsConfig(**json.loads(json.dumps(config.to_dict()))) == config
+    assert config.impedance_ohm == (700, 900) and config.battery_kind is PRIMARY
+    with pytest.raises(ValueError, match="contacts"):
+        ScsConfig(contacts=33)
+    with pytest.raises(ValueError, match="valid: primary, rechargeable"):
+        ScsConfig(battery_kind="nuclear")
+    assert math.isclose(ScsConfig().primary.capacity_j, 20_000.0)
+    scenario = ScsConfig(battery_kind="primary", primary={"capacity_j": 5000.0})  # as a TOML [config] gives it
+    assert scenario.battery_kind is PRIMARY
+    assert (scenario.primary.capacity_j, scenario.primary.nominal_power_w) == (5000.0, 300e-6)
