@@ -1,0 +1,524 @@
+"""The intrathecal drug pump model: reservoir, drugs, dosing, boluses, refills, alarms and battery.
+
+A pure ``DeviceModel`` (see ``model.py``): no I/O and no clock reads. Time moves only through
+``advance_to``, which integrates in closed form between breakpoints (flex step edges, bolus ends,
+the low-reservoir and empty crossings, battery ERI/EOS by energy and by age) and logs each event at
+its exact device millisecond. Numbers come from DOMAIN.md part 2; each default names its source and
+confidence tag, and every one is a ``PumpConfig`` field.
+
+Two reservoir volumes are kept apart, as in a real pump: the device's *estimate* drains at the
+programmed rate and drives the alarms and what the programmer sees; the *true* volume drains at the
+programmed rate times (1 + flow error), an error drawn once per fill from the seed. Their difference
+is what the residual comparison at the next refill reveals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import (
+    BatteryState,
+    Bolus,
+    BolusKind,
+    BolusReply,
+    Capability,
+    CommandAck,
+    DeviceKind,
+    DosingMode,
+    DosingSet,
+    DrugConcentration,
+    DrugLevel,
+    EventCode,
+    Message,
+    MotorState,
+    PumpStatus,
+    Refill,
+    RefillReply,
+    TherapySet,
+)
+
+from . import pump_dosing as dosing
+from .alarms import AlarmManager, EventLog
+from .battery import PrimaryBattery
+from .model import require, unsupported
+from .pump_dosing import DAY_MS, MINUTE_MS, UNITS_PER_UL, ActiveBolus, DrugLimit, Program, Projections, PumpConfig
+
+__all__ = ["DrugLimit", "Pump", "PumpConfig"]
+_U32 = 0xFFFF_FFFF
+
+
+@dataclass
+class _Reached:
+    """Device times at which each one-way condition was reached (0 = not reached)."""
+
+    low: int = 0
+    empty: int = 0
+    eri: int = 0
+    eos: int = 0
+
+
+@dataclass
+class _Faults:
+    """Injected device faults."""
+
+    stalled: bool = False
+    occluded: bool = False
+    battery_failed: bool = False
+
+
+@dataclass
+class _Totals:
+    """Integer counters everything physical follows from (units of ``UNITS_PER_UL``)."""
+
+    fill_ul: int  # reservoir right after the last refill
+    since_refill: int = 0  # units pumped since the last refill
+    pumped: int = 0  # units pumped since implant: motor energy
+    powered_ms: int = 0  # ms the electronics ran: quiescent energy
+    refills: int = 0
+    delivered_ul: float = 0.0  # drug that reached the patient (not under occlusion, not from an empty reservoir)
+    patient_boluses: list[int] = field(default_factory=list)  # start times within the last 24 h
+
+
+class Pump:
+    """An intrathecal drug pump meeting the ``DeviceModel`` contract.
+
+    ``TherapySet`` starts and stops the pump; ``DosingSet`` programs it (mode STOPPED also stops it).
+    A bolus runs on top of the basal rate and is cut short by anything that stops delivery; its
+    BOLUS_COMPLETE then carries the volume actually pumped.
+    """
+
+    kind = DeviceKind.PUMP
+    capabilities = Capability.DRUG_DELIVERY | Capability.PATIENT_BOLUS | Capability.EVENT_PUSH | Capability.CLOCK_SET
+
+    def __init__(self, config: PumpConfig, start_ms: int, seed: int, events: EventLog | None = None) -> None:
+        self._setup(config, start_ms, seed, events)
+        self._check()
+
+    def _setup(self, config: PumpConfig, start_ms: int, seed: int, events: EventLog | None) -> None:
+        self.config = config
+        self.model_name, self.serial, self.firmware = config.model_name, config.serial, config.firmware
+        self.start_ms, self.seed, self.now_ms = start_ms, seed, start_ms
+        self.events = events if events is not None else EventLog()
+        self.alarms = AlarmManager(self.events)
+        self.battery = PrimaryBattery(config.cell, start_ms)
+        schedule = dosing.Schedule(DosingMode.CONTINUOUS, config.initial_rate_ul_per_day)
+        self.program = Program(schedule, dosing.NO_PATIENT_BOLUS, config.alarm_volume_ul, config.initial_drugs)
+        self.totals = _Totals(config.initial_fill_ul)
+        self.faults = _Faults()
+        self.reached = _Reached()
+        self.bolus: ActiveBolus | None = None
+        self.flow_error = self._draw_flow_error()
+        # Age limits are fixed at implant; computed once because the advance loop asks every step.
+        self._age_eri, self._age_eos = self.battery.age_limit_ms(True), self.battery.age_limit_ms(False)
+
+    # --- derived quantities ----------------------------------------------------------------------
+    @property
+    def reservoir_units(self) -> int:
+        """The device's estimate of the reservoir, units (may dip below 0 by under a ms of flow)."""
+        return self.totals.fill_ul * UNITS_PER_UL - self.totals.since_refill
+
+    @property
+    def reservoir_ul(self) -> int:
+        """The device's estimate of the reservoir, µL (what the programmer sees)."""
+        return max(0, self.reservoir_units // UNITS_PER_UL)
+
+    @property
+    def true_reservoir_ul(self) -> float:
+        """The drug really left, µL: the programmed drain scaled by this fill's flow error."""
+        return max(0.0, self.totals.fill_ul - (1.0 + self.flow_error) * self.totals.since_refill / UNITS_PER_UL)
+
+    @property
+    def powered(self) -> bool:
+        """The electronics run (not shut down at EOS, no failed battery)."""
+        return not (self.reached.eos or self.faults.battery_failed)
+
+    def delivery_blocker(self, ignore_reservoir: bool = False) -> str | None:
+        """Why the pump cannot pump now, or None when it can."""
+        if not self.program.therapy_on or self.program.schedule.mode is DosingMode.STOPPED:
+            return "the pump is stopped"
+        if not self.powered:
+            return "the battery is at end of service" if self.reached.eos else "the battery has failed"
+        if self.faults.stalled:
+            return "the motor is stalled"
+        if not ignore_reservoir and self.reservoir_units <= 0:
+            return "the reservoir is empty"
+        return None
+
+    @property
+    def pumping(self) -> bool:
+        """The motor is running (drug leaves the reservoir, reaching the patient unless occluded)."""
+        return self.delivery_blocker() is None
+
+    def _energy_used(self, powered_ms: int, pumped_units: int) -> float:
+        """Joules used after ``powered_ms`` of electronics and ``pumped_units`` of motor strokes."""
+        cfg = self.config
+        return cfg.quiescent_power_w * powered_ms / 1000.0 + cfg.motor_j_per_ul * pumped_units / UNITS_PER_UL
+
+    def _draw_flow_error(self) -> float:
+        cfg = self.config
+        return dosing.draw_flow_error(
+            self.seed, self.totals.refills, cfg.flow_error_mean, cfg.flow_error_sd, cfg.flow_accuracy
+        )
+
+    # --- time ------------------------------------------------------------------------------------
+    def advance_to(self, t_ms: int) -> None:
+        """Integrate up to device time ``t_ms``, stopping at every breakpoint to log its events."""
+        while self.now_ms < t_ms:
+            rate, bolus = (self.program.schedule.rate_at(self.now_ms), self.bolus) if self.pumping else (0, None)
+            end = self._next_stop(t_ms, rate, bolus)
+            self._integrate(end, rate, bolus)
+            self._check()
+
+    def _next_stop(self, t_ms: int, rate: int, bolus: ActiveBolus | None) -> int:
+        """The next breakpoint after ``now_ms``, at most ``t_ms``; rates are constant until it."""
+        now = self.now_ms
+        stops = [t_ms]
+        if rate or bolus:
+            stops += [e for e in (self.program.schedule.next_edge(now), bolus and bolus.end_ms) if e]
+        stops += [age for age in (self._age_eri, self._age_eos) if age and age > now]
+        end = min(stops)
+        low_need = self.reservoir_units - self.program.alarm_volume_ul * UNITS_PER_UL
+        for need in (low_need, self.reservoir_units):
+            if need > 0 and (hit := dosing.reach_in_segment(rate, bolus, now, end, need)) is not None:
+                end = hit
+        if self.powered:
+            for level_j in (self.battery.eri_reserve_j, 0.0):
+                end = self._energy_stop(level_j, rate, bolus, end)
+        return end
+
+    def _energy_stop(self, level_j: float, rate: int, bolus: ActiveBolus | None, end: int) -> int:
+        """``end``, or the first ms before it at which the cell is down to ``level_j``."""
+        now, totals, capacity_j = self.now_ms, self.totals, self.config.cell.capacity_j
+
+        def deficit_at(t: int) -> float:
+            # The same float expression _sync_battery stores and the cell compares with its levels.
+            used = self._energy_used(totals.powered_ms + t - now, totals.pumped + dosing.drained(rate, bolus, now, t))
+            return -(capacity_j - used)
+
+        return dosing.first_reaching(deficit_at, -level_j, now, end) or end
+
+    def _integrate(self, end: int, rate: int, bolus: ActiveBolus | None) -> None:
+        """Move to ``end`` at constant rates; the battery follows from the integer totals."""
+        totals = self.totals
+        units = dosing.drained(rate, bolus, self.now_ms, end)
+        true_before = self.true_reservoir_ul
+        totals.since_refill += units
+        totals.pumped += units
+        if self.powered:
+            totals.powered_ms += end - self.now_ms
+        if not self.faults.occluded:
+            totals.delivered_ul += true_before - self.true_reservoir_ul
+        self.now_ms = end
+        self._sync_battery()
+
+    def _sync_battery(self) -> None:
+        """Set the cell's energy from the integer totals, so any cut of time gives the same value."""
+        used = self._energy_used(self.totals.powered_ms, self.totals.pumped)
+        self.battery.remaining_j = max(0.0, self.config.cell.capacity_j - used)
+
+    def _check(self) -> None:
+        """Log what became true at ``now_ms``: bolus end, low/empty reservoir, ERI, EOS."""
+        now = self.now_ms
+        if self.bolus is not None and now >= self.bolus.end_ms:
+            self._end_bolus()
+        reservoir, alarm_ul = self.reservoir_units, self.program.alarm_volume_ul
+        if reservoir <= alarm_ul * UNITS_PER_UL and not self.alarms.is_active(EventCode.LOW_RESERVOIR):
+            self.alarms.raise_alarm(EventCode.LOW_RESERVOIR, now, self.reservoir_ul, alarm_ul)
+            self.reached.low = now
+        if reservoir <= 0 and not self.alarms.is_active(EventCode.EMPTY_RESERVOIR):
+            self._end_bolus()
+            self.alarms.raise_alarm(EventCode.EMPTY_RESERVOIR, now, 0, alarm_ul)
+            self.reached.empty = now
+        if not self.reached.eos and not self.faults.battery_failed:
+            self._check_battery()
+
+    def _check_battery(self) -> None:
+        now, state = self.now_ms, self.battery.state(self.now_ms)
+        args = (round(self.battery.fraction * 10_000), self.battery.voltage_mv())
+        if state >= state.ERI and not self.reached.eri:
+            self.alarms.raise_alarm(EventCode.BATTERY_ERI, now, *args)
+            self.reached.eri = now
+        if state is state.EOS:
+            self._end_bolus()
+            self.alarms.raise_alarm(EventCode.BATTERY_EOS, now, *args)
+            self.reached.eos = now
+
+    # --- boluses ---------------------------------------------------------------------------------
+    def _start_bolus(self, kind: BolusKind, volume_ul: int, duration_min: int) -> BolusReply:
+        self.bolus = ActiveBolus(kind, volume_ul, self.now_ms, self.now_ms + duration_min * MINUTE_MS)
+        seq = self.events.append(self.now_ms, EventCode.BOLUS_STARTED, arg0=volume_ul, arg1=kind).seq
+        return BolusReply(seq, volume_ul, self.bolus.end_ms)
+
+    def _end_bolus(self) -> None:
+        """Finish (or cut short) the running bolus; BOLUS_COMPLETE carries the µL actually pumped."""
+        if self.bolus is None:
+            return
+        pumped = self.bolus.drained_by(self.now_ms) // UNITS_PER_UL
+        self.events.append(self.now_ms, EventCode.BOLUS_COMPLETE, arg0=pumped, arg1=self.bolus.kind)
+        self.bolus = None
+
+    def _require_bolus_possible(self, volume_ul: int, reservoir_ul: int, ignore_reservoir: bool = False) -> None:
+        blocker = self.delivery_blocker(ignore_reservoir)
+        if blocker is None and self.bolus is not None:
+            blocker = "a bolus is already running"
+        if blocker is not None:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"no bolus: {blocker}")
+        if volume_ul > reservoir_ul:
+            raise DeviceRejected(
+                ErrorCode.STATE_CONFLICT, "bolus larger than the reservoir holds", "volume_ul", volume_ul, reservoir_ul
+            )
+
+    def _require_patient_allowance(self) -> None:
+        """Enforce lockout and boluses per 24 h; a denial is logged and refused."""
+        now, starts = self.now_ms, self.totals.patient_boluses
+        reason, wait = dosing.patient_bolus_wait(starts, now, self.program.patient_bolus)
+        if reason:
+            minutes = dosing.ceil_div(wait, MINUTE_MS)
+            self.events.append(now, EventCode.PATIENT_BOLUS_DENIED, arg0=reason, arg1=minutes)
+            what = "the daily maximum is reached" if reason == 2 else "lockout"
+            message = f"patient bolus denied: {what}, allowed in {minutes} min"
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, message, retry_after_ms=wait)
+        self.totals.patient_boluses = [t for t in starts if t + DAY_MS > now] + [now]
+
+    # --- commands --------------------------------------------------------------------------------
+    def apply(self, message: Message) -> Message:
+        """Apply a pump command, all or nothing (see ``model.DeviceModel.apply``)."""
+        handlers = {
+            DosingSet: self._apply_dosing,
+            Bolus: self._apply_bolus,
+            Refill: self._apply_refill,
+            TherapySet: self._apply_therapy,
+        }
+        handler = handlers.get(type(message))
+        if handler is None:
+            raise unsupported(message, self.kind)
+        return handler(message)
+
+    def _apply_dosing(self, m: DosingSet) -> CommandAck:
+        cfg = self.config
+        schedule = dosing.validate_schedule(m, cfg)
+        ptm = dosing.validate_patient_bolus(m.patient_bolus, cfg)
+        require("alarm_volume_ul", m.alarm_volume_ul, cfg.min_alarm_ul, min(cfg.max_alarm_ul, cfg.capacity_ul), "µL")
+        dosing.check_daily_dose(schedule, ptm, self.program.drugs, cfg)
+        if schedule.mode is DosingMode.STOPPED:
+            self._end_bolus()
+        self.program.schedule, self.program.patient_bolus = schedule, ptm
+        self.program.alarm_volume_ul = m.alarm_volume_ul
+        rate = schedule.rate_at(self.now_ms)
+        seq = self.events.append(self.now_ms, EventCode.DOSING_CHANGED, arg0=rate, arg1=schedule.mode).seq
+        self._clear_reservoir_alarms()
+        self._check()
+        return CommandAck(seq)
+
+    def _apply_bolus(self, m: Bolus) -> BolusReply:
+        if m.kind == BolusKind.PATIENT:
+            if not self.program.patient_bolus.enabled:
+                raise DeviceRejected(ErrorCode.STATE_CONFLICT, "patient bolus is not enabled", "kind", m.kind)
+            volume, duration = dosing.patient_bolus_size(m.volume_ul, m.duration_min, self.program.patient_bolus)
+        else:
+            dosing.validate_bolus_size(m.volume_ul, m.duration_min, self.config)
+            volume, duration = m.volume_ul, m.duration_min
+        self._require_bolus_possible(volume, self.reservoir_ul)
+        if m.kind == BolusKind.PATIENT:
+            self._require_patient_allowance()
+        return self._start_bolus(BolusKind(m.kind), volume, duration)
+
+    def _apply_refill(self, m: Refill) -> RefillReply:
+        drugs, expected = self._validate_refill(m)
+        discrepancy = m.withdrawn_ul - expected
+        self.totals.refills += 1
+        self.totals.fill_ul, self.totals.since_refill = m.added_ul, 0
+        self.program.drugs = drugs
+        self.flow_error = self._draw_flow_error()  # a new fill, a new error
+        seq = self.events.append(self.now_ms, EventCode.REFILL, arg0=m.added_ul, arg1=discrepancy).seq
+        if abs(discrepancy) > self.config.refill_discrepancy_ul:
+            self.events.append(self.now_ms, EventCode.REFILL_DISCREPANCY, arg0=m.added_ul, arg1=discrepancy)
+        self._clear_reservoir_alarms()
+        if m.bridge_bolus:
+            self._start_bolus(BolusKind.BRIDGE, self.config.bridge_volume_ul, self.config.bridge_duration_min)
+        self._check()
+        return RefillReply(seq, expected, discrepancy, m.added_ul, self.projections().next_refill_ms)
+
+    def _validate_refill(self, m: Refill) -> tuple[tuple[DrugConcentration, ...], int]:
+        """Every check of a refill; returns the new contents and the residual the device expected."""
+        cfg = self.config
+        if self.bolus is not None:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "refill during a bolus: wait for it to end")
+        if not m.concentration_confirmed:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "confirm the new concentrations", "concentration_confirmed")
+        require("withdrawn_ul", m.withdrawn_ul, 0, cfg.capacity_ul, "µL")
+        if m.added_ul > cfg.capacity_ul:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "overfill", "added_ul", m.added_ul, cfg.capacity_ul)
+        require("added_ul", m.added_ul, 0, cfg.capacity_ul, "µL")
+        drugs = dosing.validate_drugs(m.drugs, self.program.worst_daily_ul(), cfg)
+        expected = self.reservoir_ul
+        discrepancy = m.withdrawn_ul - expected
+        if abs(discrepancy) > cfg.refill_discrepancy_ul and not m.discrepancy_accepted:
+            bound = expected + (cfg.refill_discrepancy_ul if discrepancy > 0 else -cfg.refill_discrepancy_ul)
+            reason = f"residual off by {discrepancy} µL: investigate, then accept it"
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, reason, "withdrawn_ul", m.withdrawn_ul, bound)
+        if m.bridge_bolus:
+            self._require_bolus_possible(cfg.bridge_volume_ul, m.added_ul, ignore_reservoir=True)
+        return drugs, expected
+
+    def _clear_reservoir_alarms(self) -> None:
+        """Clear LOW/EMPTY once the reservoir is above them again (a refill, a lower alarm volume)."""
+        now, reservoir, alarm_ul = self.now_ms, self.reservoir_units, self.program.alarm_volume_ul
+        if reservoir > alarm_ul * UNITS_PER_UL and self.alarms.is_active(EventCode.LOW_RESERVOIR):
+            self.alarms.clear_condition(EventCode.LOW_RESERVOIR, now, self.reservoir_ul, alarm_ul)
+            self.reached.low = 0
+        if reservoir > 0 and self.alarms.is_active(EventCode.EMPTY_RESERVOIR):
+            self.alarms.clear_condition(EventCode.EMPTY_RESERVOIR, now, self.reservoir_ul, alarm_ul)
+            if self.alarms.is_active(EventCode.EMPTY_RESERVOIR):
+                # EMPTY latches until acknowledged; the refill is the clinician's answer to it.
+                self.alarms.acknowledge(EventCode.EMPTY_RESERVOIR, now)
+            self.reached.empty = 0
+
+    def _apply_therapy(self, m: TherapySet) -> CommandAck:
+        if bool(m.on) == self.program.therapy_on:
+            return CommandAck(0)
+        if m.on and not self.powered:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "cannot start: the battery is at end of service or failed")
+        if not m.on:
+            self._end_bolus()
+        self.program.therapy_on = bool(m.on)
+        code = EventCode.PUMP_STARTED if m.on else EventCode.PUMP_STOPPED
+        return CommandAck(self.events.append(self.now_ms, code).seq)
+
+    # --- faults ----------------------------------------------------------------------------------
+    def inject_fault(self, fault: str, params: dict[str, Any]) -> None:
+        """Start or end a device fault: motor_stall, clear_motor, occlusion, clear_occlusion, battery_failure.
+
+        None of them takes ``params``; a clear of a fault that is not present does nothing.
+        """
+        handlers = {
+            "motor_stall": self._stall,
+            "clear_motor": self._clear_stall,
+            "occlusion": self._occlude,
+            "clear_occlusion": self._clear_occlusion,
+            "battery_failure": self._fail_battery,
+        }
+        if fault not in handlers:
+            raise ValueError(f"unknown pump fault {fault!r}; valid: {', '.join(handlers)}")
+        handlers[fault]()
+
+    def _stall(self) -> None:
+        self._end_bolus()
+        self.faults.stalled = True
+        self.alarms.raise_alarm(EventCode.MOTOR_STALL, self.now_ms)
+
+    def _clear_stall(self) -> None:
+        if not self.faults.stalled:
+            return
+        self.faults.stalled = False
+        self.events.append(self.now_ms, EventCode.MOTOR_STALL_RECOVERY)
+        self.alarms.clear_condition(EventCode.MOTOR_STALL, self.now_ms)
+
+    def _occlude(self) -> None:
+        self.faults.occluded = True
+        self.alarms.raise_alarm(EventCode.OCCLUSION, self.now_ms)
+
+    def _clear_occlusion(self) -> None:
+        self.faults.occluded = False
+        self.alarms.clear_condition(EventCode.OCCLUSION, self.now_ms)
+
+    def _fail_battery(self) -> None:
+        self._end_bolus()
+        self.faults.battery_failed = True
+        pct = round(self.battery.fraction * 10_000)
+        self.alarms.raise_alarm(EventCode.BATTERY_FAILURE, self.now_ms, pct, self.battery.voltage_mv())
+
+    # --- telemetry -------------------------------------------------------------------------------
+    def projections(self) -> Projections:
+        """Alarm, empty and refill dates if the program runs on unchanged (DOMAIN.md 2.6); 0 = not applicable."""
+        reached, now = self.reached, self.now_ms
+        if not self.pumping:
+            return Projections(reached.low, reached.empty, 0, 0, now if reached.low else 0)
+        dates = dosing.project(
+            self.program, self.bolus, now, self.totals.fill_ul, self.totals.since_refill, self.config
+        )
+        # Once the low alarm has sounded, it is refill time.
+        return replace(dates, low_alarm_ms=reached.low, next_refill_ms=now) if reached.low else dates
+
+    def _battery_dates(self) -> tuple[int, int]:
+        """Reached or projected ERI and EOS times at the program's average drain (0 after a failure)."""
+        if self.faults.battery_failed:
+            return 0, 0
+        daily = self.program.schedule.daily_units() if self.pumping else 0
+        watts = self.config.quiescent_power_w + self.config.motor_j_per_ul * daily / UNITS_PER_UL / (DAY_MS / 1000)
+        eri = self.now_ms + math.ceil(self.battery.seconds_until_eri(watts) * 1000)
+        eos = self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000)
+        # The 7-year age limit ends service even with energy left [V DOMAIN.md 2.7].
+        eri, eos = min(eri, self._age_eri or eri), min(eos, self._age_eos or eos)
+        return self.reached.eri or eri, self.reached.eos or eos
+
+    def status(self) -> PumpStatus:
+        """The telemetry snapshot at ``now_ms``."""
+        program, now, projected = self.program, self.now_ms, self.projections()
+        rate = program.schedule.rate_at(now) if program.therapy_on else 0
+        drugs = tuple(
+            DrugLevel(d.drug, d.conc_ng_per_ml, min(_U32, d.conc_ng_per_ml * rate // 1000)) for d in program.drugs
+        )
+        eri_ms, eos_ms = self._battery_dates()
+        faults = self.faults
+        motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
+        return PumpStatus(
+            time_ms=now,
+            mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
+            infusing=self.pumping and not faults.occluded,
+            reservoir_ul=self.reservoir_ul,
+            capacity_ul=self.config.capacity_ul,
+            alarm_volume_ul=program.alarm_volume_ul,
+            rate_ul_per_day=rate,
+            drugs=drugs,
+            patient_bolus=program.patient_bolus,
+            patient_boluses_today=min(255, sum(t + DAY_MS > now for t in self.totals.patient_boluses)),
+            bolus_active=self.bolus is not None,
+            battery_state=BatteryState.FAILED if faults.battery_failed else self.battery.state(now),
+            battery_pct_x100=round(self.battery.fraction * 10_000),
+            battery_mv=self.battery.voltage_mv(),
+            eri_ms=eri_ms,
+            eos_ms=eos_ms,
+            motor_state=motor,
+            alarms=self.alarms.active(),
+            last_event_seq=self.events.last_seq,
+            **asdict(projected),
+        )
+
+    # --- persistence -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume after a restart, JSON-ready."""
+        return {
+            "config": self.config.to_dict(),
+            "start_ms": self.start_ms,
+            "seed": self.seed,
+            "now_ms": self.now_ms,
+            "program": asdict(self.program),
+            "totals": asdict(self.totals),
+            "faults": asdict(self.faults),
+            "reached": asdict(self.reached),
+            "bolus": asdict(self.bolus) if self.bolus else None,
+            "events": self.events.to_state(),
+            "alarms": self.alarms.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Pump:
+        """Rebuild from ``to_state`` output; the pump resumes exactly where it was."""
+        pump = cls.__new__(cls)
+        config = PumpConfig.from_dict(data["config"])
+        pump._setup(config, data["start_ms"], data["seed"], EventLog.from_state(data["events"]))
+        pump.alarms.load_state(data["alarms"])
+        pump.now_ms = data["now_ms"]
+        pump.program = Program.from_dict(data["program"])
+        pump.totals = _Totals(**data["totals"])
+        pump.faults = _Faults(**data["faults"])
+        pump.reached = _Reached(**data["reached"])
+        bolus = data["bolus"]
+        pump.bolus = ActiveBolus(**{**bolus, "kind": BolusKind(bolus["kind"])}) if bolus else None
+        pump.flow_error = pump._draw_flow_error()
+        pump._sync_battery()
+        return pump

@@ -1,0 +1,455 @@
+"""The pump's numbers and dosing rules: its configuration, schedules, boluses, exact drain times, limit checks.
+
+Volumes are integers in *units* of 1/86,400,000 µL, so a rate of r µL/day drains exactly r units
+per millisecond and a basal segment is a product of integers. A bolus of V µL over D ms has drained
+``V * UNITS_PER_UL * (t - start) // D`` units at time t: the floors telescope, so the reservoir after
+any cut of time into segments is the same integer. That is what makes a closed-form advance over
+years and an advance in one-hour steps log the same events at the same millisecond.
+
+Nothing here logs, keeps time or changes state: ``pump.py`` does, and re-exports ``PumpConfig``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+from protocols.errors import DeviceRejected, ErrorCode
+from protocols.messages import (
+    MAX_DRUGS,
+    MAX_FLEX_STEPS,
+    BolusKind,
+    DosingMode,
+    DosingSet,
+    Drug,
+    DrugConcentration,
+    FlexStep,
+    PatientBolusSettings,
+)
+
+from .battery import PrimaryCellConfig
+from .model import require
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+MINUTES_PER_DAY = 1_440
+UNITS_PER_UL = DAY_MS  # so that 1 µL/day is 1 unit/ms
+NO_PATIENT_BOLUS = PatientBolusSettings(False, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class DrugLimit:
+    """Highest concentration and daily dose the pump accepts for a drug (0 = no daily cap)."""
+
+    drug: Drug
+    max_conc_ng_per_ml: int
+    max_dose_ng_per_day: int = 0
+
+
+DEFAULT_DRUG_LIMITS = (
+    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000),  # Infumorph 25 mg/mL [V]; PACC ~15 mg/day [L]
+    DrugLimit(Drug.HYDROMORPHONE, 15_000_000, 10_000_000),  # PACC ~15 mg/mL, ~10 mg/day [L]
+    DrugLimit(Drug.BUPIVACAINE, 30_000_000),  # PACC ~30 mg/mL [L]
+    DrugLimit(Drug.CLONIDINE, 1_000_000),  # commercial 100/500 µg/mL, 1 mg/mL ceiling [E]
+    DrugLimit(Drug.ZICONOTIDE, 100_000, 19_200),  # 25/100 µg/mL [V/L]; max 19.2 µg/day [V]
+    DrugLimit(Drug.BACLOFEN, 2_000_000),  # up to 2,000 µg/mL [V]
+    DrugLimit(Drug.SUFENTANIL, 50_000),  # commercial 50 µg/mL [E]
+    DrugLimit(Drug.FENTANYL, 50_000),  # commercial 50 µg/mL [E]
+)
+
+# Sized so 0.5 mL/day lasts ~6.5 years, 2 mL/day ~5 and 0.048 mL/day reaches the 7-year cap first [E].
+PUMP_CELL = PrimaryCellConfig(
+    capacity_j=20_000.0,  # [E] ~1.7 Ah at 3.2 V
+    nominal_power_w=98e-6,  # drain at 0.5 mL/day: the ERI reserve lasts 90 days there [E]
+    eri_reserve_days=90.0,  # ERI -> pump stops ~90 days later [V SynchroMed II]
+    max_life_years=7.0,  # hard shutdown at 7 years [V SynchroMed II]
+)
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    """Every tunable of the pump, with its DOMAIN.md source and tag."""
+
+    model_name: str = "EMU-ITP-20"
+    serial: str = "ITP0000001"
+    firmware: str = "1.0.0"
+    capacity_ul: int = 20_000  # 20 or 40 mL [V 2.1]
+    initial_fill_ul: int = 20_000  # full pump at implant [E]
+    initial_rate_ul_per_day: int = 500  # 20 mL at 0.5 mL/day, monthly refills [V 2.3 aneskey]
+    initial_drugs: tuple[DrugConcentration, ...] = (
+        DrugConcentration(Drug.MORPHINE, 10_000_000),  # 10 mg/mL [L 2.3]
+        DrugConcentration(Drug.BUPIVACAINE, 20_000_000),  # 20 mg/mL: 10 mg/day at 0.5 mL/day [V 2.3 dose range]
+    )
+    alarm_volume_ul: int = 2_000  # recommended low-reservoir alarm [V 2.2]
+    min_alarm_ul: int = 1_000  # programmable range [E]; 4 mL used clinically [V 2.2]
+    max_alarm_ul: int = 10_000  # [E]
+    min_rate_ul_per_day: int = 48  # ~0.048 mL/day [L 2.2]
+    max_rate_ul_per_day: int = 24_000  # ~24 mL/day [L 2.2]
+    flow_accuracy: float = 0.145  # ±14.5 % labelled accuracy [V 2.2]
+    flow_error_mean: float = 0.01  # +1 % vs programmed at 6 months [V Wesemann 2014]
+    flow_error_sd: float = 0.03  # spread per refill [E]
+    refill_discrepancy_ul: int = 2_000  # investigate a residual off by > 2 mL [V ASRA 2017]
+    max_bolus_ul: int = 5_000  # [E]
+    max_bolus_duration_min: int = 1_440  # [E]
+    max_bolus_rate_ul_per_day: int = 24_000  # same ceiling as the basal flow range [L]
+    bridge_volume_ul: int = 250  # pump tubing + catheter dead volume [E]
+    bridge_duration_min: int = 60  # [E]
+    min_ptm_dose_ul: int = 1  # [E]; myPTM limits not published (DOMAIN.md known gaps)
+    max_ptm_dose_ul: int = 1_000  # [E]
+    max_ptm_duration_min: int = 240  # [E]
+    min_ptm_lockout_min: int = 10  # [E]
+    max_ptm_lockout_min: int = 1_440  # [E]
+    max_ptm_per_day: int = 24  # [E]
+    drug_limits: tuple[DrugLimit, ...] = DEFAULT_DRUG_LIMITS
+    cell: PrimaryCellConfig = PUMP_CELL
+    quiescent_power_w: float = 88e-6  # electronics, telemetry, alarms [E]
+    motor_j_per_ul: float = 1.7e-3  # motor strokes per µL pumped [E]
+    next_refill_margin_days: float = 7.0  # refill this long before the low alarm [E]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_fill_ul <= self.capacity_ul:
+            raise ValueError(f"initial fill {self.initial_fill_ul} µL outside 1..{self.capacity_ul}")
+        if not self.min_rate_ul_per_day <= self.initial_rate_ul_per_day <= self.max_rate_ul_per_day:
+            raise ValueError(f"initial rate {self.initial_rate_ul_per_day} µL/day outside the flow range")
+        if not self.min_alarm_ul <= self.alarm_volume_ul <= min(self.max_alarm_ul, self.capacity_ul):
+            raise ValueError(f"alarm volume {self.alarm_volume_ul} µL outside its range")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PumpConfig:
+        """Rebuild from ``to_dict`` output (also after a JSON round trip)."""
+        values = dict(data)
+        values["initial_drugs"] = drugs_from(data["initial_drugs"])
+        values["drug_limits"] = tuple(
+            DrugLimit(Drug(d["drug"]), d["max_conc_ng_per_ml"], d["max_dose_ng_per_day"]) for d in data["drug_limits"]
+        )
+        values["cell"] = PrimaryCellConfig(**data["cell"])
+        return cls(**values)
+
+
+def drugs_from(items: list[dict[str, Any]]) -> tuple[DrugConcentration, ...]:
+    """Drug contents back from their ``asdict`` form."""
+    return tuple(DrugConcentration(Drug(d["drug"]), d["conc_ng_per_ml"]) for d in items)
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Integer ceiling of ``a / b`` for ``b > 0``."""
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The basal program: stopped, a constant rate, or a daily flex schedule (minute of day, UTC)."""
+
+    mode: DosingMode
+    rate_ul_per_day: int = 0
+    steps: tuple[FlexStep, ...] = ()
+
+    @cached_property
+    def _starts_ms(self) -> tuple[int, ...]:
+        return tuple(s.start_min * MINUTE_MS for s in self.steps)
+
+    def rate_at(self, t_ms: int) -> int:
+        """Programmed basal rate at device time ``t_ms``, µL/day (= units/ms)."""
+        if self.mode is DosingMode.CONTINUOUS:
+            return self.rate_ul_per_day
+        if self.mode is DosingMode.FLEX:
+            # Before the first step of the day the last step of the previous day still runs.
+            index = bisect.bisect_right(self._starts_ms, t_ms % DAY_MS) - 1
+            return self.steps[index].rate_ul_per_day
+        return 0
+
+    def next_edge(self, t_ms: int) -> int | None:
+        """First device time after ``t_ms`` at which the basal rate may change (None: never)."""
+        if self.mode is not DosingMode.FLEX or len(self.steps) < 2:
+            return None
+        day_start = t_ms - t_ms % DAY_MS
+        index = bisect.bisect_right(self._starts_ms, t_ms - day_start)
+        if index < len(self._starts_ms):
+            return day_start + self._starts_ms[index]
+        return day_start + DAY_MS + self._starts_ms[0]
+
+    def daily_units(self) -> int:
+        """Units the basal program drains in any 24 h."""
+        if self.mode is not DosingMode.FLEX:
+            return self.rate_at(0) * DAY_MS
+        ends = (*self._starts_ms[1:], self._starts_ms[0] + DAY_MS)
+        return sum(
+            s.rate_ul_per_day * (end - start) for s, start, end in zip(self.steps, self._starts_ms, ends, strict=True)
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schedule:
+        """Rebuild from ``asdict`` output."""
+        steps = tuple(FlexStep(**step) for step in data["steps"])
+        return cls(DosingMode(data["mode"]), data["rate_ul_per_day"], steps)
+
+
+@dataclass(frozen=True)
+class ActiveBolus:
+    """A bolus running on top of the basal rate, ``volume_ul`` spread evenly over [start, end)."""
+
+    kind: BolusKind
+    volume_ul: int
+    start_ms: int
+    end_ms: int
+
+    def drained_by(self, t_ms: int) -> int:
+        """Units of this bolus pumped from its start up to ``t_ms``."""
+        t = min(max(t_ms, self.start_ms), self.end_ms)
+        return self.volume_ul * UNITS_PER_UL * (t - self.start_ms) // (self.end_ms - self.start_ms)
+
+
+@dataclass
+class Program:
+    """What the clinician programmed and filled; only validated settings are ever stored here."""
+
+    schedule: Schedule
+    patient_bolus: PatientBolusSettings
+    alarm_volume_ul: int
+    drugs: tuple[DrugConcentration, ...]
+    therapy_on: bool = True
+
+    def worst_daily_ul(self) -> int:
+        """Daily volume with every allowed patient bolus taken, µL."""
+        ptm = self.patient_bolus
+        return ceil_div(self.schedule.daily_units(), UNITS_PER_UL) + ptm.dose_ul * ptm.max_per_day
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Program:
+        """Rebuild from ``asdict`` output."""
+        schedule, ptm = Schedule.from_dict(data["schedule"]), PatientBolusSettings(**data["patient_bolus"])
+        return cls(schedule, ptm, data["alarm_volume_ul"], drugs_from(data["drugs"]), data["therapy_on"])
+
+
+def drained(rate: int, bolus: ActiveBolus | None, t0: int, t1: int) -> int:
+    """Units pumped in [t0, t1] at basal ``rate`` (constant over the span) plus the bolus."""
+    units = rate * (t1 - t0)
+    if bolus is not None:
+        units += bolus.drained_by(t1) - bolus.drained_by(t0)
+    return units
+
+
+def settle(reached: Callable[[int], bool], guess: int, lo: int, hi: int) -> int:
+    """Smallest t in (lo, hi] with ``reached(t)`` (monotone, true at hi), searching from a close ``guess``."""
+    t = min(max(guess, lo + 1), hi)
+    while t < hi and not reached(t):
+        t += 1
+    while t > lo + 1 and reached(t - 1):
+        t -= 1
+    return t
+
+
+def first_reaching(value_at: Callable[[int], float], target: float, t0: int, t1: int) -> int | None:
+    """First ms in (t0, t1] at which ``value_at`` reaches ``target``, or None if it does not get there.
+
+    ``value_at`` must be non-decreasing and linear over the span up to rounding: the linear guess is
+    then within a ms or two, and ``settle`` makes it exact against the function itself, so the answer
+    does not depend on where the span starts.
+    """
+    v0, v1 = value_at(t0), value_at(t1)
+    if v0 >= target or v1 < target:
+        return None
+    guess = t0 + math.ceil((target - v0) / (v1 - v0) * (t1 - t0))
+    return settle(lambda t: value_at(t) >= target, guess, t0, t1)
+
+
+def reach_in_segment(rate: int, bolus: ActiveBolus | None, t0: int, t1: int, need: int) -> int | None:
+    """First time in (t0, t1] by which ``need`` units have been pumped at constant rates, else None."""
+    return first_reaching(lambda t: drained(rate, bolus, t0, t), need, t0, t1)
+
+
+def time_to_drain(schedule: Schedule, bolus: ActiveBolus | None, t0: int, need: int, extra_rate: int = 0) -> int | None:
+    """Device time at which ``need`` more units will have been pumped from ``t0`` if nothing changes.
+
+    ``extra_rate`` (units/ms) adds a constant flow, e.g. the patient boluses a refill date must allow for.
+    """
+    t = t0
+    daily = schedule.daily_units() + extra_rate * DAY_MS
+    while need > 0:
+        active = bolus if bolus is not None and t < bolus.end_ms else None
+        if active is None:
+            if daily == 0:
+                return None
+            # The program repeats daily, so whole days drain ``daily`` wherever they start.
+            days = (need - 1) // daily
+            t, need = t + days * DAY_MS, need - days * daily
+        edges = [e for e in (schedule.next_edge(t), active and active.end_ms) if e]
+        rate = schedule.rate_at(t) + extra_rate
+        if not edges:
+            return t + ceil_div(need, rate)
+        end = min(edges)
+        hit = reach_in_segment(rate, active, t, end, need)
+        if hit is not None:
+            return hit
+        need -= drained(rate, active, t, end)
+        t = end
+    return t
+
+
+@dataclass(frozen=True)
+class Projections:
+    """Reservoir dates of DOMAIN.md 2.6, ms since epoch (0 = does not apply)."""
+
+    low_alarm_ms: int
+    empty_ms: int
+    empty_earliest_ms: int
+    empty_latest_ms: int
+    next_refill_ms: int
+
+
+def project(
+    program: Program, bolus: ActiveBolus | None, now: int, fill_ul: int, since_refill: int, cfg: PumpConfig
+) -> Projections:
+    """Reservoir dates of a pump that keeps pumping as programmed, from ``now`` on."""
+
+    def when(need: int, extra_rate: int = 0) -> int:
+        return time_to_drain(program.schedule, bolus, now, max(0, need), extra_rate) or 0
+
+    fill = fill_ul * UNITS_PER_UL
+    reservoir = fill - since_refill
+    low_need = reservoir - program.alarm_volume_ul * UNITS_PER_UL
+    # Prometra-style: the refill date assumes every allowed patient bolus is taken [V DOMAIN.md 2.6].
+    ptm = program.patient_bolus
+    worst_low = when(low_need, ptm.dose_ul * ptm.max_per_day)
+    # The accuracy band applies to all drained since the fill: the true residual may already differ.
+    band = cfg.flow_accuracy
+    return Projections(
+        low_alarm_ms=when(low_need),
+        empty_ms=when(reservoir),
+        empty_earliest_ms=when(int(fill / (1 + band)) - since_refill),
+        empty_latest_ms=when(int(fill / (1 - band)) - since_refill),
+        next_refill_ms=max(now, worst_low - round(cfg.next_refill_margin_days * DAY_MS)),
+    )
+
+
+def patient_bolus_wait(starts: list[int], now: int, ptm: PatientBolusSettings) -> tuple[int, int]:
+    """Why and how long the next patient bolus must wait: (0, 0) allowed, (1, ms) lockout, (2, ms) daily maximum."""
+    recent = [t for t in starts if t + DAY_MS > now]
+    lockout_wait = recent[-1] + ptm.lockout_min * MINUTE_MS - now if recent else 0
+    daily_wait = recent[-ptm.max_per_day] + DAY_MS - now if len(recent) >= ptm.max_per_day else 0
+    if max(lockout_wait, daily_wait) <= 0:
+        return 0, 0
+    return (2, daily_wait) if daily_wait >= lockout_wait else (1, lockout_wait)
+
+
+def draw_flow_error(seed: int, refill_no: int, mean: float, sd: float, limit: float) -> float:
+    """The fractional flow error of one fill: normal, clipped to the accuracy band, reproducible by seed."""
+    # Seeded from a string so the draw depends on nothing but (seed, refill_no); not for security.
+    rng = random.Random(f"pump-flow:{seed}:{refill_no}")
+    return max(-limit, min(limit, rng.gauss(mean, sd)))
+
+
+def min_duration_min(volume_ul: int, max_rate_ul_per_day: int) -> int:
+    """Shortest bolus duration the pump's top rate allows for ``volume_ul``."""
+    return max(1, ceil_div(max(volume_ul, 0) * MINUTES_PER_DAY, max_rate_ul_per_day))
+
+
+# --- limit checks: each raises DeviceRejected and returns what may be stored --------------------
+def validate_schedule(message: DosingSet, cfg: PumpConfig) -> Schedule:
+    """The basal program of a ``DosingSet``; fields the mode does not use are not kept."""
+    require("mode", int(message.mode), min(DosingMode), max(DosingMode), "")
+    mode = DosingMode(message.mode)
+    if mode is DosingMode.CONTINUOUS:
+        require("rate_ul_per_day", message.rate_ul_per_day, cfg.min_rate_ul_per_day, cfg.max_rate_ul_per_day, "µL/day")
+        return Schedule(mode, message.rate_ul_per_day)
+    if mode is DosingMode.FLEX:
+        require("steps", len(message.steps), 1, MAX_FLEX_STEPS, "steps")
+        previous = -1
+        for i, step in enumerate(message.steps):
+            require(f"steps[{i}].start_min", step.start_min, previous + 1, MINUTES_PER_DAY - 1, "min")
+            rate = step.rate_ul_per_day
+            require(f"steps[{i}].rate_ul_per_day", rate, cfg.min_rate_ul_per_day, cfg.max_rate_ul_per_day, "µL/day")
+            previous = step.start_min
+        return Schedule(mode, 0, tuple(FlexStep(s.start_min, s.rate_ul_per_day) for s in message.steps))
+    return Schedule(DosingMode.STOPPED)
+
+
+def validate_patient_bolus(settings: PatientBolusSettings, cfg: PumpConfig) -> PatientBolusSettings:
+    """Patient-bolus (PTM) settings; disabled settings are stored as all zero."""
+    if not settings.enabled:
+        return NO_PATIENT_BOLUS
+    dose = settings.dose_ul
+    require("patient_bolus.dose_ul", dose, cfg.min_ptm_dose_ul, cfg.max_ptm_dose_ul, "µL")
+    shortest = min_duration_min(dose, cfg.max_bolus_rate_ul_per_day)
+    require("patient_bolus.duration_min", settings.duration_min, shortest, cfg.max_ptm_duration_min, "min")
+    require("patient_bolus.lockout_min", settings.lockout_min, cfg.min_ptm_lockout_min, cfg.max_ptm_lockout_min, "min")
+    require("patient_bolus.max_per_day", settings.max_per_day, 1, cfg.max_ptm_per_day, "boluses")
+    return PatientBolusSettings(True, dose, settings.duration_min, settings.lockout_min, settings.max_per_day)
+
+
+def max_daily_ul(drugs: tuple[DrugConcentration, ...], cfg: PumpConfig) -> int | None:
+    """Largest daily volume the drugs' daily-dose caps allow (None: no drug has a cap)."""
+    caps = {limit.drug: limit.max_dose_ng_per_day for limit in cfg.drug_limits}
+    allowed = [cap * 1000 // d.conc_ng_per_ml for d in drugs if (cap := caps.get(d.drug)) and d.conc_ng_per_ml > 0]
+    return min(allowed) if allowed else None
+
+
+def check_daily_dose(
+    schedule: Schedule, ptm: PatientBolusSettings, drugs: tuple[DrugConcentration, ...], cfg: PumpConfig
+) -> None:
+    """Refuse a program whose daily dose, with every allowed patient bolus, breaks a drug's cap."""
+    limit = max_daily_ul(drugs, cfg)
+    if limit is None:
+        return
+    basal = schedule.daily_units()
+    if schedule.mode is DosingMode.CONTINUOUS:
+        require("rate_ul_per_day", schedule.rate_ul_per_day, 0, limit, "µL/day")
+    elif schedule.mode is DosingMode.FLEX:
+        require("steps", ceil_div(basal, UNITS_PER_UL), 0, limit, "µL/day")
+    if ptm.enabled:
+        allowed = (limit * UNITS_PER_UL - basal) // (ptm.dose_ul * UNITS_PER_UL)
+        require("patient_bolus.max_per_day", ptm.max_per_day, 1, allowed, "boluses")
+
+
+def validate_drugs(
+    drugs: tuple[DrugConcentration, ...], daily_ul: int, cfg: PumpConfig
+) -> tuple[DrugConcentration, ...]:
+    """New reservoir contents: known drugs, each once, within its concentration cap and daily-dose cap."""
+    require("drugs", len(drugs), 1, MAX_DRUGS, "drugs")
+    limits = {limit.drug: limit for limit in cfg.drug_limits}
+    seen: set[int] = set()
+    for i, item in enumerate(drugs):
+        name = f"drugs[{i}].drug"
+        require(name, int(item.drug), min(Drug), max(Drug), "")
+        if int(item.drug) in seen:
+            raise DeviceRejected(ErrorCode.OUT_OF_RANGE, f"{name} {Drug(item.drug).name} listed twice", name, item.drug)
+        seen.add(int(item.drug))
+        limit = limits.get(Drug(item.drug))
+        highest = limit.max_conc_ng_per_ml if limit else 0
+        if limit and limit.max_dose_ng_per_day and daily_ul > 0:
+            highest = min(highest, limit.max_dose_ng_per_day * 1000 // daily_ul)
+        require(f"drugs[{i}].conc_ng_per_ml", item.conc_ng_per_ml, 1, highest, "ng/mL")
+    return tuple(DrugConcentration(Drug(d.drug), d.conc_ng_per_ml) for d in drugs)
+
+
+def validate_bolus_size(volume_ul: int, duration_min: int, cfg: PumpConfig) -> None:
+    """Volume and duration of a clinician, bridge or priming bolus; the duration bounds the rate."""
+    require("volume_ul", volume_ul, 1, cfg.max_bolus_ul, "µL")
+    shortest = min_duration_min(volume_ul, cfg.max_bolus_rate_ul_per_day)
+    require("duration_min", duration_min, shortest, cfg.max_bolus_duration_min, "min")
+
+
+def patient_bolus_size(volume_ul: int, duration_min: int, ptm: PatientBolusSettings) -> tuple[int, int]:
+    """A patient bolus is the programmed one: each field must be 0 (use the setting) or equal to it."""
+    for name, asked, programmed in (
+        ("volume_ul", volume_ul, ptm.dose_ul),
+        ("duration_min", duration_min, ptm.duration_min),
+    ):
+        if asked not in (0, programmed):
+            raise DeviceRejected(
+                ErrorCode.OUT_OF_RANGE,
+                f"{name} {asked} differs from the programmed {programmed}",
+                name,
+                asked,
+                programmed,
+            )
+    return ptm.dose_ul, ptm.duration_min
