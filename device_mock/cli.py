@@ -1,0 +1,259 @@
+"""``implant-mock``: serve emulated stimulators and pumps on ptys, serial ports or TCP.
+
+Prints, per device, its port (and stable symlink) and its pairing-key file, then serves until
+Ctrl-C or SIGTERM, saving every device's state on the way out. A restart with the same
+``--state`` resumes battery, reservoir, programs, event-log numbering and keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import random
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .clock import MAX_SPEED, MIN_SPEED, SimClock
+from .device import Device
+from .faults import LinkFaults, Scenario, ScenarioError, parse_duration_ms
+from .model import DeviceModel
+from .pump import Pump, PumpConfig
+from .server import PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
+from .state import StateError, StateStore
+from .stimulator import ScsConfig, Stimulator
+
+log = logging.getLogger("implant-mock")
+DEFAULT_START = "2026-01-01T00:00:00Z"
+KINDS: dict[str, tuple[type, type]] = {"scs": (Stimulator, ScsConfig), "pump": (Pump, PumpConfig)}
+
+
+def _speed(text: str) -> float:
+    value = float(text)
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"speed {value:g} outside {MIN_SPEED:g}..{MAX_SPEED:g}")
+    return value
+
+
+def _start_ms(text: str) -> int:
+    if text == "now":
+        return int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--start {text!r} is not an ISO 8601 time or 'now'") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _tcp(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--tcp {text!r}: expected HOST:PORT (PORT 0 picks a free one)")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    p = argparse.ArgumentParser(prog="implant-mock", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--device",
+        action="append",
+        choices=sorted(KINDS),
+        help="a device to serve (repeatable); default: one scs and one pump",
+    )
+    p.add_argument("--fleet", type=int, metavar="N", help="serve N devices, alternating scs and pump")
+    p.add_argument(
+        "--link",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="stable symlink to a device's pty, in device order (repeatable)",
+    )
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="DEV",
+        help="serve on a real serial port instead of a pty, in device order (repeatable)",
+    )
+    p.add_argument(
+        "--tcp",
+        action="append",
+        type=_tcp,
+        default=[],
+        metavar="HOST:PORT",
+        help="serve on TCP for pyserial socket:// instead of a pty, in device order (repeatable)",
+    )
+    p.add_argument("--baud", type=int, help="pace bytes at this baud rate's wire time (default: no pacing)")
+    p.add_argument(
+        "--speed", type=_speed, help="device seconds per wall second, 1 to 10,000,000 (default 1, or the scenario's)"
+    )
+    p.add_argument("--seed", type=int, help="seed of every random draw (default 1, or the scenario's)")
+    p.add_argument(
+        "--start", type=_start_ms, help=f"device time at first start, ISO 8601 or 'now' (default {DEFAULT_START})"
+    )
+    p.add_argument(
+        "--state", default=".implant-mock", help="state directory: keys and device state (default .implant-mock)"
+    )
+    p.add_argument("--scenario", help="scenario file (TOML): config overrides and a timeline of actions")
+    p.add_argument("--noise", help="line noise from the start: flip=RATE,drop=RATE,dup=RATE,delay=RATE,delay_ms=MS")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[:k=v,...][@TIME]",
+        help="device fault, now or at a device-time offset (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v log events, -vv trace every frame in hex")
+    return p
+
+
+def _kinds(args: argparse.Namespace, scenario: Scenario) -> list[str]:
+    if args.fleet:
+        return ["scs" if i % 2 == 0 else "pump" for i in range(args.fleet)]
+    if args.device:
+        return list(args.device)
+    if scenario.device:
+        return [scenario.device]
+    return ["scs", "pump"]
+
+
+def _make_model(
+    kind: str, state: dict[str, Any] | None, index: int, seed: int, start_ms: int, overrides: dict[str, Any]
+) -> DeviceModel:
+    model_cls, config_cls = KINDS[kind]
+    if state is not None:
+        if state.get("kind") != kind:
+            raise StateError(f"saved state is a {state.get('kind')}, not a {kind}: use another --state directory")
+        return model_cls.from_state(state["model"])
+    serial_no = f"{kind.upper()}-{random.Random(f'{seed}:{kind}:{index}').randrange(16**6):06X}"
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ScenarioError(
+            f"[config] has no {kind} setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}"
+        )
+    config = dataclasses.replace(config_cls(), serial=serial_no, **overrides)
+    return model_cls(config, start_ms, seed + index)
+
+
+def _parse_kv(text: str, where: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ScenarioError(f"{where}: {item!r} is not KEY=VALUE")
+        try:
+            params[key] = int(value)
+        except ValueError:
+            try:
+                params[key] = float(value)
+            except ValueError:
+                params[key] = value
+    return params
+
+
+def _cli_faults(args: argparse.Namespace, scenario: Scenario) -> None:
+    """Turn --noise and --fault into scenario actions at the start (or at @TIME)."""
+    from .faults import Action
+
+    if args.noise:
+        aliases = {"flip": "flip_rate", "drop": "drop_rate", "dup": "duplicate_rate", "delay": "delay_rate"}
+        rates = {aliases.get(k, k): v for k, v in _parse_kv(args.noise, "--noise").items()}
+        scenario.actions.insert(0, Action(0, "line_noise", rates, "--noise"))
+    for spec in args.fault:
+        body, _, at = spec.partition("@")
+        name, _, params = body.partition(":")
+        at_ms = parse_duration_ms(at, f"--fault {spec}") if at else 0
+        scenario.actions.append(
+            Action(at_ms, "fault", {"name": name, **_parse_kv(params, f"--fault {spec}")}, f"--fault {spec}")
+        )
+    scenario.actions.sort(key=lambda a: a.at_ms)
+
+
+def _transport(index: int, args: argparse.Namespace, baud: int) -> Transport:
+    if index < len(args.port):
+        return SerialTransport(args.port[index], baud)
+    if index < len(args.port) + len(args.tcp):
+        host, port = args.tcp[index - len(args.port)]
+        return TcpTransport(host, port)
+    pty_index = index - len(args.port) - len(args.tcp)
+    return PtyTransport(args.link[pty_index] if pty_index < len(args.link) else None)
+
+
+def build(args: argparse.Namespace) -> list[Served]:
+    """Create (or resume) every device with its transport."""
+    base_scenario = Scenario.load(args.scenario) if args.scenario else Scenario.empty()
+    seed = args.seed if args.seed is not None else (base_scenario.seed or 1)
+    speed = args.speed or base_scenario.speed or 1.0
+    start_ms = args.start if args.start is not None else _start_ms(DEFAULT_START)
+    served = []
+    counters: dict[str, int] = {}
+    for index, kind in enumerate(_kinds(args, base_scenario)):
+        counters[kind] = counters.get(kind, 0) + 1
+        name = f"{kind}-{counters[kind]}"
+        store = StateStore(Path(args.state) / name)
+        saved = store.load()
+        scenario = (
+            Scenario.load(args.scenario) if args.scenario and base_scenario.device in (None, kind) else Scenario.empty()
+        )
+        _cli_faults(args, scenario)
+        model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
+        key, new_key = store.pairing_key(f"{name} {model.serial}")
+        now_ms = saved["device_time_ms"] if saved else start_ms
+        scenario.resume(saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0)
+        device = Device(
+            model,
+            SimClock(now_ms, speed),
+            key,
+            store=store,
+            scenario=scenario,
+            link_faults=LinkFaults(random.Random(seed * 7919 + index)),
+        )
+        transport = _transport(index, args, args.baud or 115200)
+        item = Served(name, device, transport, args.baud, trace=args.verbose >= 2)
+        served.append(item)
+        _announce(item, store, new_key, saved is not None)
+    print(
+        f"implant-mock: {len(served)} device(s), speed {speed:g}x, seed {seed}, state {args.state}. "
+        "Ctrl-C or SIGTERM stops.",
+        flush=True,
+    )
+    return served
+
+
+def _announce(item: Served, store: StateStore, new_key: bool, resumed: bool) -> None:
+    model = item.device.model
+    print(
+        f"{item.name}: {model.kind.name} serial={model.serial} port={item.transport.description} "
+        f"key={store.key_path}{' (new)' if new_key else ''} state={'resumed' if resumed else 'new'}",
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``implant-mock``."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if not args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        served = build(args)
+    except (ScenarioError, StateError, OSError, ValueError) as exc:
+        print(f"implant-mock: {exc}", file=sys.stderr)
+        return 2
+    server = Server(served)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    server.run()
+    print("implant-mock: stopped, state saved", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Runs ``implant-mock`` as a real subprocess for end-to-end tests and parses what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_DEVICE_LINE = re.compile(r"^(?P<name>\S+): (?P<kind>\w+) serial=(?P<serial>\S+) port=(?P<port>\S+).* key=(?P<key>\S+)")
+
+
+@dataclass
+class MockedDevice:
+    """One served device as printed at start-up."""
+
+    name: str
+    kind: str
+    serial: str
+    port: str
+    key: Path
+
+
+class MockProcess:
+    """``implant-mock`` with the given arguments; stopped (SIGTERM, then kill) by ``stop()``."""
+
+    def __init__(self, args: list[str], state_dir: Path, timeout_s: float = 20.0) -> None:
+        command = [sys.executable, "-m", "device_mock.cli", "--state", str(state_dir), *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.devices: dict[str, MockedDevice] = {}
+        self.lines: list[str] = []
+        self._stderr: list[str] = []
+        threading.Thread(target=self._drain_stderr, name="mock-stderr", daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            match = _DEVICE_LINE.match(line)
+            if match:
+                d = match.groupdict()
+                self.devices[d["name"]] = MockedDevice(d["name"], d["kind"], d["serial"], d["port"], Path(d["key"]))
+            if line.startswith("implant-mock:") and "device(s)" in line:
+                return
+        self.stop()
+        raise RuntimeError(f"implant-mock did not start: {self.lines} {''.join(self._stderr)}")
+
+    def _drain_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    @property
+    def stderr(self) -> str:
+        """What the process wrote to stderr so far."""
+        return "".join(self._stderr)
+
+    def kill9(self) -> None:
+        """SIGKILL: no chance to save or clean up."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+    def stop(self) -> int:
+        """SIGTERM and wait; kill if it does not end in time. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        return self.proc.returncode
