@@ -20,7 +20,7 @@ from typing import Any
 
 from .clock import MAX_SPEED, MIN_SPEED, SimClock
 from .device import Device
-from .faults import LinkFaults, Scenario, ScenarioError, parse_duration_ms
+from .faults import Action, LinkFaults, Scenario, ScenarioError, parse_duration_ms
 from .model import DeviceModel
 from .pump import Pump, PumpConfig
 from .server import PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
@@ -159,10 +159,8 @@ def _parse_kv(text: str, where: str) -> dict[str, Any]:
     return params
 
 
-def _cli_faults(args: argparse.Namespace, scenario: Scenario) -> None:
-    """Turn --noise and --fault into scenario actions at the start (or at @TIME)."""
-    from .faults import Action
-
+def _cli_faults(args: argparse.Namespace, scenario: Scenario, kind: str) -> None:
+    """Turn --noise and the --fault options this kind knows into scenario actions at the start (or @TIME)."""
     if args.noise:
         aliases = {"flip": "flip_rate", "drop": "drop_rate", "dup": "duplicate_rate", "delay": "delay_rate"}
         rates = {aliases.get(k, k): v for k, v in _parse_kv(args.noise, "--noise").items()}
@@ -170,6 +168,8 @@ def _cli_faults(args: argparse.Namespace, scenario: Scenario) -> None:
     for spec in args.fault:
         body, _, at = spec.partition("@")
         name, _, params = body.partition(":")
+        if name not in KINDS[kind][0].FAULTS:
+            continue
         at_ms = parse_duration_ms(at, f"--fault {spec}") if at else 0
         scenario.actions.append(
             Action(at_ms, "fault", {"name": name, **_parse_kv(params, f"--fault {spec}")}, f"--fault {spec}")
@@ -187,15 +187,27 @@ def _transport(index: int, args: argparse.Namespace, baud: int) -> Transport:
     return PtyTransport(args.link[pty_index] if pty_index < len(args.link) else None)
 
 
+def _check_faults(args: argparse.Namespace, kinds: list[str]) -> None:
+    for spec in args.fault:
+        name = spec.partition("@")[0].partition(":")[0]
+        if not any(name in KINDS[kind][0].FAULTS for kind in kinds):
+            valid = sorted({f for kind in kinds for f in KINDS[kind][0].FAULTS})
+            raise ScenarioError(f"--fault {spec}: no served device has fault {name!r}; valid: {', '.join(valid)}")
+
+
 def build(args: argparse.Namespace) -> list[Served]:
     """Create (or resume) every device with its transport."""
     base_scenario = Scenario.load(args.scenario) if args.scenario else Scenario.empty()
+    kinds = _kinds(args, base_scenario)
+    _check_faults(args, kinds)
+    for kind in {k for k in kinds if base_scenario.device in (None, k)}:
+        base_scenario.check_faults(KINDS[kind][0].FAULTS, kind)
     seed = args.seed if args.seed is not None else (base_scenario.seed or 1)
     speed = args.speed or base_scenario.speed or 1.0
     start_ms = args.start if args.start is not None else _start_ms(DEFAULT_START)
     served = []
     counters: dict[str, int] = {}
-    for index, kind in enumerate(_kinds(args, base_scenario)):
+    for index, kind in enumerate(kinds):
         counters[kind] = counters.get(kind, 0) + 1
         name = f"{kind}-{counters[kind]}"
         store = StateStore(Path(args.state) / name)
@@ -203,7 +215,7 @@ def build(args: argparse.Namespace) -> list[Served]:
         scenario = (
             Scenario.load(args.scenario) if args.scenario and base_scenario.device in (None, kind) else Scenario.empty()
         )
-        _cli_faults(args, scenario)
+        _cli_faults(args, scenario, kind)
         model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
         key, new_key = store.pairing_key(f"{name} {model.serial}")
         now_ms = saved["device_time_ms"] if saved else start_ms

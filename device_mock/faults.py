@@ -27,6 +27,7 @@ as the model is advanced, so a scenario gives the same event log at any speed.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import tomllib
@@ -35,11 +36,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protocols.codec import from_json
+from protocols.errors import DeviceRejected
 from protocols.fields import BOOL, ListOf, layout_of
 from protocols.messages import Bolus, DosingSet, Message, Refill, StimProgramSet, TherapySet
 
 if TYPE_CHECKING:
     from .device import Device
+
+log = logging.getLogger(__name__)
 
 COMMANDS: dict[str, type[Message]] = {
     "refill": Refill,
@@ -168,6 +172,14 @@ class Scenario:
             config=dict(data.get("config", {})),
         )
 
+    def check_faults(self, known: tuple[str, ...], kind: str) -> None:
+        """Refuse a scenario whose fault actions name faults this device kind does not have."""
+        for action in self.actions:
+            if action.action == "fault" and action.params["name"] not in known:
+                raise ScenarioError(
+                    f"{action.where}: a {kind} has no fault {action.params['name']!r}; valid: {', '.join(known)}"
+                )
+
     def position(self) -> int:
         """How many actions have run (persisted, so a restart does not repeat them)."""
         return self._next
@@ -235,15 +247,15 @@ def message_from_params(cls: type[Message], params: dict[str, Any], where: str) 
 
 def _run(action: Action, device: Device, due_ms: int) -> None:
     params = action.params
+    try:
+        _dispatch(action, params, device, due_ms)
+    except (DeviceRejected, ValueError) as exc:  # a scenario step the device refuses is reported, not fatal
+        log.warning("%s: %s refused: %s", action.where, action.action, exc)
+
+
+def _dispatch(action: Action, params: dict[str, Any], device: Device, due_ms: int) -> None:
     if action.action in COMMANDS:
-        from protocols.errors import DeviceRejected
-
-        try:
-            device.model.apply(params["message"])
-        except DeviceRejected as exc:  # a scenario's refused command is logged, not fatal
-            import logging
-
-            logging.getLogger(__name__).warning("%s: %s refused: %s", action.where, action.action, exc)
+        device.model.apply(params["message"])
     elif action.action == "fault":
         device.model.inject_fault(params["name"], {k: v for k, v in params.items() if k != "name"})
     elif action.action == "line_noise":

@@ -21,6 +21,7 @@ class DeviceModel(Protocol):
     """What ``device.Device`` needs of a stimulator or pump model."""
 
     kind: DeviceKind
+    FAULTS: tuple[str, ...]  # the fault names ``inject_fault`` takes
     model_name: str
     serial: str
     firmware: str

@@ -90,6 +90,8 @@ class Pump:
     BOLUS_COMPLETE then carries the volume actually pumped.
     """
 
+    FAULTS = ("motor_stall", "clear_motor", "occlusion", "clear_occlusion", "battery_failure")
+
     kind = DeviceKind.PUMP
     capabilities = Capability.DRUG_DELIVERY | Capability.PATIENT_BOLUS | Capability.EVENT_PUSH | Capability.CLOCK_SET
 
@@ -350,8 +352,6 @@ class Pump:
         if not m.concentration_confirmed:
             raise DeviceRejected(ErrorCode.STATE_CONFLICT, "confirm the new concentrations", "concentration_confirmed")
         require("withdrawn_ul", m.withdrawn_ul, 0, cfg.capacity_ul, "µL")
-        if m.added_ul > cfg.capacity_ul:
-            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "overfill", "added_ul", m.added_ul, cfg.capacity_ul)
         require("added_ul", m.added_ul, 0, cfg.capacity_ul, "µL")
         drugs = dosing.validate_drugs(m.drugs, self.program.worst_daily_ul(), cfg)
         expected = self.reservoir_ul
@@ -402,7 +402,7 @@ class Pump:
             "battery_failure": self._fail_battery,
         }
         if fault not in handlers:
-            raise ValueError(f"unknown pump fault {fault!r}; valid: {', '.join(handlers)}")
+            raise ValueError(f"unknown pump fault {fault!r}; valid: {', '.join(self.FAULTS)}")
         handlers[fault]()
 
     def _stall(self) -> None:

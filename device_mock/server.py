@@ -223,7 +223,7 @@ class Server:
                 now = time.monotonic()
                 if now >= next_tick:
                     for item in self.served:
-                        self._emit(item, item.device.tick(), now)
+                        self._tick(item, now)
                     next_tick = now + self.tick_s
                 wait = min(next_tick, self._timers[0][0] if self._timers else next_tick) - time.monotonic()
                 for key, _ in self._selector.select(max(0.0, min(wait, self.tick_s))):
@@ -238,6 +238,12 @@ class Server:
                 item.device.close()
                 item.transport.close()
             self._selector.close()
+
+    def _tick(self, item: Served, now: float) -> None:
+        try:
+            self._emit(item, item.device.tick(), now)
+        except Exception:  # one device's model fault must not stop the others; it is logged in full
+            log.exception("%s: device tick failed", item.name)
 
     def _sync_registrations(self) -> None:
         for item in self.served:

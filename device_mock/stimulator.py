@@ -65,6 +65,7 @@ class Stimulator:
     """An SCS implant: the ``DeviceModel`` of kind SCS."""
 
     kind = DeviceKind.SCS
+    FAULTS = FAULTS
 
     def __init__(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None = None) -> None:
         self._setup(config, start_ms, seed, events)

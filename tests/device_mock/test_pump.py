@@ -411,7 +411,7 @@ def test_refill_refusals():
     pump = new_pump()
     pump.advance_to(T0 + 10 * DAY_MS)  # expected residual 15000 µL
     over = rejected(pump, refill(15_000, added=20_001))
-    assert (over.code, over.field, over.value, over.limit) == (ErrorCode.STATE_CONFLICT, "added_ul", 20_001, 20_000)
+    assert (over.code, over.field, over.value, over.limit) == (ErrorCode.OUT_OF_RANGE, "added_ul", 20_001, 20_000)
     assert rejected(pump, refill(15_000, confirmed=False)).field == "concentration_confirmed"
     off = rejected(pump, refill(12_999))
     assert (off.code, off.field, off.value, off.limit) == (ErrorCode.STATE_CONFLICT, "withdrawn_ul", 12_999, 13_000)

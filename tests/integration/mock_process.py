@@ -36,7 +36,8 @@ class MockProcess:
         self.devices: dict[str, MockedDevice] = {}
         self.lines: list[str] = []
         self._stderr: list[str] = []
-        threading.Thread(target=self._drain_stderr, name="mock-stderr", daemon=True).start()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, name="mock-stderr", daemon=True)
+        self._stderr_thread.start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
@@ -65,7 +66,13 @@ class MockProcess:
         """SIGKILL: no chance to save or clean up."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        self._stderr_thread.join(timeout=5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if not pipe.closed:
+                pipe.close()
 
     def stop(self) -> int:
         """SIGTERM and wait; kill if it does not end in time. Returns the exit code."""
@@ -76,6 +83,5 @@ class MockProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if not self.proc.stdout.closed:
-            self.proc.stdout.close()
+        self._close_pipes()
         return self.proc.returncode
