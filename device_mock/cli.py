@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[:k=v,...][@TIME]",
         help="device fault, now or at a device-time offset (repeatable)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v log events, -vv trace every frame in hex")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log events and trace frames")
     return p
 
 
@@ -229,7 +229,7 @@ def build(args: argparse.Namespace) -> list[Served]:
             link_faults=LinkFaults(random.Random(seed * 7919 + index)),
         )
         transport = _transport(index, args, args.baud or 115200)
-        item = Served(name, device, transport, args.baud, trace=args.verbose >= 2)
+        item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
         served.append(item)
         _announce(item, store, new_key, saved is not None)
     print(

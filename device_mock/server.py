@@ -21,10 +21,13 @@ import socket
 import threading
 import time
 import tty
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import serial
+
+from protocols.codec import REGISTRY
+from protocols.framing import Frame, FrameDecoder
 
 from .device import Device
 
@@ -189,10 +192,33 @@ class Served:
     tx_busy_until: float = 0.0
     bytes_lost: int = 0
     trace: bool = False
+    trace_decoders: dict[str, FrameDecoder] = field(default_factory=dict)
 
     def wire_time(self, size: int) -> float:
         """Seconds ``size`` bytes take on the line (0 without a baud rate)."""
         return size * 10.0 / self.baud if self.baud else 0.0
+
+
+def _trace(item: Served, direction: str, data: bytes) -> None:
+    """Log bytes in hex, then each frame they complete, decoded as far as the header."""
+    log.info("%s %s %s", item.name, direction, data.hex(" "))
+    decoder = item.trace_decoders.setdefault(direction, FrameDecoder())
+    for event in decoder.feed_events(data):
+        if isinstance(event, Frame):
+            name = REGISTRY[event.msg_type].__name__ if event.msg_type in REGISTRY else f"0x{event.msg_type:02x}"
+            log.info(
+                "%s %s   %s flags=%s session=%08x counter=%d command=%08x payload=%dB",
+                item.name,
+                direction,
+                name,
+                event.flags.name or "0",
+                event.session_id,
+                event.counter,
+                event.command_id,
+                len(event.payload),
+            )
+        else:
+            log.info("%s %s   dropped: %s", item.name, direction, event)
 
 
 class Server:
@@ -269,7 +295,7 @@ class Server:
             item.transport.drop_peer()
             return
         if item.trace:
-            log.info("%s rx %s", item.name, data.hex())
+            _trace(item, "rx", data)
         if item.baud:
             item.rx_busy_until = max(now, item.rx_busy_until) + item.wire_time(len(data))
             self._schedule(item.rx_busy_until, item, "rx", data)
@@ -293,7 +319,7 @@ class Server:
 
     def _write(self, item: Served, out: bytes) -> None:
         if item.trace:
-            log.info("%s tx %s", item.name, out.hex())
+            _trace(item, "tx", out)
         written = item.transport.write(out)
         item.bytes_lost += len(out) - written
 
