@@ -44,7 +44,8 @@ from . import pump_dosing as dosing
 from .alarms import AlarmManager, EventLog
 from .battery import PrimaryBattery
 from .model import require, unsupported
-from .pump_dosing import DAY_MS, MINUTE_MS, UNITS_PER_UL, ActiveBolus, DrugLimit, Program, Projections, PumpConfig
+from .pump_config import DrugLimit, PumpConfig
+from .pump_dosing import DAY_MS, MINUTE_MS, UNITS_PER_UL, ActiveBolus, Program, Projections
 
 __all__ = ["DrugLimit", "Pump", "PumpConfig"]
 _U32 = 0xFFFF_FFFF

@@ -1,0 +1,127 @@
+"""The pump's tunables: ``PumpConfig``, per-drug limits and the battery cell, with their sources.
+
+Every number tagged [L], [E] or [A] in DOMAIN.md PART 2 is a field here, so a scenario's
+``[config]`` table can override it (drug lists may be given as tables with the drug by name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from protocols.messages import Drug, DrugConcentration
+
+from .battery import PrimaryCellConfig
+
+
+@dataclass(frozen=True)
+class DrugLimit:
+    """Highest concentration and daily dose the pump accepts for a drug (0 = no daily cap)."""
+
+    drug: Drug
+    max_conc_ng_per_ml: int
+    max_dose_ng_per_day: int = 0
+
+
+DEFAULT_DRUG_LIMITS = (
+    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000),  # Infumorph 25 mg/mL [V]; PACC ~15 mg/day [L]
+    DrugLimit(Drug.HYDROMORPHONE, 15_000_000, 10_000_000),  # PACC ~15 mg/mL, ~10 mg/day [L]
+    DrugLimit(Drug.BUPIVACAINE, 30_000_000),  # PACC ~30 mg/mL [L]
+    DrugLimit(Drug.CLONIDINE, 1_000_000),  # commercial 100/500 µg/mL, 1 mg/mL ceiling [E]
+    DrugLimit(Drug.ZICONOTIDE, 100_000, 19_200),  # 25/100 µg/mL [V/L]; max 19.2 µg/day [V]
+    DrugLimit(Drug.BACLOFEN, 2_000_000),  # up to 2,000 µg/mL [V]
+    DrugLimit(Drug.SUFENTANIL, 50_000),  # commercial 50 µg/mL [E]
+    DrugLimit(Drug.FENTANYL, 50_000),  # commercial 50 µg/mL [E]
+)
+
+# Sized so 0.5 mL/day lasts ~6.5 years, 2 mL/day ~5 and 0.048 mL/day reaches the 7-year cap first [E].
+PUMP_CELL = PrimaryCellConfig(
+    capacity_j=20_000.0,  # [E] ~1.7 Ah at 3.2 V
+    nominal_power_w=98e-6,  # drain at 0.5 mL/day: the ERI reserve lasts 90 days there [E]
+    eri_reserve_days=90.0,  # ERI -> pump stops ~90 days later [V SynchroMed II]
+    max_life_years=7.0,  # hard shutdown at 7 years [V SynchroMed II]
+)
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    """Every tunable of the pump, with its DOMAIN.md source and tag."""
+
+    model_name: str = "EMU-ITP-20"
+    serial: str = "ITP0000001"
+    firmware: str = "1.0.0"
+    capacity_ul: int = 20_000  # 20 or 40 mL [V 2.1]
+    initial_fill_ul: int = 20_000  # full pump at implant [E]
+    initial_rate_ul_per_day: int = 500  # 20 mL at 0.5 mL/day, monthly refills [V 2.3 aneskey]
+    initial_drugs: tuple[DrugConcentration, ...] = (
+        DrugConcentration(Drug.MORPHINE, 10_000_000),  # 10 mg/mL [L 2.3]
+        DrugConcentration(Drug.BUPIVACAINE, 20_000_000),  # 20 mg/mL: 10 mg/day at 0.5 mL/day [V 2.3 dose range]
+    )
+    alarm_volume_ul: int = 2_000  # recommended low-reservoir alarm [V 2.2]
+    min_alarm_ul: int = 1_000  # programmable range [E]; 4 mL used clinically [V 2.2]
+    max_alarm_ul: int = 10_000  # [E]
+    min_rate_ul_per_day: int = 48  # ~0.048 mL/day [L 2.2]
+    max_rate_ul_per_day: int = 24_000  # ~24 mL/day [L 2.2]
+    flow_accuracy: float = 0.145  # ±14.5 % labelled accuracy [V 2.2]
+    flow_error_mean: float = 0.01  # +1 % vs programmed at 6 months [V Wesemann 2014]
+    flow_error_sd: float = 0.03  # spread per refill [E]
+    refill_discrepancy_ul: int = 2_000  # investigate a residual off by > 2 mL [V ASRA 2017]
+    max_bolus_ul: int = 5_000  # [E]
+    max_bolus_duration_min: int = 1_440  # [E]
+    max_bolus_rate_ul_per_day: int = 24_000  # same ceiling as the basal flow range [L]
+    bridge_volume_ul: int = 250  # pump tubing + catheter dead volume [E]
+    bridge_duration_min: int = 60  # [E]
+    min_ptm_dose_ul: int = 1  # [E]; myPTM limits not published (DOMAIN.md known gaps)
+    max_ptm_dose_ul: int = 1_000  # [E]
+    max_ptm_duration_min: int = 240  # [E]
+    min_ptm_lockout_min: int = 10  # [E]
+    max_ptm_lockout_min: int = 1_440  # [E]
+    max_ptm_per_day: int = 24  # [E]
+    drug_limits: tuple[DrugLimit, ...] = DEFAULT_DRUG_LIMITS
+    cell: PrimaryCellConfig = PUMP_CELL
+    quiescent_power_w: float = 88e-6  # electronics, telemetry, alarms [E]
+    motor_j_per_ul: float = 1.7e-3  # motor strokes per µL pumped [E]
+    next_refill_margin_days: float = 7.0  # refill this long before the low alarm [E]
+
+    def __post_init__(self) -> None:
+        if any(isinstance(d, dict) for d in self.initial_drugs):  # a scenario's [config] gives tables
+            object.__setattr__(self, "initial_drugs", drugs_from(list(self.initial_drugs)))
+        if isinstance(self.cell, dict):
+            object.__setattr__(self, "cell", PrimaryCellConfig(**{**asdict(PUMP_CELL), **self.cell}))
+        if not 0 < self.initial_fill_ul <= self.capacity_ul:
+            raise ValueError(f"initial fill {self.initial_fill_ul} µL outside 1..{self.capacity_ul}")
+        if not self.min_rate_ul_per_day <= self.initial_rate_ul_per_day <= self.max_rate_ul_per_day:
+            raise ValueError(f"initial rate {self.initial_rate_ul_per_day} µL/day outside the flow range")
+        if not self.min_alarm_ul <= self.alarm_volume_ul <= min(self.max_alarm_ul, self.capacity_ul):
+            raise ValueError(f"alarm volume {self.alarm_volume_ul} µL outside its range")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PumpConfig:
+        """Rebuild from ``to_dict`` output (also after a JSON round trip)."""
+        values = dict(data)
+        values["initial_drugs"] = drugs_from(data["initial_drugs"])
+        values["drug_limits"] = tuple(
+            DrugLimit(Drug(d["drug"]), d["max_conc_ng_per_ml"], d["max_dose_ng_per_day"]) for d in data["drug_limits"]
+        )
+        values["cell"] = PrimaryCellConfig(**data["cell"])
+        return cls(**values)
+
+
+def drugs_from(items: list[Any]) -> tuple[DrugConcentration, ...]:
+    """Drug contents from their ``asdict`` form or a scenario table (drug by value or by name)."""
+    contents = []
+    for item in items:
+        if isinstance(item, DrugConcentration):
+            contents.append(item)
+            continue
+        drug = item["drug"]
+        try:
+            drug = Drug[drug.upper()] if isinstance(drug, str) else Drug(drug)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown drug {drug!r}; valid: {', '.join(d.name for d in Drug)}") from None
+        contents.append(DrugConcentration(drug, int(item["conc_ng_per_ml"])))
+    return tuple(contents)
