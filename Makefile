@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test]'
+	@$(BIN)/python -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/poll_rate.py
 
 vectors: $(STAMP)
 	$(BIN)/python -m protocols.vectors --write
