@@ -124,9 +124,18 @@ class RechargeableBattery:
         self.implant_ms = implant_ms
         self.charge_j = config.capacity_j
         self.throughput_j = 0.0
+        self._capacity_key: tuple[int, float] | None = None
+        self._capacity = config.capacity_j
 
     def capacity_j(self, now_ms: int) -> float:
         """Capacity after calendar and cycle fade."""
+        key = (now_ms, self.throughput_j)
+        if key == self._capacity_key:  # asked many times per status at the same instant
+            return self._capacity
+        self._capacity_key, self._capacity = key, self._faded_capacity_j(now_ms)
+        return self._capacity
+
+    def _faded_capacity_j(self, now_ms: int) -> float:
         c = self.config
         years = max(0.0, (now_ms - self.implant_ms) / 1000.0 / YEAR_S)
         cycles = self.throughput_j / c.capacity_j

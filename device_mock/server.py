@@ -27,7 +27,7 @@ from pathlib import Path
 import serial
 
 from protocols.codec import REGISTRY
-from protocols.framing import Frame, FrameDecoder
+from protocols.framing import Frame, FrameDecoder, FrameFlags
 
 from .device import Device
 
@@ -211,7 +211,7 @@ def _trace(item: Served, direction: str, data: bytes) -> None:
                 item.name,
                 direction,
                 name,
-                event.flags.name or "0",
+                FrameFlags(event.flags).name or "0",
                 event.session_id,
                 event.counter,
                 event.command_id,

@@ -106,6 +106,13 @@ class Stimulator:
     def _area_powers(self) -> list[tuple[float, float]]:
         """(tissue W, battery W) of each area of the active program, 0 for an area lost to an open lead."""
         program = self._programs.get(self._active)
+        # Programs are immutable and the baseline fixed: only the program or a lead fault changes the powers.
+        key = (program, tuple(self._leads.items()))
+        if key != getattr(self, "_area_cache_key", None):
+            self._area_cache_key, self._area_cache = key, self._compute_area_powers(program)
+        return self._area_cache
+
+    def _compute_area_powers(self, program: StimProgramSet | None) -> list[tuple[float, float]]:
         if program is None:
             return []
         ohms, c = self._true_ohm(), self.config

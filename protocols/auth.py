@@ -24,9 +24,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import LockedOut, MacError, NoSession, PairingKeyError, ReplayError, SessionExpired
-from .framing import TAG_SIZE, Frame, FrameFlags, LinkStats, pack_header
+from .framing import FLAG_AUTH, FLAG_FROM_DEVICE, FLAG_PUSH, HEADER, PROTOCOL_VERSION, TAG_SIZE, Frame, LinkStats
 
 KEY_SIZE = 32
 HKDF_INFO = b"implant-telemetry/1 session"
@@ -126,32 +127,35 @@ class Session:
     host_nonce: bytes = b""
     device_nonce: bytes = b""
 
-    @property
-    def _tx_key(self) -> bytes:
-        return self.keys.device_to_host if self.is_device else self.keys.host_to_device
-
-    @property
-    def _rx_key(self) -> bytes:
-        return self.keys.host_to_device if self.is_device else self.keys.device_to_host
-
     def seal(self, msg_type: int, command_id: int, payload: bytes, push: bool = False) -> Frame:
         """Build the next outgoing frame of this session, tagged."""
         self.tx_counter += 1
-        flags = FrameFlags.AUTH
-        if self.is_device:
-            flags |= FrameFlags.FROM_DEVICE
-        if push:
-            flags |= FrameFlags.PUSH
-        unsigned = Frame(msg_type, flags, self.session_id, self.tx_counter, command_id, payload, b"\0" * TAG_SIZE)
-        tag = compute_tag(self._tx_key, pack_header(unsigned) + payload)
+        flags = FLAG_AUTH | (FLAG_FROM_DEVICE if self.is_device else 0) | (FLAG_PUSH if push else 0)
+        header = HEADER.pack(
+            PROTOCOL_VERSION, msg_type, flags, self.session_id, self.tx_counter, command_id, len(payload)
+        )
+        tag = self._tag(self._tx_mac, header + payload)
         return Frame(msg_type, flags, self.session_id, self.tx_counter, command_id, payload, tag)
+
+    @staticmethod
+    def _tag(base: Any, data: bytes) -> bytes:
+        mac = base.copy()  # the keyed state is computed once per session, not per frame
+        mac.update(data)
+        return mac.digest()[:TAG_SIZE]
+
+    def __post_init__(self) -> None:
+        tx, rx = (self.keys.device_to_host, self.keys.host_to_device)
+        if not self.is_device:
+            tx, rx = rx, tx
+        self._tx_mac = hmac.new(tx, digestmod=hashlib.sha256)
+        self._rx_mac = hmac.new(rx, digestmod=hashlib.sha256)
 
     def verify(self, frame: Frame, now: float, stats: LinkStats | None = None) -> None:
         """Check a received frame's tag, then its counter; only then advance the counter."""
-        from_device = bool(frame.flags & FrameFlags.FROM_DEVICE)
+        from_device = bool(frame.flags & FLAG_FROM_DEVICE)
         if not frame.authenticated or frame.session_id != self.session_id or from_device == self.is_device:
             raise MacError("frame is not tagged for this session and direction")
-        expected = compute_tag(self._rx_key, frame.mac_input())
+        expected = self._tag(self._rx_mac, frame.mac_input())
         if not hmac.compare_digest(expected, frame.tag):
             if stats is not None:
                 stats.mac_errors += 1

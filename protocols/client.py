@@ -36,7 +36,7 @@ from .errors import (
     ProtocolError,
     SchemaMismatch,
 )
-from .framing import Frame, FrameDecoder, FrameFlags, LinkStats, encode_frame
+from .framing import FLAG_FROM_DEVICE, FLAG_PUSH, Frame, FrameDecoder, LinkStats, encode_frame
 from .messages import (
     NONCE_SIZE,
     AlarmAck,
@@ -357,7 +357,7 @@ class DeviceClient:
             if self.session is not None and not isinstance(message, SessionOpen):
                 frame = self.session.seal(message.TYPE, command_id, payload)
             else:
-                frame = Frame(message.TYPE, FrameFlags(0), 0, 0, command_id, payload)
+                frame = Frame(message.TYPE, 0, 0, 0, command_id, payload)
             sent_at = self._clock()
             self._write(encode_frame(frame), frame)
             reply = self._await(command_id, message, sent_at + self.timeout)
@@ -412,11 +412,11 @@ class DeviceClient:
         return result
 
     def _accept(self, frame: Frame, want: tuple[int, Message] | None) -> Frame | object | None:
-        if not frame.flags & FrameFlags.FROM_DEVICE:
+        if not frame.flags & FLAG_FROM_DEVICE:
             self.link_stats.frames_ok -= 1  # well formed, but our own frame looped back: not link data
             self.link_stats.malformed += 1
             return None
-        if frame.flags & FrameFlags.PUSH:
+        if frame.flags & FLAG_PUSH:
             self._take_push(frame)
             return None
         if want is None:

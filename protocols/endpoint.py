@@ -29,7 +29,7 @@ from .errors import (
     SessionExpired,
     UnsupportedVersion,
 )
-from .framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, FrameFlags, encode_frame
+from .framing import FLAG_FROM_DEVICE, FLAG_PUSH, MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
 from .messages import (
     CommandAck,
     ErrorReply,
@@ -93,7 +93,7 @@ class DeviceEndpoint:
         self.decoder = FrameDecoder()
         self.stats = self.decoder.stats
         self._rng = rng
-        self._cache: OrderedDict[int, tuple[int, bytes, Message]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[tuple[int, bytes], tuple[int, bytes]]] = OrderedDict()
         self._cache_size = reply_cache_size
         self._on_event = on_session_event
 
@@ -124,7 +124,7 @@ class DeviceEndpoint:
 
     # --- one frame -------------------------------------------------------------------------------
     def _on_frame(self, frame: Frame, now: float) -> bytes:
-        if frame.flags & (FrameFlags.FROM_DEVICE | FrameFlags.PUSH) or frame.msg_type >= _FIRST_REPLY_TYPE:
+        if frame.flags & (FLAG_FROM_DEVICE | FLAG_PUSH) or frame.msg_type >= _FIRST_REPLY_TYPE:
             self.stats.malformed += 1
             return b""
         session: Session | None = None
@@ -178,30 +178,34 @@ class DeviceEndpoint:
             reply = self._reply(session, command_id, CommandAck(seq))
             self.sessions.close(session)
             return reply
-        return self._reply(session, command_id, self._handle(frame, message))
+        reply_type, payload = self._handle(frame, message)
+        return encode_frame(session.seal(reply_type, command_id, payload))
 
-    def _handle(self, frame: Frame, message: Message) -> Message:
+    def _handle(self, frame: Frame, message: Message) -> tuple[int, bytes]:
+        """The handler's reply, encoded once (and remembered for a mutating command)."""
         key = (frame.msg_type, frame.payload)
         if message.MUTATING:
             cached = self._cache.get(frame.command_id)
-            if cached is not None and cached[:2] == key:
-                return cached[2]
+            if cached is not None and cached[0] == key:
+                return cached[1]
         try:
             reply = self.handler(message)
             if reply.TYPE not in message.REPLIES:
                 raise TypeError(f"handler answered {type(message).__name__} with {type(reply).__name__}")
-            encode_payload(reply)  # a reply that cannot be encoded is the device's fault, not the request's
+            # A reply that cannot be encoded is the device's fault, not the request's.
+            encoded = (int(reply.TYPE), encode_payload(reply))
         except DeviceRejected as exc:
-            reply = error_reply(exc)
+            encoded = (MsgType.ERROR_REPLY, encode_payload(error_reply(exc)))
         except Exception as exc:  # a fault in the device model must not take the link down
             log.exception("handler failed on %s", type(message).__name__)
-            reply = ErrorReply(ErrorCode.DEVICE_FAULT, "", 0, 0, 0, _clip(f"device fault: {exc}", 160))
+            fault = ErrorReply(ErrorCode.DEVICE_FAULT, "", 0, 0, 0, _clip(f"device fault: {exc}", 160))
+            encoded = (MsgType.ERROR_REPLY, encode_payload(fault))
         if message.MUTATING:
-            self._cache[frame.command_id] = (*key, reply)
+            self._cache[frame.command_id] = (key, encoded)
             self._cache.move_to_end(frame.command_id)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return reply
+        return encoded
 
     # --- encoding replies ------------------------------------------------------------------------
     def _reply(self, session: Session | None, command_id: int, message: Message) -> bytes:
@@ -210,5 +214,5 @@ class DeviceEndpoint:
         return encode_frame(session.seal(message.TYPE, command_id, encode_payload(message)))
 
     def _plain(self, msg_type: int, command_id: int, message: Message) -> bytes:
-        frame = Frame(msg_type, FrameFlags.FROM_DEVICE, 0, 0, command_id, encode_payload(message))
+        frame = Frame(msg_type, FLAG_FROM_DEVICE, 0, 0, command_id, encode_payload(message))
         return encode_frame(frame)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 import struct
 import typing
 from enum import IntEnum
 from typing import Any, ClassVar
 
-from .errors import EncodeError, MalformedPayload
+from .errors import CodecError, EncodeError, MalformedPayload
 
 
 class WireType:
@@ -103,6 +104,7 @@ class Enum(WireType):
     def __init__(self, enum_cls: type[IntEnum], fmt: str = "B") -> None:
         self.enum_cls = enum_cls
         self.fmt = fmt
+        self._members = {int(member): member for member in enum_cls}
 
     def spec(self) -> str:
         members = ",".join(f"{m.name}={m.value}" for m in self.enum_cls)
@@ -117,10 +119,10 @@ class Enum(WireType):
             raise EncodeError(f"{name}: {value!r} is not a {self.enum_cls.__name__}") from None
 
     def from_wire(self, value: Any, name: str) -> Any:
-        try:
-            return self.enum_cls(value)
-        except ValueError:
-            raise MalformedPayload(f"{name}: {value} is not a {self.enum_cls.__name__}") from None
+        member = self._members.get(value)
+        if member is None:
+            raise MalformedPayload(f"{name}: {value} is not a {self.enum_cls.__name__}")
+        return member
 
 
 class FixedBytes(WireType):
@@ -200,11 +202,13 @@ class ListOf(WireType):
                 pass  # the loop below names the offending item
         item = self._item_layout()
         for index, element in enumerate(value):
-            label = f"{name}[{index}]"
             if isinstance(item, Layout):
-                item.encode_into(element, out, label)
+                try:
+                    item.encode_into(element, out)
+                except CodecError as exc:
+                    raise _within(exc, f"{name}[{index}]") from None
             else:
-                out += self._scalar.pack(item.to_wire(element, label))
+                out += self._scalar.pack(item.to_wire(element, f"{name}[{index}]"))
 
     def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
         if pos >= len(buf):
@@ -214,19 +218,22 @@ class ListOf(WireType):
         if count > self.max_count:
             raise MalformedPayload(f"{name}: {count} items, at most {self.max_count}")
         item = self._item_layout()
-        items = []
-        for index in range(count):
-            label = f"{name}[{index}]"
-            if isinstance(item, Layout):
-                element, pos = item.decode_from(buf, pos, label)
-            else:
-                st = self._scalar
-                if pos + st.size > len(buf):
-                    raise MalformedPayload(f"{label}: payload too short")
-                element = item.from_wire(st.unpack_from(buf, pos)[0], label)
-                pos += st.size
-            items.append(element)
-        return tuple(items), pos
+        if isinstance(item, Layout):
+            items = []
+            for index in range(count):
+                try:
+                    element, pos = item.decode_from(buf, pos)
+                except CodecError as exc:
+                    raise _within(exc, f"{name}[{index}]") from None
+                items.append(element)
+            return tuple(items), pos
+        end = pos + count * self._scalar.size
+        if end > len(buf):
+            raise MalformedPayload(f"{name}: payload too short for {count} items")
+        raw = struct.unpack_from(f"<{count}{item.fmt}", buf, pos)
+        if type(item) is Int:
+            return raw, end
+        return tuple(item.from_wire(value, f"{name}[{i}]") for i, value in enumerate(raw)), end
 
 
 class Record(WireType):
@@ -239,10 +246,26 @@ class Record(WireType):
         return layout_of(self.cls).spec_record()
 
     def encode(self, value: Any, out: bytearray, name: str) -> None:
-        layout_of(self.cls).encode_into(value, out, name)
+        try:
+            layout_of(self.cls).encode_into(value, out)
+        except CodecError as exc:
+            raise _within(exc, name) from None
 
     def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
-        return layout_of(self.cls).decode_from(buf, pos, name)
+        try:
+            return layout_of(self.cls).decode_from(buf, pos)
+        except CodecError as exc:
+            raise _within(exc, name) from None
+
+
+_FIELD_PATH = re.compile(r"^[A-Za-z_][\w\[\].]*: ")
+
+
+def _within(exc: CodecError, path: str) -> CodecError:
+    """The same error, its field path prefixed with ``path`` (errors are built lazily: no cost on success)."""
+    message = str(exc)
+    joined = f"{path}.{message}" if _FIELD_PATH.match(message) else f"{path}: {message}"
+    return type(exc)(joined)
 
 
 U8, U16, U32, U64 = Int("B"), Int("H"), Int("I"), Int("Q")
@@ -271,7 +294,7 @@ class _FixedRun:
         self.converted = [(i, f) for i, f in enumerate(fields) if type(f.wire) is not Int]
         self.plain_indices = [i for i, f in enumerate(fields) if type(f.wire) is Int]
 
-    def pack(self, obj: Any, prefix: str) -> bytes:
+    def pack(self, obj: Any) -> bytes:
         got = self.getter(obj)
         original = got if len(self.fields) > 1 else (got,)
         values = list(original)
@@ -280,12 +303,12 @@ class _FixedRun:
                 if type(values[index]) is not int:  # struct would take a bool or an IntEnum silently
                     raise struct.error
             for index, info in self.converted:
-                values[index] = info.wire.to_wire(values[index], _label(prefix, info.name))
+                values[index] = info.wire.to_wire(values[index], info.name)
             return self.struct.pack(*values)
         except struct.error:
             for info, value in zip(self.fields, original, strict=True):
-                info.wire.to_wire(value, _label(prefix, info.name))  # raises EncodeError naming the field
-            raise EncodeError(f"{prefix or 'message'}: values do not fit {self.struct.format}") from None
+                info.wire.to_wire(value, info.name)  # raises EncodeError naming the field
+            raise EncodeError(f"values do not fit {self.struct.format}") from None
 
 
 class Layout:
@@ -312,19 +335,19 @@ class Layout:
         inner = ",".join(f"{f.name}:{f.wire.spec()}" for f in self.fields)
         return f"{self.cls.__name__}{{{inner}}}"
 
-    def encode_into(self, obj: Any, out: bytearray, prefix: str = "") -> None:
-        """Append the wire bytes of ``obj`` to ``out``."""
+    def encode_into(self, obj: Any, out: bytearray) -> None:
+        """Append the wire bytes of ``obj`` to ``out``; errors name the field (callers add the path)."""
         if not isinstance(obj, self.cls):
-            raise EncodeError(f"{prefix or 'message'}: {type(obj).__name__} given, {self.cls.__name__} needed")
+            raise EncodeError(f"{type(obj).__name__} given, {self.cls.__name__} needed")
         for part in self._parts:
             if isinstance(part, _FixedRun):
-                out += part.pack(obj, prefix)
+                out += part.pack(obj)
             else:
-                part.wire.encode(getattr(obj, part.name), out, _label(prefix, part.name))
+                part.wire.encode(getattr(obj, part.name), out, part.name)
 
-    def decode_from(self, buf: bytes, pos: int, prefix: str = "") -> tuple[Any, int]:
+    def decode_from(self, buf: bytes, pos: int) -> tuple[Any, int]:
         """Decode one instance at ``pos``; return it and the next position."""
-        values: dict[str, Any] = {}
+        values: list[Any] = []
         for part in self._parts:
             if isinstance(part, _FixedRun):
                 end = pos + part.struct.size
@@ -333,13 +356,13 @@ class Layout:
                 raw = part.struct.unpack_from(buf, pos)
                 pos = end
                 if part.plain:
-                    values.update(zip((f.name for f in part.fields), raw, strict=True))
+                    values += raw
                 else:
-                    for f, item in zip(part.fields, raw, strict=True):
-                        values[f.name] = f.wire.from_wire(item, _label(prefix, f.name))
+                    values += [f.wire.from_wire(item, f.name) for f, item in zip(part.fields, raw, strict=True)]
             else:
-                values[part.name], pos = part.wire.decode(buf, pos, _label(prefix, part.name))
-        return self.cls(**values), pos
+                value, pos = part.wire.decode(buf, pos, part.name)
+                values.append(value)
+        return self.cls(*values), pos
 
     def max_size(self) -> int:
         """Largest encoded size of this layout, in bytes."""
@@ -357,10 +380,6 @@ def _max_size(wire: WireType) -> int:
         item = layout_of(wire.item).max_size() if isinstance(wire.item, type) else _max_size(wire.item)
         return 1 + wire.max_count * item
     raise TypeError(f"no size for {wire!r}")
-
-
-def _label(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
 
 
 def _fields_of(cls: type) -> list[FieldInfo]:

@@ -49,15 +49,18 @@ MIN_RAW_FRAME = HEADER_SIZE + CRC_SIZE
 _CRC = struct.Struct("<I")
 
 
+FLAG_AUTH = 0x01  # a 16-byte HMAC tag follows the payload
+FLAG_FROM_DEVICE = 0x02  # sent by the device (replies and pushes)
+FLAG_PUSH = 0x04  # unsolicited device message, command_id 0
+_KNOWN_FLAGS = FLAG_AUTH | FLAG_FROM_DEVICE | FLAG_PUSH
+
+
 class FrameFlags(IntFlag):
-    """Bits of the header's flags byte."""
+    """Names of the header's flag bits (frames store the plain int: IntFlag arithmetic is slow)."""
 
-    AUTH = 0x01  # a 16-byte HMAC tag follows the payload
-    FROM_DEVICE = 0x02  # sent by the device (replies and pushes)
-    PUSH = 0x04  # unsolicited device message, command_id 0
-
-
-_KNOWN_FLAGS = int(FrameFlags.AUTH | FrameFlags.FROM_DEVICE | FrameFlags.PUSH)
+    AUTH = FLAG_AUTH
+    FROM_DEVICE = FLAG_FROM_DEVICE
+    PUSH = FLAG_PUSH
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +68,23 @@ class Frame:
     """One decoded frame: header fields, payload, and tag (empty unless ``AUTH`` is set)."""
 
     msg_type: int
-    flags: FrameFlags
+    flags: int
     session_id: int
     counter: int
     command_id: int
     payload: bytes
     tag: bytes = b""
     version: int = PROTOCOL_VERSION
+    raw_signed: bytes = field(default=b"", repr=False, compare=False)  # header + payload as received
 
     @property
     def authenticated(self) -> bool:
         """True when the frame carries a tag."""
-        return bool(self.flags & FrameFlags.AUTH)
+        return bool(self.flags & FLAG_AUTH)
 
     def mac_input(self) -> bytes:
         """The bytes the tag covers: the packed header followed by the payload."""
-        return pack_header(self) + self.payload
+        return self.raw_signed or pack_header(self) + self.payload
 
 
 def pack_header(frame: Frame) -> bytes:
@@ -123,19 +127,20 @@ def parse_raw_frame(raw: bytes) -> Frame:
         raise UnsupportedVersion(f"protocol version {version}, this codec speaks {PROTOCOL_VERSION}")
     if flags & ~_KNOWN_FLAGS & 0xFF:
         raise MalformedFrame(f"reserved flag bits set: 0x{flags:02x}")
-    tag_size = TAG_SIZE if flags & FrameFlags.AUTH else 0
+    tag_size = TAG_SIZE if flags & FLAG_AUTH else 0
     if length > MAX_PAYLOAD or HEADER_SIZE + length + tag_size != body_end:
         raise MalformedFrame(f"payload_len {length} disagrees with frame size {len(raw)}")
     payload_end = HEADER_SIZE + length
     return Frame(
         msg_type=msg_type,
-        flags=FrameFlags(flags),
+        flags=flags,
         session_id=session_id,
         counter=counter,
         command_id=command_id,
         payload=raw[HEADER_SIZE:payload_end],
         tag=raw[payload_end:body_end],
         version=version,
+        raw_signed=raw[:payload_end],
     )
 
 
