@@ -239,26 +239,31 @@ class Server:
 
     def run(self) -> None:
         """Serve until stopped; then save every device and release every transport."""
+        dynamic = False  # a TCP link changes descriptor as clients come and go; ptys and ports do not
         for item in self.served:
             if isinstance(item.transport, TcpTransport):
                 self._selector.register(item.transport.listener, selectors.EVENT_READ, ("accept", item))
+                dynamic = True
+        self._sync_registrations()
         next_tick = time.monotonic()
         try:
             while not self._stop.is_set():
-                self._sync_registrations()
+                if dynamic:
+                    self._sync_registrations()
                 now = time.monotonic()
                 if now >= next_tick:
                     for item in self.served:
                         self._tick(item, now)
                     next_tick = now + self.tick_s
-                wait = min(next_tick, self._timers[0][0] if self._timers else next_tick) - time.monotonic()
+                wait = min(next_tick, self._timers[0][0] if self._timers else next_tick) - now
                 for key, _ in self._selector.select(max(0.0, min(wait, self.tick_s))):
                     role, item = key.data
                     if role == "accept":
                         item.transport.accept()
                     else:
                         self._on_readable(item)
-                self._run_timers()
+                if self._timers:
+                    self._run_timers()
         finally:
             for item in self.served:
                 item.device.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -134,6 +135,7 @@ class DeviceClient:
         self._trace = trace
         self._owns_port = owns_port
         self._lock = threading.RLock()
+        self._fd = port.fileno() if isinstance(port, serial.Serial) and port.is_open else None
         self._next_id = int.from_bytes(rng(4), "little") or 1
         self._closed = False
 
@@ -375,7 +377,12 @@ class DeviceClient:
         if self._trace:
             self._trace("tx", frame)
         try:
-            self.port.write(data)
+            if self._fd is not None:
+                view = memoryview(data)
+                while view:  # a pty or tty takes a frame at once; loop for the rare partial write
+                    view = view[os.write(self._fd, view) :]
+            else:
+                self.port.write(data)
         except ProtocolError:
             raise
         except (OSError, serial.SerialException) as exc:
@@ -389,13 +396,27 @@ class DeviceClient:
             if self._clock() >= deadline:
                 return None
 
+    def _read_available(self) -> bytes:
+        """What the port has, waiting up to its timeout for the first byte."""
+        if self._fd is not None:
+            # A local serial port or pty: one select and one read instead of pyserial's several.
+            ready, _, _ = select.select([self._fd], [], [], self.port.timeout)
+            if not ready:
+                return b""
+            data = os.read(self._fd, 4096)
+            if not data:
+                raise LinkError("the port was closed (end of file)")
+            return data
+        data = self.port.read(1)
+        if data:
+            waiting = self.port.in_waiting
+            if waiting:
+                data += self.port.read(waiting)
+        return data
+
     def _read_frames(self, want: tuple[int, Message] | None) -> Frame | object | None:
         try:
-            data = self.port.read(1)
-            if data:
-                waiting = self.port.in_waiting
-                if waiting:
-                    data += self.port.read(waiting)
+            data = self._read_available()
         except ProtocolError:
             raise
         except (OSError, serial.SerialException) as exc:

@@ -194,7 +194,7 @@ class ListOf(WireType):
         if len(value) > self.max_count:
             raise EncodeError(f"{name}: {len(value)} items, at most {self.max_count}")
         out.append(len(value))
-        if type(self.item) is Int and all(type(v) is int for v in value):
+        if type(self.item) is Int and set(map(type, value)) <= _INT_ONLY:
             try:
                 out += struct.pack(f"<{len(value)}{self.item.fmt}", *value)
                 return
@@ -258,6 +258,7 @@ class Record(WireType):
             raise _within(exc, name) from None
 
 
+_INT_ONLY = frozenset((int,))
 _FIELD_PATH = re.compile(r"^[A-Za-z_][\w\[\].]*: ")
 
 
