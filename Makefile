@@ -23,9 +23,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	@echo "make demo needs the device emulator (device_mock/) and the dashboard (dashboard/)," >&2
-	@echo "which are not in this tree yet; the wire protocol is, see protocols/SPEC.md." >&2
-	@exit 2
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py

@@ -1,0 +1,155 @@
+"""``implant-dashboard``: the live dashboard for one or more devices.
+
+Each ``--port URL --key FILE`` pair (in order) is one device, polled by its own link thread. The
+history goes to ``--db`` (SQLite by default). On first run the users file is created with a
+clinician and a viewer account and their passwords are printed once. Binds 127.0.0.1 unless told
+otherwise, and never runs in debug mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from werkzeug.serving import make_server
+
+from .app import create_app
+from .auth import AuthConfigError, UserDB
+from .deps import Deps
+from .link import DeviceLink
+from .store import StoreError, open_store
+
+log = logging.getLogger("implant-dashboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    p = argparse.ArgumentParser(prog="implant-dashboard", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--port",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="a device's pyserial URL or pty path (repeat per device)",
+    )
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="that device's pairing key file (same order as --port)",
+    )
+    p.add_argument(
+        "--name", action="append", default=[], help="display name per device (default: device-1, device-2, ...)"
+    )
+    p.add_argument(
+        "--db",
+        default="sqlite:///dashboard-history.db",
+        help="history store URL (default sqlite:///dashboard-history.db)",
+    )
+    p.add_argument(
+        "--users",
+        default="dashboard-users.json",
+        help="users file; created with fresh passwords if missing (default dashboard-users.json)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; other addresses need --tls)"
+    )
+    p.add_argument("--http-port", type=int, default=8050, help="HTTP port (default 8050; 0 picks a free one)")
+    p.add_argument("--poll", type=float, default=1.0, help="status poll interval per device, s (default 1.0)")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=5.0,
+        help="mark data stale and raise a technical alarm after, s (default 5)",
+    )
+    p.add_argument(
+        "--tls", action="store_true", help="the server sits behind TLS (Secure cookies; allows a non-loopback --host)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log link and request details")
+    return p  # fmt: skip
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``implant-dashboard``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
+    )
+    if len(args.port) != len(args.key):
+        print("implant-dashboard: give one --key per --port, in the same order", file=sys.stderr)
+        return 2
+    if not _loopback(args.host) and not args.tls:
+        print(
+            f"implant-dashboard: refusing to serve on {args.host} without --tls (patient data, programming)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        print(f"implant-dashboard: {exc}", file=sys.stderr)
+        return 2
+    users_path = Path(args.users)
+    try:
+        if users_path.exists():
+            users = UserDB.load(users_path)
+        else:
+            passwords = UserDB.create_default(users_path)
+            users = UserDB.load(users_path)
+            print(f"implant-dashboard: created {users_path} with new accounts (shown once):", flush=True)
+            for user, password in passwords.items():
+                print(f"  login {user} / {password}", flush=True)
+    except AuthConfigError as exc:
+        print(f"implant-dashboard: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    names = args.name + [f"device-{i + 1}" for i in range(len(args.name), len(args.port))]
+    links = {
+        name: DeviceLink(name, url, key, store, poll_s=args.poll, stale_after_s=args.stale_after)
+        for name, url, key in zip(names, args.port, args.key, strict=True)
+    }
+    app = create_app(
+        Deps(links, store, tick_s=1.0), users, allowed_hosts={args.host, "127.0.0.1", "localhost"}, tls=args.tls
+    )
+    server = make_server(args.host, args.http_port, app.server, threaded=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for link in links.values():
+        link.start()
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    print(
+        f"implant-dashboard: http://{args.host}:{server.server_port}/ ({len(links)} device(s), history {args.db})",
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        for link in links.values():
+            link.stop()
+        store.close()
+    print("implant-dashboard: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Pure figure builders: data in, ``plotly.graph_objects.Figure`` out. No store, no link, no Dash.
+
+Live charts are built once per view with the downsampled history; ticks then only extend them
+(``extendData``), so nothing here runs per tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .series import info
+
+CHART_HEIGHT = 230
+GAUGE_HEIGHT = 190
+MAX_LIVE_POINTS = 5000  # points a chart keeps while ticks extend it
+
+
+def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}, "x": 0.01},
+        height=height,
+        margin={"l": 50, "r": 15, "t": 35, "b": 30},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        uirevision="keep",  # keep the user's zoom when the data is extended
+    )
+    return fig
+
+
+def time_series(name: str, times_ms: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> go.Figure:
+    """A line chart of one stored series against device time."""
+    meta = info(name)
+    x = np.asarray(times_ms, dtype="datetime64[ms]")
+    fig = go.Figure(go.Scattergl(x=x, y=np.asarray(values, dtype=float), mode="lines", name=meta.label))
+    fig.update_yaxes(title_text=meta.unit, gridcolor="#e8ecf0")
+    fig.update_xaxes(gridcolor="#e8ecf0")
+    return _layout(fig, f"{meta.label} ({meta.unit})", CHART_HEIGHT)
+
+
+def extend_payload(times_ms: Sequence[int], values: Sequence[float]) -> tuple[dict, list[int], int]:
+    """The ``extendData`` value that appends points to trace 0, capped at ``MAX_LIVE_POINTS``."""
+    iso = [np.datetime_as_string(np.datetime64(int(t), "ms"), unit="ms") for t in times_ms]
+    return {"x": [iso], "y": [list(map(float, values))]}, [0], MAX_LIVE_POINTS
+
+
+def gauge(
+    title: str, value: float | None, unit: str, maximum: float, threshold: float | None = None, low_is_bad: bool = True
+) -> go.Figure:
+    """A gauge with a red band below (or above) ``threshold``, which is also marked."""
+    steps = []
+    if threshold is not None:
+        bad = [0, threshold] if low_is_bad else [threshold, maximum]
+        steps.append({"range": bad, "color": "#f6c9c9"})
+    indicator = go.Indicator(
+        mode="gauge+number",
+        value=value if value is not None else 0,
+        number={"suffix": f" {unit}", "valueformat": ".1f"},
+        gauge={
+            "axis": {"range": [0, maximum]},
+            "bar": {"color": "#17324d"},
+            "steps": steps,
+            "threshold": {"line": {"color": "#d0021b", "width": 3}, "value": threshold} if threshold else None,
+        },
+    )
+    fig = go.Figure(indicator)
+    return _layout(fig, title if value is not None else f"{title} (no data)", GAUGE_HEIGHT)

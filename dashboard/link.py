@@ -1,0 +1,688 @@
+"""``DeviceLink``: the single owner of one device connection, on its own thread.
+
+The link thread connects, identifies, opens the session, then polls status every ``poll_s``,
+copies the device's event log into the store without gaps, takes pushed events to react faster,
+and runs programming commands handed to it by ``submit()``, so no second thread ever touches the
+port. On a link failure it marks the device OFFLINE, records the reason as the technical alarm and
+reconnects with exponential backoff (0.5 s doubling to a 30 s cap, SECURITY.md R13). ``snapshot()``
+is cheap, thread-safe and never waits for the link thread; it computes the age of the last good
+status itself, so telemetry turns STALE with a technical alarm even while the thread is blocked.
+
+Event-log cursor invariant: the store holds this device's events 1..cursor-1 without a gap, so
+``store.last_event_seq(name) + 1`` is always a safe place to resume, even after the dashboard
+restarts (entries the device dropped before they were read are logged as lost). Pushed events
+are stored only when they extend that run; anything else is read from the device's log, which
+stays the source of truth. A device log behind the cursor (a wiped or replaced device) is read
+again from its first entry. The link never logs keys or tags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from dataclasses import field as dc_field
+from enum import Enum
+from types import TracebackType
+from typing import Any, Protocol
+
+from protocols.client import DeviceClient
+from protocols.codec import to_json
+from protocols.errors import (
+    AuthError,
+    CodecError,
+    DeviceRejected,
+    ErrorCode,
+    LinkTimeout,
+    PairingKeyError,
+    ProtocolError,
+    SchemaMismatch,
+)
+from protocols.framing import Frame
+from protocols.messages import (
+    AlarmAck,
+    Bolus,
+    ClockSet,
+    DosingSet,
+    EventRecord,
+    IdentifyReply,
+    IdentifyRequest,
+    ImpedanceCheck,
+    Message,
+    PumpStatus,
+    Refill,
+    ScsStatus,
+    SessionClose,
+    SessionConfirm,
+    SessionOpen,
+    StimProgramSet,
+    TherapySet,
+)
+
+log = logging.getLogger(__name__)
+
+Status = ScsStatus | PumpStatus
+Connect = Callable[..., DeviceClient]
+
+
+class Store(Protocol):
+    """What the link writes to (``dashboard.store.HistoryStore`` provides it; safe from any thread)."""
+
+    def add_status(self, device: str, status: Status, received_at_s: float) -> None: ...
+
+    def add_events(self, device: str, events: list[EventRecord]) -> None: ...
+
+    def last_event_seq(self, device: str) -> int: ...
+
+    def add_audit(
+        self,
+        user: str,
+        role: str,
+        device: str,
+        action: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        result: str,
+        command_id: int | None,
+    ) -> int: ...
+
+
+PAGE_SIZE = 8  # event-log entries per read (the protocol's largest page)
+_SLICE_S = 0.1  # longest wait for pushes before the command queue is looked at again
+_STOP_GRACE_S = 0.3  # stop() lets a running exchange finish this long before aborting it
+_ABORT_JUMP_S = 1e6  # how far each reading of the client's clock jumps after an abort
+_IN_FLIGHT_WAIT_S = 30.0  # submit() waits this much more for a command already on the wire
+_SESSION_MESSAGES = (IdentifyRequest, SessionOpen, SessionConfirm, SessionClose)
+_PERMANENT = (SchemaMismatch, PairingKeyError, AuthError)  # retrying soon would only repeat them
+
+# Status fields each command can change: the before/after of its audit entry.
+TOUCHED: dict[type[Message], tuple[str, ...]] = {
+    StimProgramSet: ("therapy_on", "active_program", "areas", "patient_amp_max_ua"),
+    TherapySet: ("therapy_on", "infusing", "mode"),
+    ImpedanceCheck: ("impedance_ohm",),
+    DosingSet: ("mode", "rate_ul_per_day", "patient_bolus", "alarm_volume_ul"),
+    Bolus: ("bolus_active", "reservoir_ul", "patient_boluses_today"),
+    Refill: ("reservoir_ul", "drugs", "next_refill_ms"),
+    AlarmAck: ("alarms",),
+    ClockSet: ("time_ms",),
+}
+_DEFAULT_TOUCHED = ("therapy_on", "infusing", "mode", "rate_ul_per_day", "alarms")
+
+
+class LinkState(Enum):
+    """What the dashboard shows about a link."""
+
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    STALE = "stale"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class LinkSnapshot:
+    """One consistent view of a link, taken by ``DeviceLink.snapshot()``."""
+
+    name: str
+    url: str
+    state: LinkState
+    identity: IdentifyReply | None
+    status: Status | None
+    status_received_at: float | None  # link clock (monotonic) of the last good status
+    age_s: float | None  # how old that status is; None before the first one
+    last_seen_wall: float | None  # epoch seconds of the last good status
+    rtt_ms: float | None
+    counters: dict[str, int]  # LinkStats plus requests/retries/timeouts/rejected/reopened, over all connections
+    technical_alarm: str | None
+    reconnects: int
+    next_retry_in_s: float | None
+    session_open: bool
+    last_event_seq: int | None  # newest event stored without a gap before it
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of ``DeviceLink.submit()``: the reply or the refusal, and its audit entry."""
+
+    ok: bool
+    reply: Message | None
+    error_code: str | None  # ErrorCode name of a refusal, "LINK" for a link failure, "INVALID" if unencodable
+    message: str
+    field: str | None = None  # of a refusal: the offending field, its value and the limit it broke
+    value: int | None = None
+    limit: int | None = None
+    before: dict[str, Any] = dc_field(default_factory=dict)  # touched status fields before the command
+    after: dict[str, Any] = dc_field(default_factory=dict)  # the same fields read back after it
+    audit_id: int | None = None
+    command_id: int | None = None  # the protocol command id (None if it never reached the wire)
+
+
+def backoff_delays(initial: float, cap: float) -> Iterator[float]:
+    """``initial``, doubling each time, never above ``cap``: 0.5, 1, 2, 4, … 30, 30, …"""
+    delay = initial
+    while True:
+        yield min(delay, cap)
+        delay = min(delay * 2, cap)
+
+
+def touched_fields(status: Status | None, command: Message) -> dict[str, Any]:
+    """The status fields ``command`` can change, as JSON (empty without a status)."""
+    if status is None:
+        return {}
+    names = TOUCHED.get(type(command), _DEFAULT_TOUCHED)
+    return {n: to_json(getattr(status, n)) for n in names if n in status.__dataclass_fields__}
+
+
+def describe(exc: BaseException) -> str:
+    """A technical-alarm text for a failure."""
+    if isinstance(exc, SchemaMismatch):
+        return f"schema mismatch: {exc}"
+    if isinstance(exc, LinkTimeout):
+        return f"no reply: {exc}"
+    if isinstance(exc, DeviceRejected):
+        return f"device refused: {exc}"
+    if isinstance(exc, PairingKeyError):
+        return f"pairing key: {exc}"
+    if isinstance(exc, ProtocolError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"port error: {exc}"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+@dataclass(eq=False)
+class _Pending:
+    command: Message
+    user: str
+    role: str
+    state: str = "queued"  # -> "taken" by the link thread, or "cancelled" by submit(); under DeviceLink._lock
+    result: CommandResult | None = None
+    done: threading.Event = dc_field(default_factory=threading.Event)
+
+
+class DeviceLink:
+    """The one owner of a device's port: poller, event backfill and command runner on one thread.
+
+    ``connect(url, key_file, clock=..., trace=...)`` must return a ``DeviceClient`` (or an object
+    with its methods); the link passes its own clock (so ``stop()`` can cut a blocked exchange
+    short) and a trace hook (to learn each command's id for the audit log). ``clock`` times the
+    snapshot (ages, retry countdown); ``sleep(delay)``, for tests, replaces the wait between
+    attempts, which otherwise wakes at once for ``stop()`` and refuses commands meanwhile.
+    ``stop()`` cannot cut short a ``connect()`` blocked in the OS (a ``socket://`` connect).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        key_file: str | os.PathLike[str] | None,
+        store: Store,
+        *,
+        poll_s: float = 1.0,
+        stale_after_s: float = 5.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        connect: Connect = DeviceClient.connect,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.name, self.url, self.key_file, self.store = name, url, key_file, store
+        self.poll_s, self.stale_after_s, self.backoff = poll_s, stale_after_s, backoff
+        self._connect, self._clock, self._sleep = connect, clock, sleep
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._wake = threading.Event()
+        self._commands: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._tx_ids: dict[int, int] = {}
+        self._abort_jumps = 0
+        # Link-thread state (the event-log cursor and what the device last said about its log).
+        self._cursor: int | None = None
+        self._device_last_seq = 0
+        # Shared state, read by snapshot() under _lock.
+        self._state = LinkState.CONNECTING
+        self._identity: IdentifyReply | None = None
+        self._status: Status | None = None
+        self._status_at: float | None = None
+        self._status_wall: float | None = None
+        self._rtt_ms: float | None = None
+        self._base_counters: dict[str, int] = {}
+        self._client_counters: dict[str, int] = {}
+        self._error: str | None = None
+        self._reconnects = 0
+        self._sessions = 0
+        self._retry_at: float | None = None
+        self._session_open = False
+        self._started_at: float | None = None
+        self._stored_seq: int | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> DeviceLink:
+        """Start the link thread ``link-<name>`` (once)."""
+        with self._lock:
+            if self._thread is not None:
+                if self._stop.is_set():
+                    raise RuntimeError(f"link {self.name} was stopped: create a new one")
+                return self
+            self._started_at = self._clock()
+            self._thread = threading.Thread(target=self._run, name=f"link-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """End the thread, closing the session and the port. Prompt (well under 1 s), idempotent."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            self._refuse_queued("link stopped")
+            return
+        thread.join(_STOP_GRACE_S)
+        if thread.is_alive():  # blocked in an exchange: make every client deadline pass now
+            self._abort.set()
+            thread.join(timeout_s)
+        if thread.is_alive():
+            log.error("%s: link thread did not stop within %.1f s", self.name, _STOP_GRACE_S + timeout_s)
+        self._refuse_queued("link stopped")
+
+    def __enter__(self) -> DeviceLink:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the link thread is alive and not asked to stop."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    # --- reading ---------------------------------------------------------------------------------
+    def snapshot(self) -> LinkSnapshot:
+        """The link as the UI should show it now (a lock and a few copies; never waits for I/O)."""
+        now = self._clock()
+        with self._lock:
+            status_at, error, state, retry_at = self._status_at, self._error, self._state, self._retry_at
+            counters = dict(self._base_counters)
+            for key, value in self._client_counters.items():
+                counters[key] = counters.get(key, 0) + value
+            started, identity, status = self._started_at, self._identity, self._status
+            wall, rtt, reconnects, session_open = self._status_wall, self._rtt_ms, self._reconnects, self._session_open
+            stored_seq = self._stored_seq
+        age = None if status_at is None else max(0.0, now - status_at)
+        since = status_at if status_at is not None else started
+        silence = None if since is None else max(0.0, now - since)
+        stale = silence is not None and silence > self.stale_after_s
+        if stale and state is not LinkState.OFFLINE:
+            state = LinkState.STALE
+        alarm = error
+        if stale:
+            no_data = f"no data for {silence:.1f} s"
+            alarm = no_data if alarm is None else f"{alarm} ({no_data})"
+        return LinkSnapshot(
+            name=self.name,
+            url=self.url,
+            state=state,
+            identity=identity,
+            status=status,
+            status_received_at=status_at,
+            age_s=age,
+            last_seen_wall=wall,
+            rtt_ms=rtt,
+            counters=counters,
+            technical_alarm=alarm,
+            reconnects=reconnects,
+            next_retry_in_s=None if retry_at is None else max(0.0, retry_at - now),
+            session_open=session_open,
+            last_event_seq=stored_seq,
+        )
+
+    # --- commands --------------------------------------------------------------------------------
+    def submit(self, command: Message, user: str, role: str, timeout_s: float = 10.0) -> CommandResult:
+        """Run ``command`` on the link thread; audit it with before/after; return the reply or refusal.
+
+        The caller checks the role: this only records it. A command not taken by the link thread
+        within ``timeout_s`` is withdrawn unsent (and audited as such); one already on the wire is
+        waited for, since the client's retries bound it.
+        """
+        if not isinstance(command, Message) or isinstance(command, _SESSION_MESSAGES):
+            raise ValueError(f"{type(command).__name__} is not a command the link can submit")
+        pending = _Pending(command, user, role)
+        if not self.running:
+            return self._finish_unsent(pending, "link not running")
+        self._commands.put(pending)
+        self._wake.set()
+        if not self.running:  # stopped meanwhile: the thread may have drained the queue already
+            self._refuse_queued("link stopped")
+        if pending.done.wait(timeout_s):
+            assert pending.result is not None
+            return pending.result
+        with self._lock:
+            cancelled = pending.state == "queued"
+            if cancelled:
+                pending.state = "cancelled"
+        if cancelled:
+            return self._finish_unsent(pending, f"not sent within {timeout_s:g} s: the link is busy or reconnecting")
+        if pending.done.wait(_IN_FLIGHT_WAIT_S) and pending.result is not None:
+            return pending.result
+        return CommandResult(False, None, "LINK", "no result yet: outcome unknown; the audit log will record it")
+
+    def _finish_unsent(self, pending: _Pending, why: str) -> CommandResult:
+        with self._lock:
+            pending.state = "cancelled"
+            before = touched_fields(self._status, pending.command)
+        audit_id = self._audit(pending, before, {}, f"not sent: {why}", None)
+        result = CommandResult(False, None, "LINK", f"not sent: {why}", before=before, audit_id=audit_id)
+        pending.result = result
+        pending.done.set()
+        return result
+
+    def _refuse_queued(self, why: str) -> None:
+        """Answer every waiting command with a refusal (the link cannot send now)."""
+        while True:
+            try:
+                pending = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if self._take(pending):
+                self._finish_unsent(pending, why)
+
+    def _take(self, pending: _Pending) -> bool:
+        with self._lock:
+            if pending.state != "queued":
+                return False
+            pending.state = "taken"
+            return True
+
+    def _run_commands(self, client: DeviceClient) -> None:
+        while not self._stop.is_set():
+            try:
+                pending = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if self._take(pending):
+                self._execute(client, pending)
+
+    def _execute(self, client: DeviceClient, pending: _Pending) -> None:
+        """Send one command, read the status back, audit; re-raise a link failure after answering."""
+        command = pending.command
+        with self._lock:
+            before = touched_fields(self._status, command)
+        self._tx_ids.clear()
+        reply: Message | None = None
+        failure: BaseException | None = None
+        try:
+            reply = client.request(command)
+        except (DeviceRejected, ProtocolError, OSError) as exc:
+            failure = exc
+        command_id = self._tx_ids.get(int(command.TYPE))
+        after: dict[str, Any] = {}
+        link_down: BaseException | None = None
+        if failure is None or isinstance(failure, DeviceRejected):
+            try:
+                status = client.status()
+                self._record_status(status, client)
+                after = touched_fields(status, command)
+            except (ProtocolError, OSError) as exc:
+                link_down = exc
+        elif not isinstance(failure, CodecError) or command_id is not None:
+            link_down = failure
+        result = _outcome(reply, failure, command_id, link_down, before, after)
+        audit_id = self._audit(pending, before, after, _audit_text(result, link_down), command_id)
+        pending.result = replace(result, audit_id=audit_id)
+        pending.done.set()
+        log.info("%s: %s by %s (%s): %s", self.name, type(command).__name__, pending.user, pending.role, result.message)
+        if link_down is not None:
+            raise link_down
+
+    def _audit(
+        self, pending: _Pending, before: dict[str, Any], after: dict[str, Any], text: str, command_id: int | None
+    ) -> int | None:
+        action = f"{type(pending.command).__name__} {json.dumps(to_json(pending.command), separators=(',', ':'))}"
+        try:
+            return self.store.add_audit(pending.user, pending.role, self.name, action, before, after, text, command_id)
+        except Exception:
+            log.exception("%s: audit entry for %s could not be written", self.name, type(pending.command).__name__)
+            return None
+
+    # --- the link thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        delays = backoff_delays(*self.backoff)
+        while not self._stop.is_set():
+            client: DeviceClient | None = None
+            sessions = self._sessions
+            delay: float | None = None
+            try:
+                client = self._connect(self.url, self.key_file, clock=self._client_clock, trace=self._trace)
+                self._serve(client)
+            except Exception as exc:  # the thread must outlive any failure; a link error is the usual one
+                if self._sessions > sessions:
+                    delays = backoff_delays(*self.backoff)  # it worked for a while: start again at 0.5 s
+                delay = self._failed(exc, delays)
+            finally:
+                self._close(client)
+            if delay is not None and not self._stop.is_set():
+                self._wait_retry(delay)
+        with self._lock:
+            self._state, self._session_open, self._retry_at = LinkState.OFFLINE, False, None
+            self._error = self._error or "link stopped"
+        self._refuse_queued("link stopped")
+
+    def _serve(self, client: DeviceClient) -> None:
+        """Identify, open the session, then poll, read the log, take pushes and run commands."""
+        with self._lock:
+            self._state = LinkState.CONNECTING
+        identity = client.identify()
+        client.open_session()
+        self._begin(identity)
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            self._run_commands(client)
+            now = time.monotonic()
+            if now >= next_poll:
+                self._record_status(client.status(), client)
+                next_poll = now + self.poll_s
+            elif self._device_last_seq != self._next_seq() - 1:
+                self._read_page(client)
+            else:
+                self._take_pushes(client.poll_pushes(min(_SLICE_S, next_poll - now)))
+
+    def _begin(self, identity: IdentifyReply) -> None:
+        stored_next = self.store.last_event_seq(self.name) + 1
+        with self._lock:
+            previous = self._identity
+            self._identity = identity
+            self._session_open = True
+            self._sessions += 1
+            if self._sessions > 1:
+                self._reconnects += 1
+        self._cursor = stored_next if self._cursor is None else min(self._cursor, stored_next)
+        if previous is not None and previous.serial != identity.serial:
+            log.warning("%s: now a different device (serial changed): reading its whole event log", self.name)
+            self._cursor = 1
+        self._device_last_seq = self._next_seq() - 1
+        log.info(
+            "%s: session open (%s %s, firmware %s)", self.name, identity.kind.name, identity.model, identity.firmware
+        )
+
+    def _next_seq(self) -> int:
+        return self._cursor if self._cursor is not None else 1
+
+    def _record_status(self, status: Status, client: DeviceClient) -> None:
+        received = self._clock()
+        wall = time.time()
+        self.store.add_status(self.name, status, wall)
+        counters = _counters_of(client)
+        with self._lock:
+            self._status, self._status_at, self._status_wall = status, received, wall
+            if not self._abort.is_set():  # an aborted client's clock is not a stopwatch
+                self._rtt_ms = client.stats.last_rtt_s * 1000.0
+            self._client_counters = counters
+            self._state, self._error, self._retry_at = LinkState.ONLINE, None, None
+            self._session_open = client.session is not None
+        self._device_last_seq = status.last_event_seq
+
+    def _read_page(self, client: DeviceClient) -> None:
+        """One page of the event log from the cursor on (or a restart of the cursor)."""
+        cursor = self._next_seq()
+        page = client.read_events(cursor, PAGE_SIZE)
+        self._device_last_seq = page.last_seq
+        if page.last_seq < cursor - 1:
+            log.warning(
+                "%s: the device's event log restarted (its newest is #%d, we hold up to #%d): re-reading from #%d",
+                self.name,
+                page.last_seq,
+                cursor - 1,
+                page.first_seq,
+            )
+            self._cursor = page.first_seq
+            with self._lock:
+                self._stored_seq = page.first_seq - 1
+            return
+        if not page.entries:
+            log.warning("%s: the device has no entries #%d..#%d any more", self.name, cursor, page.last_seq)
+            self._cursor = page.last_seq + 1
+            return
+        if page.entries[0].seq > cursor:
+            log.warning("%s: events #%d..#%d left the device's log unread", self.name, cursor, page.entries[0].seq - 1)
+        self._store_events(list(page.entries))
+
+    def _take_pushes(self, pushes: list[EventRecord]) -> None:
+        """Store pushed events that extend the stored run; a gap is left for the log read to fill."""
+        run: list[EventRecord] = []
+        for event in sorted(pushes, key=lambda e: e.seq):
+            if event.seq == self._next_seq() + len(run):
+                run.append(event)
+            self._device_last_seq = max(self._device_last_seq, event.seq)
+        if run:
+            self._store_events(run)
+
+    def _store_events(self, events: list[EventRecord]) -> None:
+        self.store.add_events(self.name, events)
+        self._cursor = events[-1].seq + 1
+        with self._lock:
+            self._stored_seq = events[-1].seq
+
+    def _failed(self, exc: BaseException, delays: Iterator[float]) -> float:
+        """Record a failure as the technical alarm; return the delay before the next attempt."""
+        text = describe(exc)
+        permanent = isinstance(exc, _PERMANENT) or (
+            isinstance(exc, DeviceRejected) and exc.code in (ErrorCode.BAD_MAC, ErrorCode.LOCKED_OUT)
+        )
+        delay = self.backoff[1] if permanent else next(delays)
+        if isinstance(exc, DeviceRejected) and exc.retry_after_ms:
+            delay = max(delay, exc.retry_after_ms / 1000.0)
+        with self._lock:
+            self._state, self._error, self._session_open = LinkState.OFFLINE, text, False
+            self._retry_at = self._clock() + delay
+        if self._stop.is_set():
+            log.debug("%s: ended while stopping: %s", self.name, text)
+        elif isinstance(exc, ProtocolError | OSError):
+            log.warning("%s: link down: %s; retry in %.1f s", self.name, text, delay)
+        else:
+            log.error("%s: link thread failed; retry in %.1f s", self.name, delay, exc_info=exc)
+        return delay
+
+    def _wait_retry(self, delay: float) -> None:
+        """Wait ``delay`` before reconnecting; refuse commands meanwhile; wake at once on stop()."""
+        if self._sleep is not None:
+            self._sleep(delay)
+            self._refuse_queued(f"link offline: {self._error}")
+        else:
+            deadline = time.monotonic() + delay
+            while not self._stop.is_set():
+                self._wake.clear()
+                self._refuse_queued(f"link offline: {self._error}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.wait(remaining)
+        with self._lock:
+            self._retry_at = None
+            if self._state is LinkState.OFFLINE:
+                self._state = LinkState.CONNECTING
+
+    def _close(self, client: DeviceClient | None) -> None:
+        if client is None:
+            return
+        counters = _counters_of(client)
+        with self._lock:
+            for key, value in counters.items():
+                self._base_counters[key] = self._base_counters.get(key, 0) + value
+            self._client_counters = {}
+            self._session_open = False
+        try:
+            client.close()
+        except Exception as exc:  # closing is best effort: the port may already be gone
+            log.debug("%s: close failed: %s", self.name, exc)
+
+    def _client_clock(self) -> float:
+        """The client's clock: real time, until stop() aborts; then each reading jumps past every deadline."""
+        if not self._abort.is_set():
+            return time.monotonic()
+        self._abort_jumps += 1
+        return time.monotonic() + _ABORT_JUMP_S * self._abort_jumps
+
+    def _trace(self, direction: str, item: Frame | ProtocolError) -> None:
+        if direction == "tx" and isinstance(item, Frame):
+            self._tx_ids[item.msg_type] = item.command_id
+
+
+def _counters_of(client: DeviceClient) -> dict[str, int]:
+    """The client's frame counters and request counters, as one flat dict."""
+    stats = client.stats
+    counters = client.link_stats.as_dict()
+    counters.update(
+        requests=stats.requests,
+        retries=stats.retries,
+        timeouts=stats.timeouts,
+        rejected=stats.rejected,
+        reopened=stats.reopened,
+    )
+    return counters
+
+
+# --- results ---------------------------------------------------------------------------------------
+def _outcome(
+    reply: Message | None,
+    failure: BaseException | None,
+    command_id: int | None,
+    link_down: BaseException | None,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> CommandResult:
+    common: dict[str, Any] = {"before": before, "after": after, "command_id": command_id}
+    if isinstance(failure, DeviceRejected):
+        code = failure.code.name
+        message = failure.reason or code
+        limits = {"field": failure.field, "value": failure.value, "limit": failure.limit}
+        return CommandResult(False, None, code, message, **limits, **common)
+    if failure is not None:
+        if command_id is None:
+            code = "INVALID" if isinstance(failure, CodecError) else "LINK"
+            return CommandResult(False, None, code, f"not sent: {describe(failure)}", **common)
+        return CommandResult(False, None, "LINK", f"no reply, outcome unknown: {describe(failure)}", **common)
+    assert reply is not None
+    message = f"applied: {type(reply).__name__}"
+    if link_down is not None:
+        message += f"; read-back failed: {describe(link_down)}"
+    return CommandResult(True, reply, None, message, **common)
+
+
+def _audit_text(result: CommandResult, link_down: BaseException | None) -> str:
+    if result.ok:
+        reply = json.dumps(to_json(result.reply), separators=(",", ":"))
+        return f"{result.message} {reply}"
+    if result.error_code not in ("LINK", "INVALID"):
+        text = f"rejected: {result.error_code} {result.message}"
+        if result.field:
+            text += f" ({result.field}={result.value}, limit {result.limit})"
+        if link_down is not None:
+            text += f"; read-back failed: {describe(link_down)}"
+        return text
+    return result.message

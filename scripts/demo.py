@@ -1,0 +1,88 @@
+"""`make demo`: the emulator (a stimulator and a pump) and the dashboard, wired together.
+
+Keeps everything under .demo/ (state, history, accounts), prints the URL and a login, and stops
+both processes on Ctrl-C. The demo's accounts are kept with their passwords in .demo/logins.txt
+(owner-only) so every start can print them; a real deployment keeps only the hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dashboard.auth import UserDB
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / ".demo"
+SPEED = "20000"  # a pump's month in about two minutes; battery and reservoir move every second
+HTTP_PORT = os.environ.get("DEMO_PORT", "8050")
+
+
+def logins() -> dict[str, str]:
+    users, saved = DEMO / "users.json", DEMO / "logins.txt"
+    if users.exists() and saved.exists():
+        return dict(line.split(" ", 1) for line in saved.read_text().splitlines() if line)
+    passwords = UserDB.create_default(users) if not users.exists() else {}
+    if not passwords:  # users.json without its passwords: start the accounts afresh
+        users.unlink()
+        passwords = UserDB.create_default(users)
+    saved.write_text("".join(f"{u} {p}\n" for u, p in passwords.items()))
+    saved.chmod(0o600)
+    return passwords
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"demo: {path.name} did not appear; see the messages above")
+        time.sleep(0.1)
+
+
+def main() -> int:
+    DEMO.mkdir(exist_ok=True)
+    accounts = logins()
+    py = sys.executable
+    mock = subprocess.Popen(
+        [py, "-m", "device_mock.cli", "--device", "scs", "--device", "pump", "--speed", SPEED,
+         "--state", str(DEMO / "mock-state"), "--link", str(DEMO / "scs"), "--link", str(DEMO / "pump"),
+         "--scenario", str(ROOT / "scenarios" / "demo-scs.toml")],
+    )  # fmt: skip
+    dash = None
+    try:
+        wait_for(DEMO / "scs", mock)
+        wait_for(DEMO / "pump", mock)
+        keys = DEMO / "mock-state"
+        dash = subprocess.Popen(
+            [py, "-m", "dashboard.cli",
+             "--port", str(DEMO / "scs"), "--key", str(keys / "scs-1" / "pairing.key"), "--name", "scs-1",
+             "--port", str(DEMO / "pump"), "--key", str(keys / "pump-1" / "pairing.key"), "--name", "pump-1",
+             "--db", f"sqlite:///{DEMO / 'history.db'}", "--users", str(DEMO / "users.json"), "--http-port", HTTP_PORT],
+        )  # fmt: skip
+        time.sleep(2.0)
+        print(f"\ndemo: open http://127.0.0.1:{HTTP_PORT}/", flush=True)
+        for user, password in accounts.items():
+            print(f"demo: log in as {user} / {password}", flush=True)
+        print("demo: Ctrl-C stops the emulator and the dashboard\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        while mock.poll() is None and dash.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (dash, mock):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, against the real emulator and dashboard.
+
+Chromium missing: the tests are skipped with the reason, except under CI (CI=true), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.mock_process import MockProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} not installed (apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context and page per test (its own cookies)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # the programming confirmations
+    yield page
+    context.close()
+
+
+@dataclass
+class Stack:
+    """The emulator and the dashboard, running."""
+
+    mock: MockProcess
+    url: str
+    logins: dict[str, str]
+    dashboard: subprocess.Popen
+
+
+class DashboardProcess:
+    """``implant-dashboard`` as a subprocess; parses its URL and first-run logins."""
+
+    def __init__(self, args: list[str], timeout_s: float = 30.0) -> None:
+        command = [sys.executable, "-m", "dashboard.cli", *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.logins: dict[str, str] = {}
+        self.lines: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        self.url = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip())
+            login = re.match(r"\s+login (\S+) / (\S+)", line)
+            if login:
+                self.logins[login.group(1)] = login.group(2)
+            served = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            if served:
+                self.url = served.group(1)
+                break
+        if not self.url:
+            self.stop()
+            raise RuntimeError(f"dashboard did not start: {self.lines}")
+        self._drain = threading.Thread(target=self._read_rest, name="dashboard-output", daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if hasattr(self, "_drain"):
+            self._drain.join(timeout=5)
+        self.proc.stdout.close()
+
+
+LOW_RESERVOIR_SOON = """
+[scenario]
+name = "pump reaches its low-reservoir alarm within seconds"
+device = "pump"
+
+[config]
+initial_fill_ul = 3500
+initial_rate_ul_per_day = 500
+alarm_volume_ul = 2000
+"""
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """implant-mock (a stimulator and a pump about to run low) and the dashboard wired to it."""
+    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
+        pytest.skip("Chromium not installed")
+    scenario = tmp_path / "low.toml"
+    scenario.write_text(LOW_RESERVOIR_SOON)
+    mock = MockProcess(
+        ["--device", "scs", "--device", "pump", "--speed", "50000", "--scenario", str(scenario)], tmp_path / "state"
+    )
+    scs, pump = mock.devices["scs-1"], mock.devices["pump-1"]
+    dashboard = DashboardProcess(
+        ["--port", scs.port, "--key", str(scs.key), "--name", "scs-1",
+         "--port", pump.port, "--key", str(pump.key), "--name", "pump-1",
+         "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
+         "--http-port", "0", "--poll", "0.5"],
+    )  # fmt: skip
+    yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
+    dashboard.stop()
+    mock.stop()
+
+
+def login(page, stack: Stack, user: str) -> None:
+    """Log in through the login form."""
+    page.goto(stack.url)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", stack.logins[user])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#overview-cards .card")

@@ -1,0 +1,72 @@
+"""The dashboard in a real browser (issue: Done when): login, live updates, alarms, programming, roles."""
+
+from __future__ import annotations
+
+import re
+
+from tests.browser.conftest import login
+
+
+def card_text(page, name: str) -> str:
+    return page.inner_text(f"#card-{name}")
+
+
+def test_login_is_required_and_both_devices_update(page, stack):
+    page.goto(stack.url)
+    assert "/login" in page.url
+    login(page, stack, "viewer")
+    page.wait_for_selector("#card-scs-1 >> text=SCS")
+    page.wait_for_selector("#card-pump-1 >> text=PUMP")
+    first = card_text(page, "pump-1")
+    page.wait_for_function(
+        "(before) => document.querySelector('#card-pump-1').innerText !== before", arg=first, timeout=15_000
+    )
+    assert re.search(r"Reservoir\s+[\d.]+ of 20 mL", card_text(page, "pump-1"))
+    assert re.search(r"Battery\s+[\d.]+ %", card_text(page, "scs-1"))
+
+
+def test_low_reservoir_alarm_shows_flashing_and_can_be_acknowledged(page, stack):
+    login(page, stack, "clinician")
+    page.goto(stack.url + "device/pump-1")
+    alarm = page.wait_for_selector("#device-alarms .alarm-medium", timeout=30_000)
+    assert "Low Reservoir" in alarm.inner_text()
+    animation = page.evaluate("(el) => getComputedStyle(el).animationDuration", alarm)
+    assert animation == "2s"  # medium priority flashes at 0.5 Hz
+    page.click("#device-alarms .alarm-medium button")
+    page.wait_for_selector("#ack-result #result-ok", timeout=15_000)
+    page.wait_for_selector("#device-alarms .alarm-acknowledged", timeout=15_000)
+    page.wait_for_selector("#alarm-history >> text=ACKNOWLEDGED", timeout=15_000)
+
+
+def test_clinician_programs_a_new_amplitude_and_the_status_follows(page, stack):
+    login(page, stack, "clinician")
+    page.goto(stack.url + "device/scs-1")
+    page.wait_for_selector("#scs-amplitude")
+    page.fill("#scs-amplitude", "4.25")
+    page.fill("#scs-anodes", "0")
+    page.fill("#scs-cathodes", "1")
+    page.fill("#scs-patient-max", "6")
+    page.click("#send-program-button")
+    page.wait_for_selector("#program-result #result-ok", timeout=15_000)
+    page.click("text=Therapy on")
+    page.wait_for_selector("#device-status >> text=4.25 mA", timeout=15_000)
+
+
+def test_a_refused_program_says_which_limit_and_changes_nothing(page, stack):
+    login(page, stack, "clinician")
+    page.goto(stack.url + "device/scs-1")
+    page.wait_for_selector("#scs-amplitude")
+    page.fill("#scs-amplitude", "30")
+    page.click("#send-program-button")
+    refused = page.wait_for_selector("#program-result #result-refused", timeout=15_000)
+    assert "OUT_OF_RANGE" in refused.inner_text() and "amplitude_ua" in refused.inner_text()
+
+
+def test_a_viewer_cannot_program(page, stack):
+    login(page, stack, "viewer")
+    page.goto(stack.url + "device/scs-1")
+    page.wait_for_selector("#scs-amplitude")
+    page.fill("#scs-amplitude", "5")
+    page.click("#send-program-button")
+    denied = page.wait_for_selector("#program-result #result-denied", timeout=15_000)
+    assert "clinician" in denied.inner_text().lower()
