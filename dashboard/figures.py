@@ -34,7 +34,11 @@ def time_series(name: str, times_ms: Sequence[int] | np.ndarray, values: Sequenc
     """A line chart of one stored series against device time."""
     meta = info(name)
     x = np.asarray(times_ms, dtype="datetime64[ms]")
-    fig = go.Figure(go.Scattergl(x=x, y=np.asarray(values, dtype=float), mode="lines", name=meta.label))
+    # SVG, not WebGL: a chart holds at most a few thousand points, and WebGL is missing on many machines.
+    # Plain lists, not numpy arrays: plotly would send those as base64 typed arrays, which
+    # Plotly.extendTraces (our live ticks) cannot append to.
+    y = np.asarray(values, dtype=float).tolist()
+    fig = go.Figure(go.Scatter(x=np.datetime_as_string(x, unit="ms").tolist(), y=y, mode="lines", name=meta.label))
     fig.update_yaxes(title_text=meta.unit, gridcolor="#e8ecf0")
     fig.update_xaxes(gridcolor="#e8ecf0")
     return _layout(fig, f"{meta.label} ({meta.unit})", CHART_HEIGHT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dash import html
+from dash.development.base_component import Component
 
 from protocols.messages import Priority
 
@@ -28,7 +29,8 @@ def kv(pairs: list[tuple[str, object]]) -> html.Div:
     """A two-column list of labels and values."""
     cells = []
     for label, value in pairs:
-        cells += [html.Span(label), html.Span(str(value))]
+        shown = value if isinstance(value, Component) else str(value)
+        cells += [html.Span(label, className="k"), html.Span(shown, className="v")]
     return html.Div(cells, className="kv")
 
 

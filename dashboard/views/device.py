@@ -15,6 +15,7 @@ from ..series import info
 from .common import CSS, alarm_label, day, kv, when
 
 RANGES = {"5 min": 300_000, "1 hour": 3_600_000, "1 day": 86_400_000, "30 days": 30 * 86_400_000, "All": 0}
+DEFAULT_RANGE = "All"  # device time may run thousands of times faster than the wall: show it all, downsampled
 CHARTS = {
     DeviceKind.SCS: ("battery_pct", "amplitude_ma", "tissue_power_uw", "impedance_"),
     DeviceKind.PUMP: ("battery_pct", "reservoir_ml", "dose_", "rate_ml_day"),
@@ -55,7 +56,7 @@ def layout(deps: Deps, name: str) -> html.Div:
     groups = CHARTS[kind]
     charts, cursor = [], {}
     for group in groups:
-        fig, cur = chart_figure(deps.store, name, group, RANGES["1 day"])
+        fig, cur = chart_figure(deps.store, name, group, RANGES[DEFAULT_RANGE])
         cursor[group] = cur
         charts.append(dcc.Graph(id={"type": ids.CHART, "series": group}, figure=fig, config={"displaylogo": False}))
     second = ("Reservoir", "mL") if kind == DeviceKind.PUMP else ("Amplitude", "mA")
@@ -79,7 +80,7 @@ def layout(deps: Deps, name: str) -> html.Div:
             html.Div(
                 [
                     html.H2("History"),
-                    dcc.RadioItems(list(RANGES), "1 day", id=ids.RANGE, inline=True),
+                    dcc.RadioItems(list(RANGES), DEFAULT_RANGE, id=ids.RANGE, inline=True),
                     html.Div(charts, id=ids.CHARTS),
                     html.A("Export series as CSV", href=f"/export/{name}/series.csv", id=ids.EXPORT),
                 ],
@@ -227,6 +228,8 @@ def register(app: Dash, deps: Deps) -> None:
         battery, second = Patch(), Patch()
         if status is not None:
             battery["data"][0]["value"] = status.battery_pct_x100 / 100
+            battery["layout"]["title"]["text"] = "Battery"
+            second["layout"]["title"]["text"] = "Reservoir" if isinstance(status, PumpStatus) else "Amplitude"
             if isinstance(status, PumpStatus):
                 second["data"][0]["value"] = status.reservoir_ul / 1000
                 second["data"][0]["gauge"]["axis"]["range"] = [0, status.capacity_ul / 1000]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.browser.conftest import login
 
@@ -23,6 +24,31 @@ def test_login_is_required_and_both_devices_update(page, stack):
     )
     assert re.search(r"Reservoir\s+[\d.]+ of 20 mL", card_text(page, "pump-1"))
     assert re.search(r"Battery\s+[\d.]+ %", card_text(page, "scs-1"))
+
+
+CHART_POINTS = """() => {
+    const el = document.querySelector('#device-charts .js-plotly-plot');
+    return el && el.data ? el.data[0].x.length : 0;
+}"""
+
+
+def wait_points(page, more_than: int, timeout_s: float = 15.0) -> int:
+    """Poll the first chart's point count (a CSP without unsafe-eval rules out wait_for_function strings)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        points = page.evaluate(CHART_POINTS)
+        if points > more_than:
+            return points
+        page.wait_for_timeout(200)
+    raise AssertionError(f"chart stayed at {more_than} points or fewer")
+
+
+def test_device_charts_grow_with_each_tick(page, stack):
+    """Ticks extend the chart (extendData), they do not leave it frozen at the history first drawn."""
+    login(page, stack, "viewer")
+    page.goto(stack.url + "device/pump-1")
+    before = wait_points(page, 0)
+    wait_points(page, before)
 
 
 def test_low_reservoir_alarm_shows_flashing_and_can_be_acknowledged(page, stack):
