@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/poll_rate.py
+	$(BIN)/python bench/dashboard_tick.py
 
 vectors: $(STAMP)
 	$(BIN)/python -m protocols.vectors --write

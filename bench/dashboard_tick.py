@@ -37,11 +37,12 @@ def status_at(t_ms: int, pct_x100: int) -> ScsStatus:
 
 
 def fill(store, seconds: int) -> int:
-    """``seconds`` of 1 Hz statuses (battery_pct, amplitude_ma, tissue_power_uw: 3 series)."""
-    for t in range(seconds):
-        store.add_status(DEVICE, status_at(T0 + t * 1000, 10_000 - (t % 5000)), 0.0)
+    """``seconds`` of 1 Hz battery history, backfilled in batches; returns the last time."""
+    times = T0 + np.arange(seconds, dtype=np.int64) * 1000
+    values = 100.0 - (np.arange(seconds) % 5000) / 100.0
+    store.add_series(DEVICE, "battery_pct", times.tolist(), values.tolist())
     store.flush()
-    return T0 + (seconds - 1) * 1000
+    return int(times[-1])
 
 
 def ours(store, last_ms: int, ticks: int) -> tuple[float, int]:

@@ -69,5 +69,6 @@ def gauge(
             "threshold": {"line": {"color": "#d0021b", "width": 3}, "value": threshold} if threshold else None,
         },
     )
-    fig = go.Figure(indicator)
-    return _layout(fig, title if value is not None else f"{title} (no data)", GAUGE_HEIGHT)
+    fig = _layout(go.Figure(indicator), title if value is not None else f"{title} (no data)", GAUGE_HEIGHT)
+    fig.update_layout(margin={"l": 30, "r": 35, "t": 35, "b": 10})  # room for the axis end labels
+    return fig

@@ -76,3 +76,17 @@ def test_poll_rate_pymodbus_peer_over_socat():
     assert lines_matching(rf"^pymodbus \S+ RTU .*: {RATE}; CPU per poll: client .* server .* socat", out), out
     assert lines_matching(rf"^raw echo over a socat pty pair .*: {RATE}", out), out
     assert lines_matching(r"^ratio ours / pymodbus: [\d.]+x polls/s \(target >= 2x: (met|MISSED)\)$", out), out
+
+
+def test_dashboard_tick_prints_ours_and_the_rebuild():
+    out = run_bench("dashboard_tick.py", "--max-days", "1", "--ticks", "3", "--rebuilds", "1")
+    rows = lines_matching(
+        r"ours [\d.]+ ms / [\d,]+ B per tick; rebuild [\d.]+ ms / [\d,]+ B; rebuild / ours = \d+x", out
+    )
+    assert len(rows) == 2, out  # 1 hour and 1 day
+    assert "slowest / fastest tick" in out
+
+
+def test_codec_bench_prints_both_paths():
+    out = run_bench("codec.py", "--mb", "0.2", "--seconds", "0.2")
+    assert "frames/s" in out and "verified frames/s" in out
