@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
     )
+    # werkzeug turns its request log on at INFO by itself; keep it to -v.
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if len(args.port) != len(args.key):
         print("implant-dashboard: give one --key per --port, in the same order", file=sys.stderr)
         return 2

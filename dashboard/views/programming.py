@@ -8,6 +8,8 @@ limits decide, and a refusal is shown with the field, value and limit it broke.
 
 from __future__ import annotations
 
+import json
+
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from protocols.messages import (
@@ -266,10 +268,23 @@ def build_command(trigger: str, values: dict) -> Message:
     raise FormError(f"unknown form action {trigger!r}")
 
 
+def _short(value: object, limit: int = 90) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def render_result(result) -> html.Div:
     """What the device answered: applied (with the read-back) or refused (with the broken limit)."""
     if result.ok:
-        return html.Div(f"Applied and read back (audit #{result.audit_id}).", className="result-ok", id="result-ok")
+        changes = [
+            html.Li(f"{key}: {_short(result.before.get(key))} → {_short(value)}")
+            for key, value in result.after.items()
+            if result.before.get(key) != value
+        ]
+        head = f"Applied and read back (audit #{result.audit_id})" + (
+            ":" if changes else "; no reported field changed."
+        )
+        return html.Div([html.Span(head), html.Ul(changes)], className="result-ok", id="result-ok")
     where = f" — {result.field} = {result.value}, limit {result.limit}" if result.field else ""
     return html.Div(
         f"Refused: {result.error_code}: {result.message}{where}. Nothing was changed.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 import pytest
@@ -72,10 +73,13 @@ class FakeResult:
     value: int = 0
     limit: int = 0
     audit_id: int | None = 7
+    before: dict = dc_field(default_factory=dict)
+    after: dict = dc_field(default_factory=dict)
 
 
 def test_results_say_applied_or_which_limit_broke():
-    assert "audit #7" in str(render_result(FakeResult(True)).children)
+    applied = str(render_result(FakeResult(True, before={"amp": 3500}, after={"amp": 4250})).children)
+    assert "audit #7" in applied and "amp: 3500 → 4250" in applied
     refused = render_result(FakeResult(False, "OUT_OF_RANGE", "too high", "areas[0].amplitude_ua", 30000, 25500))
     text = str(refused.children)
     assert "areas[0].amplitude_ua = 30000, limit 25500" in text and "Nothing was changed" in text
