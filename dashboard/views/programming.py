@@ -12,6 +12,7 @@ import json
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from protocols.codec import to_json
 from protocols.messages import (
     AlarmAck,
     Area,
@@ -273,8 +274,36 @@ def _short(value: object, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_result(result) -> html.Div:
+def readback_mismatches(command: Message, after: dict) -> list[str]:
+    """Where the status read back after a command disagrees with what was sent (SECURITY.md R12)."""
+    expected: dict[str, object] = {}
+    if isinstance(command, StimProgramSet) and command.activate:
+        expected = {"active_program": command.program, "areas": to_json(command.areas)}
+    elif isinstance(command, TherapySet):
+        key = "therapy_on" if "therapy_on" in after else "infusing"
+        expected = {key: command.on} if key == "therapy_on" or not command.on else {}
+    elif isinstance(command, DosingSet):
+        expected = {"alarm_volume_ul": command.alarm_volume_ul, "mode": command.mode.name}
+        if command.mode == DosingMode.CONTINUOUS:
+            expected["rate_ul_per_day"] = command.rate_ul_per_day
+    return [
+        f"{key}: sent {_short(want)}, read back {_short(after[key])}"
+        for key, want in expected.items()
+        if key in after and after[key] != want
+    ]
+
+
+def render_result(result, mismatches: list[str] | None = None) -> html.Div:
     """What the device answered: applied (with the read-back) or refused (with the broken limit)."""
+    if result.ok and mismatches:
+        return html.Div(
+            [
+                html.Span("** Applied, but the read-back differs from what was sent:"),
+                html.Ul([html.Li(m) for m in mismatches]),
+            ],
+            className="alarm alarm-medium",
+            id="result-mismatch",
+        )
     if result.ok:
         changes = [
             html.Li(f"{key}: {_short(result.before.get(key))} → {_short(value)}")
@@ -377,4 +406,5 @@ def _submit(deps: Deps, name: str, trigger: str, values: dict) -> html.Div:
         command = build_command(trigger, values)
     except FormError as exc:
         return html.Div(f"Not sent: {exc}.", className="result-refused")
-    return render_result(deps.link(name).submit(command, user.username, user.role.value))
+    result = deps.link(name).submit(command, user.username, user.role.value)
+    return render_result(result, readback_mismatches(command, result.after) if result.ok else [])

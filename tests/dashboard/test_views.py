@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 
 import numpy as np
@@ -12,7 +12,8 @@ from dash import no_update
 from dashboard import figures, ids
 from dashboard.series import info, series_from_status
 from dashboard.views.device import extend_charts
-from dashboard.views.programming import FormError, build_command, contacts_mask, render_result
+from dashboard.views.programming import FormError, build_command, contacts_mask, readback_mismatches, render_result
+from protocols.codec import to_json
 from protocols.messages import BolusKind, PatientBolusSettings, StimProgramSet, TherapySet
 from tests.fakes import scs_status
 
@@ -123,3 +124,16 @@ def test_series_from_status_and_labels():
 def test_gauge_marks_the_threshold():
     fig = figures.gauge("Reservoir", 3.2, "mL", 20, 2.0)
     assert fig.data[0].gauge.threshold.value == 2.0 and fig.data[0].value == 3.2
+
+
+def test_read_back_that_disagrees_with_the_command_is_flagged():
+    """SECURITY.md R12: a program applied but read back different is shown as a medium alarm."""
+    command = build_command(ids.SEND_PROGRAM, SCS_VALUES)
+    good = {"active_program": 1, "areas": to_json(command.areas)}
+    assert readback_mismatches(command, good) == []
+    bad = {**good, "areas": to_json((replace(command.areas[0], amplitude_ua=3000),))}
+    problems = readback_mismatches(command, bad)
+    assert len(problems) == 1 and problems[0].startswith("areas: sent")
+    shown = render_result(FakeResult(True), problems)
+    assert shown.id == "result-mismatch" and "alarm-medium" in shown.className
+    assert readback_mismatches(TherapySet(True), {"therapy_on": False}) == ["therapy_on: sent true, read back false"]
