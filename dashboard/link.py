@@ -38,31 +38,24 @@ from protocols.errors import (
     CodecError,
     DeviceRejected,
     ErrorCode,
-    LinkTimeout,
     PairingKeyError,
     ProtocolError,
     SchemaMismatch,
 )
 from protocols.framing import Frame
 from protocols.messages import (
-    AlarmAck,
-    Bolus,
-    ClockSet,
-    DosingSet,
     EventRecord,
     IdentifyReply,
     IdentifyRequest,
-    ImpedanceCheck,
     Message,
     PumpStatus,
-    Refill,
     ScsStatus,
     SessionClose,
     SessionConfirm,
     SessionOpen,
-    StimProgramSet,
-    TherapySet,
 )
+
+from .commands import CommandResult, audit_text, describe, outcome, touched_fields
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +93,6 @@ _IN_FLIGHT_WAIT_S = 30.0  # submit() waits this much more for a command already 
 _SESSION_MESSAGES = (IdentifyRequest, SessionOpen, SessionConfirm, SessionClose)
 _PERMANENT = (SchemaMismatch, PairingKeyError, AuthError)  # retrying soon would only repeat them
 
-# Status fields each command can change: the before/after of its audit entry.
-TOUCHED: dict[type[Message], tuple[str, ...]] = {
-    StimProgramSet: ("therapy_on", "active_program", "areas", "patient_amp_max_ua"),
-    TherapySet: ("therapy_on", "infusing", "mode"),
-    ImpedanceCheck: ("impedance_ohm",),
-    DosingSet: ("mode", "rate_ul_per_day", "patient_bolus", "alarm_volume_ul"),
-    Bolus: ("bolus_active", "reservoir_ul", "patient_boluses_today"),
-    Refill: ("reservoir_ul", "drugs", "next_refill_ms"),
-    AlarmAck: ("alarms",),
-    ClockSet: ("time_ms",),
-}
-_DEFAULT_TOUCHED = ("therapy_on", "infusing", "mode", "rate_ul_per_day", "alarms")
-
 
 class LinkState(Enum):
     """What the dashboard shows about a link."""
@@ -144,54 +124,12 @@ class LinkSnapshot:
     last_event_seq: int | None  # newest event stored without a gap before it
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """The outcome of ``DeviceLink.submit()``: the reply or the refusal, and its audit entry."""
-
-    ok: bool
-    reply: Message | None
-    error_code: str | None  # ErrorCode name of a refusal, "LINK" for a link failure, "INVALID" if unencodable
-    message: str
-    field: str | None = None  # of a refusal: the offending field, its value and the limit it broke
-    value: int | None = None
-    limit: int | None = None
-    before: dict[str, Any] = dc_field(default_factory=dict)  # touched status fields before the command
-    after: dict[str, Any] = dc_field(default_factory=dict)  # the same fields read back after it
-    audit_id: int | None = None
-    command_id: int | None = None  # the protocol command id (None if it never reached the wire)
-
-
 def backoff_delays(initial: float, cap: float) -> Iterator[float]:
     """``initial``, doubling each time, never above ``cap``: 0.5, 1, 2, 4, … 30, 30, …"""
     delay = initial
     while True:
         yield min(delay, cap)
         delay = min(delay * 2, cap)
-
-
-def touched_fields(status: Status | None, command: Message) -> dict[str, Any]:
-    """The status fields ``command`` can change, as JSON (empty without a status)."""
-    if status is None:
-        return {}
-    names = TOUCHED.get(type(command), _DEFAULT_TOUCHED)
-    return {n: to_json(getattr(status, n)) for n in names if n in status.__dataclass_fields__}
-
-
-def describe(exc: BaseException) -> str:
-    """A technical-alarm text for a failure."""
-    if isinstance(exc, SchemaMismatch):
-        return f"schema mismatch: {exc}"
-    if isinstance(exc, LinkTimeout):
-        return f"no reply: {exc}"
-    if isinstance(exc, DeviceRejected):
-        return f"device refused: {exc}"
-    if isinstance(exc, PairingKeyError):
-        return f"pairing key: {exc}"
-    if isinstance(exc, ProtocolError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"port error: {exc}"
-    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 @dataclass(eq=False)
@@ -432,8 +370,8 @@ class DeviceLink:
                 link_down = exc
         elif not isinstance(failure, CodecError) or command_id is not None:
             link_down = failure
-        result = _outcome(reply, failure, command_id, link_down, before, after)
-        audit_id = self._audit(pending, before, after, _audit_text(result, link_down), command_id)
+        result = outcome(reply, failure, command_id, link_down, before, after)
+        audit_id = self._audit(pending, before, after, audit_text(result, link_down), command_id)
         pending.result = replace(result, audit_id=audit_id)
         pending.done.set()
         log.info("%s: %s by %s (%s): %s", self.name, type(command).__name__, pending.user, pending.role, result.message)
@@ -645,44 +583,3 @@ def _counters_of(client: DeviceClient) -> dict[str, int]:
         reopened=stats.reopened,
     )
     return counters
-
-
-# --- results ---------------------------------------------------------------------------------------
-def _outcome(
-    reply: Message | None,
-    failure: BaseException | None,
-    command_id: int | None,
-    link_down: BaseException | None,
-    before: dict[str, Any],
-    after: dict[str, Any],
-) -> CommandResult:
-    common: dict[str, Any] = {"before": before, "after": after, "command_id": command_id}
-    if isinstance(failure, DeviceRejected):
-        code = failure.code.name
-        message = failure.reason or code
-        limits = {"field": failure.field, "value": failure.value, "limit": failure.limit}
-        return CommandResult(False, None, code, message, **limits, **common)
-    if failure is not None:
-        if command_id is None:
-            code = "INVALID" if isinstance(failure, CodecError) else "LINK"
-            return CommandResult(False, None, code, f"not sent: {describe(failure)}", **common)
-        return CommandResult(False, None, "LINK", f"no reply, outcome unknown: {describe(failure)}", **common)
-    assert reply is not None
-    message = f"applied: {type(reply).__name__}"
-    if link_down is not None:
-        message += f"; read-back failed: {describe(link_down)}"
-    return CommandResult(True, reply, None, message, **common)
-
-
-def _audit_text(result: CommandResult, link_down: BaseException | None) -> str:
-    if result.ok:
-        reply = json.dumps(to_json(result.reply), separators=(",", ":"))
-        return f"{result.message} {reply}"
-    if result.error_code not in ("LINK", "INVALID"):
-        text = f"rejected: {result.error_code} {result.message}"
-        if result.field:
-            text += f" ({result.field}={result.value}, limit {result.limit})"
-        if link_down is not None:
-            text += f"; read-back failed: {describe(link_down)}"
-        return text
-    return result.message

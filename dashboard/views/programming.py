@@ -8,11 +8,8 @@ limits decide, and a refusal is shown with the field, value and limit it broke.
 
 from __future__ import annotations
 
-import json
-
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from protocols.codec import to_json
 from protocols.messages import (
     AlarmAck,
     Area,
@@ -35,6 +32,7 @@ from protocols.messages import (
 
 from .. import ids
 from ..auth import PermissionDenied, Role, current_user, require_role
+from ..commands import readback_mismatches, short
 from ..deps import Deps
 
 
@@ -269,30 +267,6 @@ def build_command(trigger: str, values: dict) -> Message:
     raise FormError(f"unknown form action {trigger!r}")
 
 
-def _short(value: object, limit: int = 90) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def readback_mismatches(command: Message, after: dict) -> list[str]:
-    """Where the status read back after a command disagrees with what was sent (SECURITY.md R12)."""
-    expected: dict[str, object] = {}
-    if isinstance(command, StimProgramSet) and command.activate:
-        expected = {"active_program": command.program, "areas": to_json(command.areas)}
-    elif isinstance(command, TherapySet):
-        key = "therapy_on" if "therapy_on" in after else "infusing"
-        expected = {key: command.on} if key == "therapy_on" or not command.on else {}
-    elif isinstance(command, DosingSet):
-        expected = {"alarm_volume_ul": command.alarm_volume_ul, "mode": command.mode.name}
-        if command.mode == DosingMode.CONTINUOUS:
-            expected["rate_ul_per_day"] = command.rate_ul_per_day
-    return [
-        f"{key}: sent {_short(want)}, read back {_short(after[key])}"
-        for key, want in expected.items()
-        if key in after and after[key] != want
-    ]
-
-
 def render_result(result, mismatches: list[str] | None = None) -> html.Div:
     """What the device answered: applied (with the read-back) or refused (with the broken limit)."""
     if result.ok and mismatches:
@@ -306,7 +280,7 @@ def render_result(result, mismatches: list[str] | None = None) -> html.Div:
         )
     if result.ok:
         changes = [
-            html.Li(f"{key}: {_short(result.before.get(key))} → {_short(value)}")
+            html.Li(f"{key}: {short(result.before.get(key))} → {short(value)}")
             for key, value in result.after.items()
             if result.before.get(key) != value
         ]

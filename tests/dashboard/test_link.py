@@ -16,7 +16,8 @@ import tty
 
 import pytest
 
-from dashboard.link import DeviceLink, LinkState, backoff_delays, touched_fields
+from dashboard.commands import touched_fields
+from dashboard.link import DeviceLink, LinkState, backoff_delays
 from device_mock.clock import ManualClock
 from device_mock.device import Device
 from device_mock.stimulator import ScsConfig, Stimulator

@@ -10,9 +10,10 @@ import pytest
 from dash import no_update
 
 from dashboard import figures, ids
+from dashboard.commands import readback_mismatches
 from dashboard.series import info, series_from_status
 from dashboard.views.device import extend_charts
-from dashboard.views.programming import FormError, build_command, contacts_mask, readback_mismatches, render_result
+from dashboard.views.programming import FormError, build_command, contacts_mask, render_result
 from protocols.codec import to_json
 from protocols.messages import BolusKind, PatientBolusSettings, StimProgramSet, TherapySet
 from tests.fakes import scs_status
