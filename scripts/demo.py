@@ -17,7 +17,7 @@ from pathlib import Path
 from dashboard.auth import UserDB
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("DEMO_DIR", ROOT / ".demo"))
 SPEED = "20000"  # a pump's month in about two minutes; battery and reservoir move every second
 HTTP_PORT = os.environ.get("DEMO_PORT", "8050")
 
@@ -43,8 +43,13 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> Non
         time.sleep(0.1)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
-    DEMO.mkdir(exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # first: a SIGTERM at any point still stops both children
+    DEMO.mkdir(parents=True, exist_ok=True)
     accounts = logins()
     py = sys.executable
     mock = subprocess.Popen(
@@ -68,7 +73,6 @@ def main() -> int:
         for user, password in accounts.items():
             print(f"demo: log in as {user} / {password}", flush=True)
         print("demo: Ctrl-C stops the emulator and the dashboard\n", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         while mock.poll() is None and dash.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:
