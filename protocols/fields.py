@@ -330,6 +330,99 @@ class Layout:
             self._parts.append(info)
         if run:
             self._parts.append(_FixedRun(run))
+        self.decode_from = self._compile_decoder()  # type: ignore[method-assign]
+        self.encode_into = self._compile_encoder()  # type: ignore[method-assign]
+
+    def _compile_decoder(self) -> Any:
+        """A decoder generated for this layout: one straight function, no per-field dispatch.
+
+        Status replies are decoded on every poll; a loop over parts and fields with a call per
+        field costs several times more. Error branches call the field's own checks, so messages
+        are the same as ``decode_from``'s.
+        """
+        names: dict[str, Any] = {"MalformedPayload": MalformedPayload, "CLS": self.cls}
+        lines = ["def decode(buf, pos):", "    n = len(buf)"]
+        values = []
+        for p_index, part in enumerate(self._parts):
+            if isinstance(part, _FixedRun):
+                names[f"S{p_index}"] = part.struct
+                targets = [f"v{p_index}_{i}" for i in range(len(part.fields))]
+                lines += [
+                    f"    if pos + {part.struct.size} > n:",
+                    f"        raise MalformedPayload('{self.cls.__name__}: payload too short')",
+                    f"    {', '.join(targets)}{',' if len(targets) == 1 else ''} = S{p_index}.unpack_from(buf, pos)",
+                    f"    pos += {part.struct.size}",
+                ]
+                for target, info in zip(targets, part.fields, strict=True):
+                    wire = f"W{p_index}_{target}"
+                    if type(info.wire) is Bool:
+                        names[wire] = info.wire
+                        lines += [f"    if {target} > 1:", f"        {wire}.from_wire({target}, {info.name!r})"]
+                        lines.append(f"    {target} = {target} == 1")
+                    elif type(info.wire) is Enum:
+                        names[wire], names[f"M{wire}"] = info.wire, info.wire._members
+                        lines += [
+                            f"    m = M{wire}.get({target})",
+                            "    if m is None:",
+                            f"        {wire}.from_wire({target}, {info.name!r})",
+                            f"    {target} = m",
+                        ]
+                    elif type(info.wire) is not Int:
+                        names[wire] = info.wire
+                        lines.append(f"    {target} = {wire}.from_wire({target}, {info.name!r})")
+                values += targets
+            else:
+                names[f"V{p_index}"] = part.wire
+                lines.append(f"    v{p_index}, pos = V{p_index}.decode(buf, pos, {part.name!r})")
+                values.append(f"v{p_index}")
+        lines.append(f"    return CLS({', '.join(values)}), pos")
+        exec("\n".join(lines), names)  # noqa: S102 - source built here from field metadata only
+        return names["decode"]
+
+    def _compile_encoder(self) -> Any:
+        """An encoder generated for this layout (see ``_compile_decoder``).
+
+        The fast path packs values whose types are exactly right; anything else goes to the
+        checking path (``_FixedRun.pack``), which converts or raises an error naming the field.
+        """
+        names: dict[str, Any] = {"EncodeError": EncodeError, "CLS": self.cls, "struct_error": struct.error}
+        lines = [
+            "def encode(obj, out):",
+            "    if not isinstance(obj, CLS):",
+            f"        raise EncodeError(f'{{type(obj).__name__}} given, {self.cls.__name__} needed')",
+        ]
+        for p_index, part in enumerate(self._parts):
+            if not isinstance(part, _FixedRun):
+                names[f"V{p_index}"] = part.wire
+                lines.append(f"    V{p_index}.encode(obj.{part.name}, out, {part.name!r})")
+                continue
+            names[f"S{p_index}"], names[f"P{p_index}"] = part.struct, part
+            targets = [f"v{i}" for i in range(len(part.fields))]
+            checks = []
+            for target, info in zip(targets, part.fields, strict=True):
+                lines.append(f"    {target} = obj.{info.name}")
+                if type(info.wire) is Int:
+                    checks.append(f"type({target}) is int")
+                elif type(info.wire) is Bool:
+                    checks.append(f"type({target}) is bool")
+                elif type(info.wire) is Enum:
+                    names[f"E{p_index}_{target}"] = info.wire.enum_cls
+                    checks.append(f"type({target}) is E{p_index}_{target}")
+                else:
+                    names[f"W{p_index}_{target}"] = info.wire
+                    lines.append(f"    {target} = W{p_index}_{target}.to_wire({target}, {info.name!r})")
+            condition = " and ".join(checks) or "True"
+            lines += [
+                f"    if {condition}:",
+                "        try:",
+                f"            out += S{p_index}.pack({', '.join(targets)})",
+                "        except struct_error:",
+                f"            out += P{p_index}.pack(obj)",
+                "    else:",
+                f"        out += P{p_index}.pack(obj)",
+            ]
+        exec("\n".join(lines), names)  # noqa: S102 - source built here from field metadata only
+        return names["encode"]
 
     def spec_record(self) -> str:
         """Canonical text of this record's fields, for fingerprints and the spec."""
