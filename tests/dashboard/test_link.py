@@ -411,7 +411,7 @@ def test_schema_mismatch_is_a_technical_alarm_not_a_retry_storm_and_stop_is_prom
     assert len(calls) == 1
     started = time.monotonic()
     link.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # prompt: no 30 s retry wait; slack for a loaded 2-core CI box
 
 
 def test_stale_data_raises_a_technical_alarm_while_the_thread_is_blocked(served, make_link):
@@ -421,7 +421,7 @@ def test_stale_data_raises_a_technical_alarm_while_the_thread_is_blocked(served,
     served.answering.clear()
     silenced = time.monotonic()
     snap = wait_until(in_state(link, LinkState.STALE), timeout_s=3, what="STALE")
-    assert time.monotonic() - silenced <= 0.6 + 0.2 + 0.2
+    assert time.monotonic() - silenced <= 0.6 + 0.2 + 0.7  # stale_after + one poll, plus scheduling slack
     assert snap.technical_alarm.startswith("no data for ") and snap.technical_alarm.endswith(" s")
     assert snap.age_s > 0.6 and snap.status is not None
     served.answering.set()  # the blocked request's re-send is answered
@@ -440,7 +440,7 @@ def test_stop_is_prompt_while_connecting_to_a_dead_port(tmp_path, make_link):
         assert link.snapshot().state is LinkState.CONNECTING
         started = time.monotonic()
         link.stop()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # the blocked identify alone would take 4 s
         assert "link-scs" not in {t.name for t in threading.enumerate()}
         assert link.snapshot().state is LinkState.OFFLINE
         link.stop()  # idempotent
@@ -521,7 +521,7 @@ def test_commands_while_offline_or_stopped_are_refused_at_once_and_audited(make_
     wait_until(in_state(link, LinkState.OFFLINE))
     started = time.monotonic()
     offline = link.submit(TherapySet(False), "alice", "clinician")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # at once, not after the 5 s retry wait
     assert offline.error_code == "LINK" and offline.message.startswith("not sent: link offline: cannot open port")
     assert [a["result"] for a in store.audits] == [early.message, offline.message]
     assert all(a["command_id"] is None for a in store.audits)
