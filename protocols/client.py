@@ -135,7 +135,8 @@ class DeviceClient:
         self._trace = trace
         self._owns_port = owns_port
         self._lock = threading.RLock()
-        self._fd = port.fileno() if isinstance(port, serial.Serial) and port.is_open else None
+        # Exactly pyserial's local port class: wrappers such as spy:// subclass it and must see every byte.
+        self._fd = port.fileno() if type(port) is serial.Serial and port.is_open else None
         self._next_id = int.from_bytes(rng(4), "little") or 1
         self._closed = False
 
