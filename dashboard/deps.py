@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ class Deps:
     links: dict[str, DeviceLink]
     store: Any  # dashboard.store.HistoryStore
     tick_s: float = 1.0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def link(self, name: str) -> DeviceLink:
         """The link of device ``name`` (KeyError for an unknown name, which a forged request may send)."""

@@ -30,24 +30,26 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
-def time_series(name: str, times_ms: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> go.Figure:
-    """A line chart of one stored series against device time."""
-    meta = info(name)
-    x = np.asarray(times_ms, dtype="datetime64[ms]")
-    # SVG, not WebGL: a chart holds at most a few thousand points, and WebGL is missing on many machines.
-    # Plain lists, not numpy arrays: plotly would send those as base64 typed arrays, which
-    # Plotly.extendTraces (our live ticks) cannot append to.
-    y = np.asarray(values, dtype=float).tolist()
-    fig = go.Figure(go.Scatter(x=np.datetime_as_string(x, unit="ms").tolist(), y=y, mode="lines", name=meta.label))
-    fig.update_yaxes(title_text=meta.unit, gridcolor="#e8ecf0")
+def points(times_ms: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> tuple[list[str], list[float]]:
+    """Device times as ISO 8601 strings and values as floats, in plain lists.
+
+    Plain lists, not numpy arrays: plotly would send those as base64 typed arrays, which
+    Plotly.extendTraces (our live ticks) cannot append to.
+    """
+    x = np.datetime_as_string(np.asarray(times_ms, dtype="datetime64[ms]"), unit="ms").tolist()
+    return x, np.asarray(values, dtype=float).tolist()
+
+
+def time_chart(series: Sequence[tuple[str, Sequence[int], Sequence[float]]], title: str, unit: str) -> go.Figure:
+    """A line chart with one trace per ``(name, times_ms, values)`` against device time."""
+    fig = go.Figure()
+    for name, times_ms, values in series:
+        x, y = points(times_ms, values)
+        # SVG, not WebGL: a chart holds at most a few thousand points, and WebGL is missing on many machines.
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=info(name).label))
+    fig.update_yaxes(title_text=unit, gridcolor="#e8ecf0")
     fig.update_xaxes(gridcolor="#e8ecf0")
-    return _layout(fig, f"{meta.label} ({meta.unit})", CHART_HEIGHT)
-
-
-def extend_payload(times_ms: Sequence[int], values: Sequence[float]) -> tuple[dict, list[int], int]:
-    """The ``extendData`` value that appends points to trace 0, capped at ``MAX_LIVE_POINTS``."""
-    iso = [np.datetime_as_string(np.datetime64(int(t), "ms"), unit="ms") for t in times_ms]
-    return {"x": [iso], "y": [list(map(float, values))]}, [0], MAX_LIVE_POINTS
+    return _layout(fig, f"{title} ({unit})" if unit else title, CHART_HEIGHT)
 
 
 def gauge(

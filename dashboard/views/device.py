@@ -35,16 +35,14 @@ def chart_figure(store, device: str, group: str, window_ms: int) -> tuple[go.Fig
     names = _group_names(store, device, group)
     first, last = store.time_range(device) or (0, 0)
     start = max(first, last - window_ms) if window_ms else first
-    fig = go.Figure()
-    cursor = {}
+    cursor, series = {}, []
     for name in names:
         times, values = store.series(device, name, start, last, max_points=2000)
-        fig.add_trace(figures.time_series(name, times, values).data[0])
+        series.append((name, times, values))
         cursor[name] = int(times[-1]) if len(times) else start
     title = info(names[0]).label if len(names) == 1 else ("Daily dose" if group == "dose_" else "Impedance per contact")
     unit = info(names[0]).unit if names else ""
-    fig.update_yaxes(title_text=unit, gridcolor="#e8ecf0")
-    figures._layout(fig, f"{title} ({unit})" if unit else title, figures.CHART_HEIGHT)
+    fig = figures.time_chart(series, title, unit)
     return fig, cursor
 
 
@@ -298,9 +296,9 @@ def extend_charts(store, name: str, cursor: dict, groups: list[str]) -> tuple[li
         for index, series in enumerate(names):
             times, values = store.series_after(name, series, seen.get(series, 0))
             if len(times):
-                payload, _, _ = figures.extend_payload(times, values)
-                xs.append(payload["x"][0])
-                ys.append(payload["y"][0])
+                x, y = figures.points(times, values)
+                xs.append(x)
+                ys.append(y)
                 traces.append(index)
                 seen[series] = int(times[-1])
         out.append(({"x": xs, "y": ys}, traces, figures.MAX_LIVE_POINTS) if traces else no_update)
