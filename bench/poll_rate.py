@@ -245,38 +245,6 @@ async def time_polls_async(
 
 
 # --- ours ----------------------------------------------------------------------------------------
-class CountingPort:
-    """A pyserial port that counts the bytes the client writes and reads."""
-
-    def __init__(self, port: serial.SerialBase) -> None:
-        self.port = port
-        self.written = self.received = 0
-
-    @property
-    def timeout(self) -> float | None:
-        return self.port.timeout
-
-    @timeout.setter
-    def timeout(self, value: float | None) -> None:
-        self.port.timeout = value
-
-    @property
-    def in_waiting(self) -> int:
-        return self.port.in_waiting
-
-    def write(self, data: bytes) -> int | None:
-        self.written += len(data)
-        return self.port.write(data)
-
-    def read(self, size: int = 1) -> bytes:
-        data = self.port.read(size)
-        self.received += len(data)
-        return data
-
-    def close(self) -> None:
-        self.port.close()
-
-
 @dataclass
 class OursResult:
     result: Result
@@ -307,14 +275,14 @@ def bench_ours(
         prof_path = Path(tmp) / "emulator.prof" if profile else None
         emulator, port_path, key_file = start_emulator(Path(tmp) / "state", baud, prof_path)
         try:
-            port = CountingPort(open_port(port_path, baudrate=baud or 115200))
+            port = open_port(port_path, baudrate=baud or 115200)
             client = DeviceClient(port, load_pairing_key(key_file), timeout=args.timeout, owns_port=True)
             try:
                 client.identify()
                 client.open_session()
                 for _ in range(args.warmup):
                     client.status()
-                written, received, retries = port.written, port.received, client.stats.retries
+                written, received, retries = client.stats.bytes_tx, client.link_stats.bytes_rx, client.stats.retries
                 label = "ours" if not baud else f"ours at --baud {baud}"
                 label += " (DeviceClient <-> implant-mock subprocess, its pty)"
                 profiler = None
@@ -331,8 +299,8 @@ def bench_ours(
                 if profiler is not None:
                     profiler.disable()
                     report += top_functions("client (bench process)", pstats.Stats(profiler), profile)
-                request = (port.written - written) / polls
-                reply = (port.received - received) / polls
+                request = (client.stats.bytes_tx - written) / polls
+                reply = (client.link_stats.bytes_rx - received) / polls
                 rtt_p50 = sorted(rtts)[(len(rtts) - 1) // 2] * 1000
                 result.note = (
                     f"stats.last_rtt_s p50 {rtt_p50:.3f} ms; request {request:.0f} B, reply {reply:.0f} B, "

@@ -92,6 +92,7 @@ class ClientStats:
     """Request-level counters of a client, beside the frame-level ``LinkStats``."""
 
     requests: int = 0
+    bytes_tx: int = 0
     retries: int = 0
     timeouts: int = 0
     rejected: int = 0
@@ -354,15 +355,21 @@ class DeviceClient:
             raise LinkError("client is closed")
         payload = encode_payload(message)
         self.stats.requests += 1
+        sealed = not isinstance(message, SessionOpen)
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
-            if self.session is not None and not isinstance(message, SessionOpen):
-                frame = self.session.seal(message.TYPE, command_id, payload)
+            session = self.session if sealed else None
+            if session is not None and self._trace is None:
+                data = session.seal_wire(message.TYPE, command_id, payload)
             else:
-                frame = Frame(message.TYPE, 0, 0, 0, command_id, payload)
+                frame = session.seal(message.TYPE, command_id, payload) if session else None
+                frame = frame or Frame(message.TYPE, 0, 0, 0, command_id, payload)
+                if self._trace:
+                    self._trace("tx", frame)
+                data = encode_frame(frame)
             sent_at = self._clock()
-            self._write(encode_frame(frame), frame)
+            self._write(data)
             reply = self._await(command_id, message, sent_at + self.timeout)
             if isinstance(reply, Frame):
                 now = self._clock()
@@ -374,9 +381,7 @@ class DeviceClient:
             f"no valid reply to {type(message).__name__} within {self.timeout:g} s after {self.retries + 1} tries"
         )
 
-    def _write(self, data: bytes, frame: Frame) -> None:
-        if self._trace:
-            self._trace("tx", frame)
+    def _write(self, data: bytes) -> None:
         try:
             if self._fd is not None:
                 view = memoryview(data)
@@ -384,6 +389,7 @@ class DeviceClient:
                     view = view[os.write(self._fd, view) :]
             else:
                 self.port.write(data)
+            self.stats.bytes_tx += len(data)
         except ProtocolError:
             raise
         except (OSError, serial.SerialException) as exc:

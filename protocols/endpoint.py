@@ -114,8 +114,7 @@ class DeviceEndpoint:
         session = self.sessions.active
         if session is None or self.sessions.expired(session, now):
             return b""
-        frame = session.seal(message.TYPE, 0, encode_payload(message), push=True)
-        return encode_frame(frame)
+        return session.seal_wire(message.TYPE, 0, encode_payload(message), push=True)
 
     def tick(self, now: float) -> None:
         """Expire sessions whose limits passed (call now and then; ``receive`` also checks)."""
@@ -179,7 +178,7 @@ class DeviceEndpoint:
             self.sessions.close(session)
             return reply
         reply_type, payload = self._handle(frame, message)
-        return encode_frame(session.seal(reply_type, command_id, payload))
+        return session.seal_wire(reply_type, command_id, payload)
 
     def _handle(self, frame: Frame, message: Message) -> tuple[int, bytes]:
         """The handler's reply, encoded once (and remembered for a mutating command)."""
@@ -211,7 +210,7 @@ class DeviceEndpoint:
     def _reply(self, session: Session | None, command_id: int, message: Message) -> bytes:
         if session is None:
             return self._plain(message.TYPE, command_id, message)
-        return encode_frame(session.seal(message.TYPE, command_id, encode_payload(message)))
+        return session.seal_wire(message.TYPE, command_id, encode_payload(message))
 
     def _plain(self, msg_type: int, command_id: int, message: Message) -> bytes:
         frame = Frame(msg_type, FLAG_FROM_DEVICE, 0, 0, command_id, encode_payload(message))

@@ -109,9 +109,17 @@ def encode_frame(frame: Frame) -> bytes:
         raise OversizeFrame(f"payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
     if frame.authenticated != (len(frame.tag) == TAG_SIZE) or (frame.tag and not frame.authenticated):
         raise MalformedFrame("AUTH flag and tag disagree: an AUTH frame needs a 16-byte tag")
-    raw = pack_header(frame) + frame.payload + frame.tag
-    raw += _CRC.pack(crc32c(raw))
-    return DELIMITER + cobs.encode(raw) + DELIMITER
+    return wire_bytes(pack_header(frame) + frame.payload, frame.tag)
+
+
+def wire_bytes(signed: bytes, tag: bytes = b"") -> bytes:
+    """Delimited wire bytes of a frame given its packed header and payload (``signed``) and its tag.
+
+    The caller has checked the header (``encode_frame`` does; ``auth.Session.seal_wire`` packs
+    it from values it owns): this only appends the CRC, stuffs and delimits.
+    """
+    raw = signed + tag
+    return DELIMITER + cobs.encode(raw + _CRC.pack(crc32c(raw))) + DELIMITER
 
 
 def parse_raw_frame(raw: bytes) -> Frame:
@@ -132,15 +140,15 @@ def parse_raw_frame(raw: bytes) -> Frame:
         raise MalformedFrame(f"payload_len {length} disagrees with frame size {len(raw)}")
     payload_end = HEADER_SIZE + length
     return Frame(
-        msg_type=msg_type,
-        flags=flags,
-        session_id=session_id,
-        counter=counter,
-        command_id=command_id,
-        payload=raw[HEADER_SIZE:payload_end],
-        tag=raw[payload_end:body_end],
-        version=version,
-        raw_signed=raw[:payload_end],
+        msg_type,
+        flags,
+        session_id,
+        counter,
+        command_id,
+        raw[HEADER_SIZE:payload_end],
+        raw[payload_end:body_end],
+        version,
+        raw[:payload_end],
     )
 
 

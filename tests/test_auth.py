@@ -34,12 +34,14 @@ from protocols.errors import (
     ErrorCode,
     LockedOut,
     MacError,
+    MalformedFrame,
     NoSession,
+    OversizeFrame,
     PairingKeyError,
     ReplayError,
     SessionExpired,
 )
-from protocols.framing import TAG_SIZE, Frame, FrameFlags, LinkStats
+from protocols.framing import MAX_PAYLOAD, TAG_SIZE, Frame, FrameDecoder, FrameFlags, LinkStats, encode_frame
 
 KEY = bytes(range(32))
 
@@ -219,6 +221,36 @@ def test_seal_then_verify_accepts_and_advances_counters():
     assert push.flags & FrameFlags.PUSH
     host.verify(push, 4.0)
     assert stats.mac_errors == stats.replays == stats.seq_gaps == 0
+
+
+def test_seal_wire_is_the_encoded_sealed_frame_and_verifies():
+    host_a, _ = session_pair()
+    host_b, device = session_pair()
+    decoder = FrameDecoder()
+    for push, command_id in ((False, 7), (True, 0), (False, 0xFFFF_FFFF)):
+        wire = host_b.seal_wire(0x10, command_id, b"payload", push=push)
+        assert wire == encode_frame(host_a.seal(0x10, command_id, b"payload", push=push))
+        (frame,) = decoder.feed(wire)
+        device.verify(frame, 1.0)
+    assert host_b.tx_counter == device.rx_counter == 3
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "command_id", "payload", "error"),
+    [
+        (0x10, 1, bytes(MAX_PAYLOAD + 1), OversizeFrame),
+        (0x100, 1, b"", MalformedFrame),
+        (0x10, -1, b"", MalformedFrame),
+    ],
+)
+def test_seal_refuses_what_cannot_be_framed_and_keeps_its_counter(msg_type, command_id, payload, error):
+    host, device = session_pair()
+    for seal in (host.seal, host.seal_wire):
+        with pytest.raises(error):
+            seal(msg_type, command_id, payload)
+    assert host.tx_counter == 0
+    device.verify(host.seal(0x10, 1, b""), 1.0)  # the next frame still carries counter 1
+    assert device.rx_counter == 1
 
 
 def test_every_tag_bit_flip_is_a_mac_error_and_changes_nothing():
