@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import importlib.util
 import io
@@ -27,6 +28,7 @@ import selectors
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,6 +195,17 @@ class Result:
             f"{'; ' + self.note if self.note else ''}; CPU per poll: {cpu}"
         )
 
+    @staticmethod
+    def pooled(blocks: Sequence[Result]) -> Result:
+        """One result of several blocks of the same peer: all latencies, summed time and CPU."""
+        cpu: dict[str, float | None] = {}
+        for block in blocks:
+            for who, used in block.cpu_s.items():
+                before = cpu.get(who, 0.0)
+                cpu[who] = None if used is None or before is None else before + used
+        latencies = [t for block in blocks for t in block.latencies]
+        return Result(blocks[0].label, latencies, sum(b.elapsed_s for b in blocks), cpu, blocks[-1].note)
+
 
 class _CpuMeter:
     """CPU seconds of this process and of the given subprocesses between ``start()`` and ``stop()``."""
@@ -244,14 +257,20 @@ async def time_polls_async(
     return Result(label, latencies, elapsed, meter.stop())
 
 
+class Peer:
+    """A client and server kept running between blocks: ``measure(n)`` times ``n`` polls after a few untimed."""
+
+    label = ""
+    pids: dict[str, int]
+
+    def measure(self, polls: int, warmup: int) -> Result:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
 # --- ours ----------------------------------------------------------------------------------------
-@dataclass
-class OursResult:
-    result: Result
-    request_bytes: float
-    reply_bytes: float
-
-
 def start_emulator(state_dir: Path, baud: int | None, profile_to: Path | None = None) -> tuple[Proc, str, Path]:
     """``implant-mock`` serving one SCS on a pty it creates; returns the process, its port and its key file."""
     profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
@@ -266,56 +285,83 @@ def start_emulator(state_dir: Path, baud: int | None, profile_to: Path | None = 
     raise RuntimeError(f"implant-mock printed no device line: {emulator.lines}")
 
 
-def bench_ours(
-    args: argparse.Namespace, polls: int, baud: int | None, profile: int = 0
-) -> tuple[OursResult, list[str]]:
-    """Polls through DeviceClient; with ``profile`` > 0, both sides under cProfile, top functions returned."""
-    report: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
-        prof_path = Path(tmp) / "emulator.prof" if profile else None
-        emulator, port_path, key_file = start_emulator(Path(tmp) / "state", baud, prof_path)
+class OursPeer(Peer):
+    """``DeviceClient.status()`` against an ``implant-mock`` subprocess over the pty it creates."""
+
+    def __init__(self, args: argparse.Namespace, baud: int | None, profile_to: Path | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-poll-")
+        self.emulator: Proc | None = None
+        self.client: DeviceClient | None = None
         try:
+            self.emulator, port_path, key_file = start_emulator(Path(self._tmp.name) / "state", baud, profile_to)
             port = open_port(port_path, baudrate=baud or 115200)
-            client = DeviceClient(port, load_pairing_key(key_file), timeout=args.timeout, owns_port=True)
-            try:
-                client.identify()
-                client.open_session()
-                for _ in range(args.warmup):
-                    client.status()
-                written, received, retries = client.stats.bytes_tx, client.link_stats.bytes_rx, client.stats.retries
-                label = "ours" if not baud else f"ours at --baud {baud}"
-                label += " (DeviceClient <-> implant-mock subprocess, its pty)"
-                profiler = None
-                if profile:
-                    profiler = cProfile.Profile()
-                    profiler.enable()
-                rtts: list[float] = []
+            self.client = DeviceClient(port, load_pairing_key(key_file), timeout=args.timeout, owns_port=True)
+            self.client.identify()
+            self.client.open_session()
+            for _ in range(args.warmup):
+                self.client.status()
+        except BaseException:
+            self.close()
+            raise
+        self.pids = {"emulator": self.emulator.pid}
+        self.label = (
+            "ours" if not baud else f"ours at --baud {baud}"
+        ) + " (DeviceClient <-> implant-mock subprocess, its pty)"
+        self.request_bytes = self.reply_bytes = self.polls = self.retries = 0
+        self.rtts: list[float] = []
 
-                def poll() -> None:
-                    client.status()
-                    rtts.append(client.stats.last_rtt_s)
+    def measure(self, polls: int, warmup: int) -> Result:
+        client = self.client
+        assert client is not None
+        for _ in range(warmup):
+            client.status()
+        written, received, retries = client.stats.bytes_tx, client.link_stats.bytes_rx, client.stats.retries
+        rtts = self.rtts
 
-                result = time_polls(label, poll, polls, 0, {"emulator": emulator.pid})
-                if profiler is not None:
-                    profiler.disable()
-                    report += top_functions("client (bench process)", pstats.Stats(profiler), profile)
-                request = (client.stats.bytes_tx - written) / polls
-                reply = (client.link_stats.bytes_rx - received) / polls
-                rtt_p50 = sorted(rtts)[(len(rtts) - 1) // 2] * 1000
-                result.note = (
-                    f"stats.last_rtt_s p50 {rtt_p50:.3f} ms; request {request:.0f} B, reply {reply:.0f} B, "
-                    f"retries {client.stats.retries - retries}"
-                )
-            finally:
-                client.close()
+        def poll() -> None:
+            client.status()
+            rtts.append(client.stats.last_rtt_s)
+
+        result = time_polls(self.label, poll, polls, 0, self.pids)
+        self.polls += polls
+        self.request_bytes += client.stats.bytes_tx - written
+        self.reply_bytes += client.link_stats.bytes_rx - received
+        self.retries += client.stats.retries - retries
+        rtt_p50 = sorted(rtts)[(len(rtts) - 1) // 2] * 1000
+        result.note = (
+            f"stats.last_rtt_s p50 {rtt_p50:.3f} ms; request {self.request_bytes / self.polls:.0f} B, "
+            f"reply {self.reply_bytes / self.polls:.0f} B, retries {self.retries}"
+        )
+        return result
+
+    def close(self) -> None:
+        try:
+            if self.client is not None:
+                self.client.close()
         finally:
-            code = emulator.stop()
-        if code != 0:
-            raise RuntimeError(f"implant-mock exited with {code}: {emulator.lines} {emulator.stderr()!r}")
-        if prof_path is not None:
-            title = "emulator (subprocess, whole run incl. start-up)"
-            report += top_functions(title, pstats.Stats(str(prof_path)), profile)
-    return OursResult(result, request, reply), report
+            code = self.emulator.stop() if self.emulator is not None else 0
+            self._tmp.cleanup()
+        if code != 0 and self.emulator is not None:
+            raise RuntimeError(f"implant-mock exited with {code}: {self.emulator.lines} {self.emulator.stderr()!r}")
+
+
+def profile_ours(args: argparse.Namespace) -> list[str]:
+    """A pass of ours with both sides under cProfile; the top functions of each by own time."""
+    with tempfile.TemporaryDirectory(prefix="bench-poll-prof-") as tmp:
+        prof_path = Path(tmp) / "emulator.prof"
+        peer = OursPeer(args, None, prof_path)
+        try:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            result = peer.measure(args.polls, 0)
+            profiler.disable()
+        finally:
+            peer.close()
+        report = [f"profiled pass of ours (cProfile on both sides slows it): {result.rate:,.0f} polls/s"]
+        report += top_functions("client (bench process)", pstats.Stats(profiler), args.profile)
+        title = "emulator (subprocess, whole run incl. start-up)"
+        report += top_functions(title, pstats.Stats(str(prof_path)), args.profile)
+    return report
 
 
 def top_functions(title: str, stats: pstats.Stats, count: int) -> list[str]:
@@ -367,70 +413,95 @@ def serve_modbus(spec: str, registers: int) -> int:
     return 0
 
 
-async def modbus_polls(args: argparse.Namespace, target: str, pids: dict[str, int], label: str) -> Result:
-    from pymodbus import FramerType
-    from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+class ModbusPeer(Peer):
+    """pymodbus's async client reading holding registers from its async server (RTU over socat, or TCP)."""
 
-    if target.startswith("tcp:"):
-        client: Any = AsyncModbusTcpClient("127.0.0.1", port=int(target[4:]), timeout=args.timeout, retries=0)
-    else:
-        client = AsyncModbusSerialClient(
-            target, framer=FramerType.RTU, baudrate=115200, timeout=args.timeout, retries=0
-        )
-    try:
-        if not await client.connect():
+    def __init__(self, args: argparse.Namespace, tmp: Path, transport: str) -> None:
+        import pymodbus
+
+        self.count = args.registers
+        self.loop = asyncio.new_event_loop()
+        self.socat: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
+        self.server: Proc | None = None
+        self.client: Any = None
+        try:
+            if transport == "serial":
+                socat, a, b, log = start_socat(tmp, "modbus")
+                self.socat = (socat, log)
+                self.server = self._serve(f"rtu:{a}", args)
+                self.label = (
+                    f"pymodbus {pymodbus.__version__} RTU "
+                    "(async client <-> async serial server subprocess, socat pty pair)"
+                )
+                self.pids = {"server": self.server.pid, "socat": socat.pid}
+                self.loop.run_until_complete(self._connect(str(b), args.timeout))
+            else:
+                with socket.socket() as probe:  # a free port on loopback for the server to listen on
+                    probe.bind(("127.0.0.1", 0))
+                    port = probe.getsockname()[1]
+                self.server = self._serve(f"tcp:{port}", args)
+                self.label = (
+                    f"SECONDARY figure, not a pty: pymodbus {pymodbus.__version__} Modbus/TCP on 127.0.0.1 "
+                    "(async client <-> server)"
+                )
+                self.pids = {"server": self.server.pid}
+                self.loop.run_until_complete(self._connect(f"tcp:{port}", args.timeout))
+            for _ in range(args.warmup):
+                self.loop.run_until_complete(self._poll())
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _serve(spec: str, args: argparse.Namespace) -> Proc:
+        command = [sys.executable, __file__, "--serve-modbus", spec, "--registers", str(args.registers)]
+        return Proc(command, lambda line: line == "ready")
+
+    async def _connect(self, target: str, timeout: float) -> None:
+        from pymodbus import FramerType
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+        if target.startswith("tcp:"):
+            self.client = AsyncModbusTcpClient("127.0.0.1", port=int(target[4:]), timeout=timeout, retries=0)
+        else:
+            self.client = AsyncModbusSerialClient(
+                target, framer=FramerType.RTU, baudrate=115200, timeout=timeout, retries=0
+            )
+        if not await self.client.connect():
             raise RuntimeError(f"pymodbus client could not open {target}")
-        count = args.registers
-        expected = list(range(count))
+        first = await self.client.read_holding_registers(0, count=self.count, device_id=1)
+        if first.isError() or list(first.registers) != list(range(self.count)):
+            raise RuntimeError(f"pymodbus read returned {first}, expected registers {list(range(self.count))}")
 
-        async def poll() -> None:
-            reply = await client.read_holding_registers(0, count=count, device_id=1)
-            if reply.isError():
-                raise RuntimeError(f"pymodbus read failed: {reply}")
+    async def _poll(self) -> None:
+        reply = await self.client.read_holding_registers(0, count=self.count, device_id=1)
+        if reply.isError():
+            raise RuntimeError(f"pymodbus read failed: {reply}")
 
-        first = await client.read_holding_registers(0, count=count, device_id=1)
-        if first.isError() or list(first.registers) != expected:
-            raise RuntimeError(f"pymodbus read returned {first}, expected registers {expected}")
-        return await time_polls_async(label, poll, args.polls, args.warmup, pids)
-    finally:
-        client.close()
+    def measure(self, polls: int, warmup: int) -> Result:
+        return self.loop.run_until_complete(time_polls_async(self.label, self._poll, polls, warmup, self.pids))
+
+    def close(self) -> None:
+        try:
+            if self.client is not None:
+                self.client.close()
+            self.loop.close()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self.socat is not None:
+                stop_socat(*self.socat)
 
 
-def bench_modbus(args: argparse.Namespace, tmp: Path) -> tuple[Result, str]:
-    """(result, note): the RTU-over-pty figure, or the TCP one (secondary) if the serial server fails."""
-    import pymodbus
-
-    version = pymodbus.__version__
+def modbus_peer(args: argparse.Namespace, tmp: Path) -> tuple[ModbusPeer, str]:
+    """(peer, note): RTU over a socat pty, or Modbus/TCP (secondary) with the reason if the serial path fails."""
     failure = ""
     if args.modbus_transport == "serial":
-        socat, a, b, log = start_socat(tmp, "modbus")
         try:
-            server = Proc(
-                [sys.executable, __file__, "--serve-modbus", f"rtu:{a}", "--registers", str(args.registers)],
-                lambda line: line == "ready",
-            )
-            try:
-                label = f"pymodbus {version} RTU (async client <-> async serial server subprocess, socat pty pair)"
-                pids = {"server": server.pid, "socat": socat.pid}
-                return asyncio.run(modbus_polls(args, str(b), pids, label)), ""
-            finally:
-                server.stop()
+            return ModbusPeer(args, tmp, "serial"), ""
         except Exception as exc:  # any failure of the serial path: say what, then the TCP figure
-            failure = f"pymodbus {version} serial RTU server over a socat pty: {type(exc).__name__}: {exc}"
-        finally:
-            stop_socat(socat, log)
-    with socket.socket() as probe:  # a free port on loopback for the server to listen on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = Proc(
-        [sys.executable, __file__, "--serve-modbus", f"tcp:{port}", "--registers", str(args.registers)],
-        lambda line: line == "ready",
-    )
-    try:
-        label = f"SECONDARY figure, not a pty: pymodbus {version} Modbus/TCP on 127.0.0.1 (async client <-> server)"
-        return asyncio.run(modbus_polls(args, f"tcp:{port}", {"server": server.pid}, label)), failure
-    finally:
-        server.stop()
+            failure = f"pymodbus serial RTU server over a socat pty: {type(exc).__name__}: {exc}"
+    return ModbusPeer(args, tmp, "tcp"), failure
 
 
 # --- raw echo floor ------------------------------------------------------------------------------
@@ -456,49 +527,92 @@ def serve_echo(spec: str) -> int:
     return 0
 
 
-def echo_polls(args: argparse.Namespace, path: str, pids: dict[str, int], label: str) -> Result:
-    request = bytes((i * 37 + 11) & 0xFF for i in range(args.echo_bytes))
-    with serial.Serial(path, baudrate=115200, timeout=args.timeout) as port:
+class EchoPeer(Peer):
+    """pyserial writing ``--echo-bytes`` and reading them back from an echo subprocess (openpty or socat)."""
 
-        def poll() -> None:
-            port.write(request)
-            if port.read(len(request)) != request:
-                raise RuntimeError("echo: short or wrong read")
-
-        return time_polls(label, poll, args.polls, args.warmup, pids)
-
-
-def bench_echo(args: argparse.Namespace) -> Result:
-    master, slave = os.openpty()
-    try:
-        tty.setraw(slave)
-        path = os.ttyname(slave)
+    def __init__(self, args: argparse.Namespace, tmp: Path | None = None) -> None:
+        self.request = bytes((i * 37 + 11) & 0xFF for i in range(args.echo_bytes))
+        self.socat: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
+        self.echo: Proc | None = None
+        self._slave: int | None = None
+        self.port: serial.Serial | None = None
         try:
-            echo = Proc(
-                [sys.executable, __file__, "--serve-echo", f"fd:{master}"], lambda line: line == "ready", 10, (master,)
-            )
-        finally:
-            os.close(master)  # the child has its own copy
+            if tmp is None:
+                master, self._slave = os.openpty()
+                tty.setraw(self._slave)
+                path = os.ttyname(self._slave)
+                try:
+                    self.echo = Proc(self._serve(f"fd:{master}"), lambda line: line == "ready", 10, (master,))
+                finally:
+                    os.close(master)  # the child has its own copy
+                self.label = f"raw echo floor (pyserial <-> echo subprocess, os.openpty), {args.echo_bytes} B each way"
+                self.pids = {"echo": self.echo.pid}
+            else:
+                socat, a, b, log = start_socat(tmp, "echo")
+                self.socat = (socat, log)
+                path = str(b)
+                self.echo = Proc(self._serve(f"path:{a}"), lambda line: line == "ready", 10)
+                self.label = f"raw echo over a socat pty pair (the hop pymodbus pays), {args.echo_bytes} B each way"
+                self.pids = {"echo": self.echo.pid, "socat": socat.pid}
+            self.port = serial.Serial(path, baudrate=115200, timeout=args.timeout)
+            for _ in range(args.warmup):
+                self._poll()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _serve(spec: str) -> list[str]:
+        return [sys.executable, __file__, "--serve-echo", spec]
+
+    def _poll(self) -> None:
+        assert self.port is not None
+        self.port.write(self.request)
+        if self.port.read(len(self.request)) != self.request:
+            raise RuntimeError("echo: short or wrong read")
+
+    def measure(self, polls: int, warmup: int) -> Result:
+        return time_polls(self.label, self._poll, polls, warmup, self.pids)
+
+    def close(self) -> None:
         try:
-            label = f"raw echo floor (pyserial <-> echo subprocess, os.openpty), {args.echo_bytes} B each way"
-            return echo_polls(args, path, {"echo": echo.pid}, label)
+            if self.port is not None:
+                self.port.close()
         finally:
-            echo.stop()
-    finally:
-        os.close(slave)
+            if self.echo is not None:
+                self.echo.stop()
+            if self._slave is not None:
+                os.close(self._slave)
+            if self.socat is not None:
+                stop_socat(*self.socat)
 
 
-def bench_echo_socat(args: argparse.Namespace, tmp: Path) -> Result:
-    socat, a, b, log = start_socat(tmp, "echo")
-    try:
-        echo = Proc([sys.executable, __file__, "--serve-echo", f"path:{a}"], lambda line: line == "ready", 10)
-        try:
-            label = f"raw echo over a socat pty pair (the hop pymodbus pays), {args.echo_bytes} B each way"
-            return echo_polls(args, str(b), {"echo": echo.pid, "socat": socat.pid}, label)
-        finally:
-            echo.stop()
-    finally:
-        stop_socat(socat, log)
+def interleaved(peers: Sequence[Peer], polls: int, rounds: int, warmup: int) -> list[list[Result]]:
+    """Blocks of each peer in turn, ``rounds`` times, the order rotated each round.
+
+    Pty round trips on a shared machine swing by 2-3x with the load and the cores' idle states;
+    peers timed minutes apart see different machines. Alternating short blocks gives every
+    round's ratio the same conditions on both sides.
+    """
+    blocks: list[list[Result]] = [[] for _ in peers]
+    per_round = max(1, math.ceil(polls / rounds))
+    for r in range(rounds):
+        order = list(range(len(peers)))
+        order = order[r % len(order) :] + order[: r % len(order)]
+        for index in order:
+            blocks[index].append(peers[index].measure(per_round, warmup))
+    return blocks
+
+
+def ratio_line(name: str, ours: list[Result], peer: list[Result], target: float) -> str:
+    """The median of the per-round rate ratios (with their range and the pooled ratio), and its verdict."""
+    ratios = sorted(o.rate / p.rate for o, p in zip(ours, peer, strict=True))
+    median = statistics.median(ratios)
+    pooled = Result.pooled(ours).rate / Result.pooled(peer).rate
+    return (
+        f"ratio ours / {name}: {median:.2f}x polls/s (median of {len(ratios)} interleaved rounds, "
+        f"{ratios[0]:.2f}-{ratios[-1]:.2f}; pooled {pooled:.2f}x) ({verdict(median, target, True)})"
+    )
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -510,6 +624,12 @@ def verdict(value: float, target: float, at_least: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--polls", type=int, default=2000, help="timed polls per measurement, count (default 2000)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds the polls of each peer are split into, count (default 5)",
+    )
     p.add_argument("--warmup", type=int, default=200, help="untimed polls before each measurement, count (default 200)")
     p.add_argument(
         "--baud",
@@ -548,19 +668,27 @@ def main(argv: list[str] | None = None) -> int:
         return serve_modbus(args.serve_modbus, args.registers)
     if args.serve_echo:
         return serve_echo(args.serve_echo)
-    if min(args.polls, args.baud_polls, args.echo_bytes, args.registers) < 1 or args.warmup < 0 or args.baud < 0:
+    counts = (args.polls, args.baud_polls, args.echo_bytes, args.registers, args.rounds)
+    if min(counts) < 1 or args.warmup < 0 or args.baud < 0:
         raise SystemExit("poll_rate: counts must be >= 1 (--warmup >= 0, --baud >= 0)")
 
     print(
-        f"poll_rate: {args.polls} timed status polls per measurement after {args.warmup} warm-up polls, "
-        f"one request in flight; {os.cpu_count()} CPUs; subprocess CPU from /proc in steps of {1000 / _CLK_TCK:g} ms"
+        f"poll_rate: {args.polls} timed status polls per peer in {args.rounds} interleaved rounds, "
+        f"{args.warmup} warm-up polls first and {min(args.warmup, 20)} before each block, one request in flight; "
+        f"{os.cpu_count()} CPUs; subprocess CPU from /proc in steps of {1000 / _CLK_TCK:g} ms"
     )
-    ours, _ = bench_ours(args, args.polls, None)
-    print(ours.result.line())
-    modbus: Result | None = None
-    echo_socat: Result | None = None
     have_socat = shutil.which("socat") is not None
-    with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp, contextlib.ExitStack() as stack:
+        peers: list[Peer] = []
+
+        def keep(peer: Peer) -> Peer:
+            stack.callback(peer.close)
+            peers.append(peer)
+            return peer
+
+        ours = keep(OursPeer(args, None))
+        modbus: Peer | None = None
+        echo_socat: Peer | None = None
         if args.skip_modbus:
             print("pymodbus peer: skipped (--skip-modbus)")
         elif importlib.util.find_spec("pymodbus") is None:
@@ -568,31 +696,37 @@ def main(argv: list[str] | None = None) -> int:
         elif args.modbus_transport == "serial" and not have_socat:
             print("pymodbus peer: skipped, socat not found on PATH (install socat)")
         else:
-            modbus, failure = bench_modbus(args, Path(tmp))
+            peer, failure = modbus_peer(args, Path(tmp))
+            modbus = keep(peer)
             if failure:
                 print(f"pymodbus over a pty: FAILED, {failure}")
-            print(modbus.line())
         if not args.skip_modbus and have_socat:
-            echo_socat = bench_echo_socat(args, Path(tmp))
-    echo = bench_echo(args)
-    print(echo.line())
-    if echo_socat is not None:
-        print(echo_socat.line())
-    if modbus is not None:
-        ratio = ours.result.rate / modbus.rate
-        peer = "pymodbus" if not modbus.label.startswith("SECONDARY") else "pymodbus Modbus/TCP (SECONDARY, not a pty)"
-        print(f"ratio ours / {peer}: {ratio:.2f}x polls/s ({verdict(ratio, TARGET_VS_PYMODBUS, True)})")
-    ratio = ours.result.rate / echo.rate
-    print(f"ratio ours / raw echo: {ratio:.2f}x polls/s ({verdict(ratio, TARGET_VS_ECHO, True)})")
+            echo_socat = keep(EchoPeer(args, Path(tmp)))
+        echo = keep(EchoPeer(args))
+        blocks = dict(zip(peers, interleaved(peers, args.polls, args.rounds, min(args.warmup, 20)), strict=True))
+        for peer in (ours, modbus, echo, echo_socat):
+            if peer is not None:
+                print(Result.pooled(blocks[peer]).line())
+        if modbus is not None:
+            name = (
+                "pymodbus" if not modbus.label.startswith("SECONDARY") else "pymodbus Modbus/TCP (SECONDARY, not a pty)"
+            )
+            print(ratio_line(name, blocks[ours], blocks[modbus], TARGET_VS_PYMODBUS))
+        print(ratio_line("raw echo", blocks[ours], blocks[echo], TARGET_VS_ECHO))
 
     if args.baud:
-        paced, _ = bench_ours(args, args.baud_polls, args.baud)
-        print(paced.result.line())
-        wire_ms = (paced.request_bytes + paced.reply_bytes) * 10 / args.baud * 1000
-        p50 = paced.result.pct_ms(0.5)
-        mean = sum(paced.result.latencies) / len(paced.result.latencies) * 1000
+        paced = OursPeer(args, args.baud)
+        try:
+            result = paced.measure(args.baud_polls, 0)
+        finally:
+            paced.close()
+        print(result.line())
+        request, reply = paced.request_bytes / paced.polls, paced.reply_bytes / paced.polls
+        wire_ms = (request + reply) * 10 / args.baud * 1000
+        p50 = result.pct_ms(0.5)
+        mean = sum(result.latencies) / len(result.latencies) * 1000
         print(
-            f"wire time of one poll at {args.baud} bit/s: ({paced.request_bytes:.0f} + {paced.reply_bytes:.0f} B) "
+            f"wire time of one poll at {args.baud} bit/s: ({request:.0f} + {reply:.0f} B) "
             f"x 10 / {args.baud} = {wire_ms:.3f} ms; ours p50 {p50:.3f} ms, mean {mean:.3f} ms; "
             f"ratio p50 / wire {p50 / wire_ms:.3f}x ({verdict(p50 / wire_ms, TARGET_VS_WIRE, False)})"
         )
@@ -600,9 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         print("paced run: skipped (--baud 0)")
 
     if args.profile:
-        profiled, report = bench_ours(args, args.polls, None, profile=args.profile)
-        print(f"profiled pass of ours (cProfile on both sides slows it): {profiled.result.rate:,.0f} polls/s")
-        print("\n".join(report))
+        print("\n".join(profile_ours(args)))
     return 0
 
 

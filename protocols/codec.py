@@ -14,12 +14,13 @@ from enum import IntEnum
 from typing import Any
 
 from .errors import MalformedPayload, UnknownMessageType
-from .fields import Enum, FixedBytes, ListOf, Record, layout_of
+from .fields import Enum, FixedBytes, Layout, ListOf, Record, layout_of
 from .messages import MESSAGES, Message, MsgType
 
 REGISTRY: dict[int, type[Message]] = {cls.TYPE.value: cls for cls in MESSAGES}
 if len(REGISTRY) != len(MESSAGES):
     raise RuntimeError("two message classes share a type byte")
+_LAYOUTS: dict[int, Layout] = {msg_type: layout_of(cls) for msg_type, cls in REGISTRY.items()}
 
 
 def message_class(msg_type: int) -> type[Message]:
@@ -39,10 +40,10 @@ def encode_payload(message: Message) -> bytes:
 
 def decode_payload(msg_type: int, payload: bytes) -> Message:
     """Decode ``payload`` as the message registered for ``msg_type``; the payload must be used up."""
-    cls = message_class(msg_type)
-    message, end = layout_of(cls).decode_from(payload, 0)
+    layout = _LAYOUTS.get(msg_type) or layout_of(message_class(msg_type))  # the latter raises: unknown type
+    message, end = layout.decode_from(payload, 0)
     if end != len(payload):
-        raise MalformedPayload(f"{cls.__name__}: {len(payload) - end} bytes left over")
+        raise MalformedPayload(f"{layout.cls.__name__}: {len(payload) - end} bytes left over")
     return message
 
 

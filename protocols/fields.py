@@ -179,9 +179,23 @@ class ListOf(WireType):
         self.item = item
         self.max_count = max_count
         self._scalar = None if isinstance(item, type) else struct.Struct("<" + (item.fmt or ""))
+        self._plain_ints = type(item) is Int
+        # Count-specific structs of a scalar list, built on first use (at most max_count + 1).
+        self._runs: dict[int, struct.Struct] = {}
+        self._layout: Layout | None = None
 
     def _item_layout(self) -> Layout | WireType:
-        return layout_of(self.item) if isinstance(self.item, type) else self.item
+        if isinstance(self.item, type):
+            if self._layout is None:  # resolved late: the record's layout may be built after this field
+                self._layout = layout_of(self.item)
+            return self._layout
+        return self.item
+
+    def _run(self, count: int) -> struct.Struct:
+        run = self._runs.get(count)
+        if run is None:
+            run = self._runs[count] = struct.Struct(f"<{count}{self.item.fmt}")  # type: ignore[union-attr]
+        return run
 
     def spec(self) -> str:
         item = self._item_layout()
@@ -191,16 +205,17 @@ class ListOf(WireType):
     def encode(self, value: Any, out: bytearray, name: str) -> None:
         if not isinstance(value, tuple | list):
             raise EncodeError(f"{name}: {type(value).__name__} given, a tuple needed")
-        if len(value) > self.max_count:
-            raise EncodeError(f"{name}: {len(value)} items, at most {self.max_count}")
-        out.append(len(value))
-        if type(self.item) is Int and set(map(type, value)) <= _INT_ONLY:
+        count = len(value)
+        if count > self.max_count:
+            raise EncodeError(f"{name}: {count} items, at most {self.max_count}")
+        out.append(count)
+        if self._plain_ints and set(map(type, value)) <= _INT_ONLY:
             try:
-                out += struct.pack(f"<{len(value)}{self.item.fmt}", *value)
+                out += self._run(count).pack(*value)
                 return
             except struct.error:
                 pass  # the loop below names the offending item
-        item = self._item_layout()
+        item = self._item_layout() if count else None
         for index, element in enumerate(value):
             if isinstance(item, Layout):
                 try:
@@ -208,7 +223,7 @@ class ListOf(WireType):
                 except CodecError as exc:
                     raise _within(exc, f"{name}[{index}]") from None
             else:
-                out += self._scalar.pack(item.to_wire(element, f"{name}[{index}]"))
+                out += self._scalar.pack(item.to_wire(element, f"{name}[{index}]"))  # type: ignore[union-attr]
 
     def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
         if pos >= len(buf):
@@ -217,22 +232,28 @@ class ListOf(WireType):
         pos += 1
         if count > self.max_count:
             raise MalformedPayload(f"{name}: {count} items, at most {self.max_count}")
-        item = self._item_layout()
-        if isinstance(item, Layout):
+        if self._scalar is None:
+            if not count:
+                return (), pos
+            item_layout = self._item_layout()
+            assert isinstance(item_layout, Layout)
             items = []
             for index in range(count):
                 try:
-                    element, pos = item.decode_from(buf, pos)
+                    element, pos = item_layout.decode_from(buf, pos)
                 except CodecError as exc:
                     raise _within(exc, f"{name}[{index}]") from None
                 items.append(element)
             return tuple(items), pos
-        end = pos + count * self._scalar.size
+        run = self._run(count)
+        end = pos + run.size
         if end > len(buf):
             raise MalformedPayload(f"{name}: payload too short for {count} items")
-        raw = struct.unpack_from(f"<{count}{item.fmt}", buf, pos)
-        if type(item) is Int:
+        raw = run.unpack_from(buf, pos)
+        if self._plain_ints:
             return raw, end
+        item = self.item
+        assert isinstance(item, WireType)
         return tuple(item.from_wire(value, f"{name}[{i}]") for i, value in enumerate(raw)), end
 
 

@@ -190,6 +190,10 @@ class FrameDecoder:
     def feed_events(self, data: bytes) -> list[Frame | FrameError]:
         """Like ``feed``, but also return each dropped run as its ``FrameError`` (never raised)."""
         self.stats.bytes_rx += len(data)
+        if not self._partial and not self._discarding and data[:1] == DELIMITER:
+            end = data.find(0, 1)
+            if end == len(data) - 1 and end > 1:  # the usual chunk: one whole frame, nothing pending
+                return [self._parse(data[1:end])]
         events: list[Frame | FrameError] = []
         start = 0
         while True:
