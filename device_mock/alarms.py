@@ -140,6 +140,7 @@ class AlarmManager:
     def __init__(self, log: EventLog) -> None:
         self.log = log
         self._alarms: dict[EventCode, _Alarm] = {}
+        self._listed: tuple[ActiveAlarm, ...] | None = None  # what active() returns; None after any change
 
     def is_active(self, code: EventCode) -> bool:
         """True while the alarm is listed (active, acknowledged or latched)."""
@@ -147,6 +148,7 @@ class AlarmManager:
 
     def raise_alarm(self, code: EventCode, time_ms: int, arg0: int = 0, arg1: int = 0) -> None:
         """The condition is present: raise the alarm unless it is already up."""
+        self._listed = None
         alarm = self._alarms.get(code)
         if alarm is not None:
             alarm.condition = True
@@ -159,6 +161,7 @@ class AlarmManager:
         alarm = self._alarms.get(code)
         if alarm is None:
             return
+        self._listed = None
         alarm.condition = False
         if ALARMS[code].latching and alarm.state is AlarmState.ACTIVE:
             return
@@ -172,6 +175,7 @@ class AlarmManager:
             raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"no alarm {code.name} to acknowledge", "code", int(code))
         if alarm.state is AlarmState.ACKNOWLEDGED:
             return self.log.last_seq
+        self._listed = None
         if alarm.condition:
             alarm.state = AlarmState.ACKNOWLEDGED
             new_state = AlarmState.ACKNOWLEDGED
@@ -182,8 +186,12 @@ class AlarmManager:
 
     def active(self) -> tuple[ActiveAlarm, ...]:
         """Listed alarms, highest priority first (at most the wire's maximum)."""
-        listed = sorted(self._alarms.items(), key=lambda item: (-ALARMS[item[0]].priority, item[0]))
-        return tuple(ActiveAlarm(code, ALARMS[code].priority, alarm.state) for code, alarm in listed[:MAX_ALARMS])
+        if self._listed is None:  # every status poll asks; the list changes only through the methods above
+            listed = sorted(self._alarms.items(), key=lambda item: (-ALARMS[item[0]].priority, item[0]))
+            self._listed = tuple(
+                ActiveAlarm(code, ALARMS[code].priority, alarm.state) for code, alarm in listed[:MAX_ALARMS]
+            )
+        return self._listed
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state."""
@@ -192,3 +200,4 @@ class AlarmManager:
     def load_state(self, data: dict[str, Any]) -> None:
         """Restore from ``to_state`` output."""
         self._alarms = {EventCode(int(code)): _Alarm(AlarmState(s), c) for code, (s, c) in data.items()}
+        self._listed = None

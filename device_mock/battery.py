@@ -41,11 +41,17 @@ class PrimaryBattery:
         self.config = config
         self.implant_ms = implant_ms
         self.remaining_j = config.capacity_j if remaining_j is None else remaining_j
+        # Fixed for the cell's life (the config is frozen) and asked on every status poll: worked out once.
+        self._eri_reserve_j = config.nominal_power_w * config.eri_reserve_days * DAY_S
+        self._age_limits_ms: tuple[int, int] | None = None
+        if config.max_life_years:
+            eos = implant_ms + int(config.max_life_years * YEAR_S * 1000)
+            self._age_limits_ms = (eos - int(config.eri_reserve_days * DAY_S * 1000), eos)
 
     @property
     def eri_reserve_j(self) -> float:
         """Energy left at ERI: what the nominal drain uses in the ERI-to-EOS interval."""
-        return self.config.nominal_power_w * self.config.eri_reserve_days * DAY_S
+        return self._eri_reserve_j
 
     @property
     def fraction(self) -> float:
@@ -58,7 +64,7 @@ class PrimaryBattery:
 
     def seconds_until_eri(self, power_w: float) -> float:
         """Seconds until the ERI energy level at ``power_w`` (0 if reached; inf if no drain)."""
-        return _seconds_to_level(self.remaining_j, self.eri_reserve_j, power_w)
+        return _seconds_to_level(self.remaining_j, self._eri_reserve_j, power_w)
 
     def seconds_until_empty(self, power_w: float) -> float:
         """Seconds until the energy runs out at ``power_w``."""
@@ -66,24 +72,22 @@ class PrimaryBattery:
 
     def age_limit_ms(self, eri: bool) -> int | None:
         """Device time of the age-based ERI (``eri``) or EOS, if the cell has an age limit."""
-        if not self.config.max_life_years:
-            return None
-        eos = self.implant_ms + int(self.config.max_life_years * YEAR_S * 1000)
-        return eos - int(self.config.eri_reserve_days * DAY_S * 1000) if eri else eos
+        limits = self._age_limits_ms
+        return None if limits is None else limits[0] if eri else limits[1]
 
     def state(self, now_ms: int) -> BatteryState:
         """OK, ERI or EOS by energy and by age."""
-        eos_age, eri_age = self.age_limit_ms(False), self.age_limit_ms(True)
-        if self.remaining_j <= 0.0 or (eos_age is not None and now_ms >= eos_age):
+        limits = self._age_limits_ms
+        if self.remaining_j <= 0.0 or (limits is not None and now_ms >= limits[1]):
             return BatteryState.EOS
-        if self.remaining_j <= self.eri_reserve_j or (eri_age is not None and now_ms >= eri_age):
+        if self.remaining_j <= self._eri_reserve_j or (limits is not None and now_ms >= limits[0]):
             return BatteryState.ERI
         return BatteryState.OK
 
     def voltage_mv(self) -> int:
         """Cell voltage: flat plateau, then a knee down to EOS voltage (Li/CFx-like) [E]."""
         c = self.config
-        eri_fraction = self.eri_reserve_j / c.capacity_j
+        eri_fraction = self._eri_reserve_j / c.capacity_j
         f = self.fraction
         if f >= eri_fraction:
             span = (f - eri_fraction) / max(1e-9, 1.0 - eri_fraction)
@@ -143,7 +147,10 @@ class RechargeableBattery:
 
     def soc(self, now_ms: int) -> float:
         """State of charge, 0..1, of the current capacity."""
-        return min(1.0, self.charge_j / self.capacity_j(now_ms))
+        return self._soc(self.capacity_j(now_ms))
+
+    def _soc(self, capacity_j: float) -> float:
+        return min(1.0, self.charge_j / capacity_j)
 
     def drain(self, power_w: float, seconds: float) -> None:
         """Use ``power_w`` for ``seconds``."""
@@ -161,13 +168,15 @@ class RechargeableBattery:
 
     def state(self, now_ms: int, drain_w: float) -> BatteryState:
         """EOS by fade, ERI by days per charge, else by state of charge."""
-        c = self.config
         capacity = self.capacity_j(now_ms)
-        if capacity <= c.eos_capacity_fraction * c.capacity_j:
+        return self._state(capacity, self._soc(capacity), drain_w)
+
+    def _state(self, capacity_j: float, soc: float, drain_w: float) -> BatteryState:
+        c = self.config
+        if capacity_j <= c.eos_capacity_fraction * c.capacity_j:
             return BatteryState.EOS
-        if drain_w > 0 and capacity / drain_w < c.eri_min_days_per_charge * DAY_S:
+        if drain_w > 0 and capacity_j / drain_w < c.eri_min_days_per_charge * DAY_S:
             return BatteryState.ERI
-        soc = self.soc(now_ms)
         if soc <= c.recharge_now_fraction:
             return BatteryState.RECHARGE_NOW
         if soc <= c.low_fraction:
@@ -176,8 +185,21 @@ class RechargeableBattery:
 
     def voltage_mv(self, now_ms: int) -> int:
         """Cell voltage from state of charge (linear between empty and full) [E]."""
+        return self._voltage_mv(self.soc(now_ms))
+
+    def _voltage_mv(self, soc: float) -> int:
         c = self.config
-        return round(c.empty_mv + (c.full_mv - c.empty_mv) * self.soc(now_ms))
+        return round(c.empty_mv + (c.full_mv - c.empty_mv) * soc)
+
+    def gauge(self, now_ms: int, drain_w: float) -> tuple[float, float, BatteryState, int]:
+        """(capacity J, state of charge, state, voltage mV) at ``now_ms``.
+
+        The values of ``capacity_j``, ``soc``, ``state`` and ``voltage_mv`` with the faded capacity worked
+        out once: a status poll wants them all.
+        """
+        capacity = self.capacity_j(now_ms)
+        soc = self._soc(capacity)
+        return capacity, soc, self._state(capacity, soc, drain_w), self._voltage_mv(soc)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state."""

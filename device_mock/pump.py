@@ -15,7 +15,7 @@ is what the residual comparison at the next refill reveals.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from protocols.errors import DeviceRejected, ErrorCode
@@ -114,6 +114,7 @@ class Pump:
         self.reached = _Reached()
         self.bolus: ActiveBolus | None = None
         self.flow_error = self._draw_flow_error()
+        self._levels: tuple[tuple[DrugConcentration, ...], int, tuple[DrugLevel, ...]] | None = None
         # Age limits are fixed at implant; computed once because the advance loop asks every step.
         self._age_eri, self._age_eos = self.battery.age_limit_ms(True), self.battery.age_limit_ms(False)
 
@@ -435,20 +436,24 @@ class Pump:
     # --- telemetry -------------------------------------------------------------------------------
     def projections(self) -> Projections:
         """Alarm, empty and refill dates if the program runs on unchanged (DOMAIN.md 2.6); 0 = not applicable."""
+        return self._projections(self.pumping)
+
+    def _projections(self, pumping: bool) -> Projections:
         reached, now = self.reached, self.now_ms
-        if not self.pumping:
+        if not pumping:
             return Projections(reached.low, reached.empty, 0, 0, now if reached.low else 0)
         dates = dosing.project(
             self.program, self.bolus, now, self.totals.fill_ul, self.totals.since_refill, self.config
         )
-        # Once the low alarm has sounded, it is refill time.
-        return replace(dates, low_alarm_ms=reached.low, next_refill_ms=now) if reached.low else dates
+        if reached.low:  # once the low alarm has sounded, it is refill time
+            return Projections(reached.low, dates.empty_ms, dates.empty_earliest_ms, dates.empty_latest_ms, now)
+        return dates
 
-    def _battery_dates(self) -> tuple[int, int]:
+    def _battery_dates(self, pumping: bool) -> tuple[int, int]:
         """Reached or projected ERI and EOS times at the program's average drain (0 after a failure)."""
         if self.faults.battery_failed:
             return 0, 0
-        daily = self.program.schedule.daily_units() if self.pumping else 0
+        daily = self.program.schedule.daily_units() if pumping else 0
         watts = self.config.quiescent_power_w + self.config.motor_j_per_ul * daily / UNITS_PER_UL / (DAY_MS / 1000)
         eri = self.now_ms + math.ceil(self.battery.seconds_until_eri(watts) * 1000)
         eos = self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000)
@@ -458,36 +463,48 @@ class Pump:
 
     def status(self) -> PumpStatus:
         """The telemetry snapshot at ``now_ms``."""
-        program, now, projected = self.program, self.now_ms, self.projections()
+        program, now, faults, battery = self.program, self.now_ms, self.faults, self.battery
+        pumping = self.pumping  # asked once: it walks the delivery conditions
+        projected = self._projections(pumping)
         rate = program.schedule.rate_at(now) if program.therapy_on else 0
-        drugs = tuple(
-            DrugLevel(d.drug, d.conc_ng_per_ml, min(_U32, d.conc_ng_per_ml * rate // 1000)) for d in program.drugs
-        )
-        eri_ms, eos_ms = self._battery_dates()
-        faults = self.faults
+        eri_ms, eos_ms = self._battery_dates(pumping)
         motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
         return PumpStatus(
             time_ms=now,
             mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
-            infusing=self.pumping and not faults.occluded,
+            infusing=pumping and not faults.occluded,
             reservoir_ul=self.reservoir_ul,
             capacity_ul=self.config.capacity_ul,
             alarm_volume_ul=program.alarm_volume_ul,
             rate_ul_per_day=rate,
-            drugs=drugs,
+            drugs=self._drug_levels(program.drugs, rate),
             patient_bolus=program.patient_bolus,
             patient_boluses_today=min(255, sum(t + DAY_MS > now for t in self.totals.patient_boluses)),
             bolus_active=self.bolus is not None,
-            battery_state=BatteryState.FAILED if faults.battery_failed else self.battery.state(now),
-            battery_pct_x100=round(self.battery.fraction * 10_000),
-            battery_mv=self.battery.voltage_mv(),
+            battery_state=BatteryState.FAILED if faults.battery_failed else battery.state(now),
+            battery_pct_x100=round(battery.fraction * 10_000),
+            battery_mv=battery.voltage_mv(),
             eri_ms=eri_ms,
             eos_ms=eos_ms,
             motor_state=motor,
+            low_alarm_ms=projected.low_alarm_ms,
+            empty_ms=projected.empty_ms,
+            empty_earliest_ms=projected.empty_earliest_ms,
+            empty_latest_ms=projected.empty_latest_ms,
+            next_refill_ms=projected.next_refill_ms,
             alarms=self.alarms.active(),
             last_event_seq=self.events.last_seq,
-            **asdict(projected),
         )
+
+    def _drug_levels(self, drugs: tuple[DrugConcentration, ...], rate: int) -> tuple[DrugLevel, ...]:
+        """Each drug with its daily dose at ``rate``; kept while the contents and the rate stay the same."""
+        kept = self._levels
+        if kept is None or kept[0] is not drugs or kept[1] != rate:  # holding ``drugs`` keeps its identity unique
+            levels = tuple(
+                DrugLevel(d.drug, d.conc_ng_per_ml, min(_U32, d.conc_ng_per_ml * rate // 1000)) for d in drugs
+            )
+            kept = self._levels = (drugs, rate, levels)
+        return kept[2]
 
     # --- persistence -----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

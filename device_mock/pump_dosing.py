@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
@@ -81,6 +81,10 @@ class Schedule:
 
     def daily_units(self) -> int:
         """Units the basal program drains in any 24 h."""
+        return self._daily_units
+
+    @cached_property
+    def _daily_units(self) -> int:  # a schedule is immutable; projections ask for this several times a poll
         if self.mode is not DosingMode.FLEX:
             return self.rate_at(0) * DAY_MS
         ends = (*self._starts_ms[1:], self._starts_ms[0] + DAY_MS)
@@ -197,9 +201,11 @@ def time_to_drain(schedule: Schedule, bolus: ActiveBolus | None, t0: int, need: 
     return t
 
 
-@dataclass(frozen=True)
-class Projections:
-    """Reservoir dates of DOMAIN.md 2.6, ms since epoch (0 = does not apply)."""
+class Projections(NamedTuple):
+    """Reservoir dates of DOMAIN.md 2.6, ms since epoch (0 = does not apply).
+
+    A named tuple rather than a dataclass: every status poll builds one, and a tuple is cheaper to build.
+    """
 
     low_alarm_ms: int
     empty_ms: int
@@ -212,9 +218,19 @@ def project(
     program: Program, bolus: ActiveBolus | None, now: int, fill_ul: int, since_refill: int, cfg: PumpConfig
 ) -> Projections:
     """Reservoir dates of a pump that keeps pumping as programmed, from ``now`` on."""
+    schedule = program.schedule
+    # Asked on every status poll. With no bolus running and no flex edge, one rate holds from now on, and
+    # the whole days plus the rest that ``time_to_drain`` would walk come to one division, exactly.
+    steady = (bolus is None or now >= bolus.end_ms) and schedule.next_edge(now) is None
+    basal = schedule.rate_at(now)
 
     def when(need: int, extra_rate: int = 0) -> int:
-        return time_to_drain(program.schedule, bolus, now, max(0, need), extra_rate) or 0
+        if need <= 0:
+            return now
+        if steady:
+            rate = basal + extra_rate
+            return now + ceil_div(need, rate) if rate else 0
+        return time_to_drain(schedule, bolus, now, need, extra_rate) or 0
 
     fill = fill_ul * UNITS_PER_UL
     reservoir = fill - since_refill

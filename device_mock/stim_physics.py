@@ -266,6 +266,12 @@ def max_amplitude_for_density(pulse_width_us: int, contacts: int, config: ScsCon
 
 
 # --- battery drives ------------------------------------------------------------------------------
+# What a status poll shows of a cell, as ``snapshot`` returns it: (fraction, voltage_mv, state,
+# capacity_fraction, seconds_to_recharge, eri_ms, eos_ms), each the value of the method of that name
+# (the last two: ``projections_ms``) at the same instant, draw and program power.
+Snapshot = tuple[float, int, BatteryState, float, float, int, int]
+
+
 def _future(seconds: float) -> list[float]:
     return [seconds] if 0.0 < seconds < math.inf else []
 
@@ -329,18 +335,22 @@ class PrimaryDrive:
         """Never: a primary cell is not recharged."""
         return 0.0
 
+    def snapshot(self, now_ms: int, draw_w: float, program_w: float) -> Snapshot:
+        """What a status poll shows of the cell, in one call (see ``Snapshot``)."""
+        b = self.battery
+        return b.fraction, b.voltage_mv(), b.state(now_ms), 1.0, 0.0, *self.projections_ms(now_ms, draw_w, program_w)
+
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state."""
         return self.battery.to_state()
 
 
 def _at(now_ms: int, seconds: float, fixed_ms: int | None) -> int:
-    times = [now_ms + math.ceil(seconds * 1000)] if 0.0 < seconds < math.inf else []
-    if seconds == 0.0:
-        times.append(now_ms)
+    """The earlier of ``now + seconds`` (if finite and not negative) and ``fixed_ms``, 0 if neither is."""
+    at = now_ms + math.ceil(seconds * 1000) if 0.0 < seconds < math.inf else now_ms if seconds == 0.0 else None
     if fixed_ms is not None:
-        times.append(fixed_ms)
-    return min(times, default=0)
+        at = fixed_ms if at is None else min(at, fixed_ms)
+    return 0 if at is None else at
 
 
 @dataclass
@@ -372,24 +382,24 @@ class RechargeDrive:
             return net, 0.0
         return net, max(0.0, -net)
 
-    def _fade_w(self, throughput_w: float, now_ms: int) -> float:
+    # The helpers take the capacity at the segment's start (``capacity_j(now)``), worked out once by the caller.
+    def _fade_w(self, throughput_w: float, capacity_j: float) -> float:
         """Capacity lost per second: calendar fade plus cycle fade of the energy drawn."""
         c = self.battery.config
-        if self.battery.capacity_j(now_ms) <= MIN_CAPACITY_FRACTION * c.capacity_j * (1 + 1e-9):
+        if capacity_j <= MIN_CAPACITY_FRACTION * c.capacity_j * (1 + 1e-9):
             return 0.0
         return c.capacity_j * c.fade_per_year / YEAR_S + c.fade_per_cycle * throughput_w
 
-    def _seconds_to_soc(self, fraction: float, rate_w: float, fade_w: float, now_ms: int) -> float:
+    def _seconds_to_soc(self, fraction: float, rate_w: float, fade_w: float, capacity_j: float) -> float:
         """Solve charge + r·t = fraction · (capacity - fade·t) for t > 0."""
         denominator = rate_w + fraction * fade_w
         if denominator == 0.0:
             return math.inf
-        t = (fraction * self.battery.capacity_j(now_ms) - self.battery.charge_j) / denominator
+        t = (fraction * capacity_j - self.battery.charge_j) / denominator
         return t if t > 0.0 else math.inf
 
-    def _seconds_to_capacity(self, target_j: float, fade_w: float, now_ms: int) -> float:
-        cap = self.battery.capacity_j(now_ms)
-        return (cap - target_j) / fade_w if cap > target_j and fade_w > 0.0 else math.inf
+    def _seconds_to_capacity(self, target_j: float, fade_w: float, capacity_j: float) -> float:
+        return (capacity_j - target_j) / fade_w if capacity_j > target_j and fade_w > 0.0 else math.inf
 
     def _eri_j(self, program_w: float) -> float:
         """Eterna rule: ERI once a full charge would last less than this many joules of program."""
@@ -397,13 +407,13 @@ class RechargeDrive:
 
     def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
         """Seconds until each state-of-charge or capacity threshold this segment crosses."""
-        c = self.battery.config
+        c, capacity = self.battery.config, self.battery.capacity_j(now_ms)
         rate, throughput = self._rates(draw_w, charge_w)
-        fade = self._fade_w(throughput, now_ms)
+        fade = self._fade_w(throughput, capacity)
         levels = [c.low_fraction, c.recharge_now_fraction] + ([1.0] if charge_w > 0 else []) + [0.0]
-        times = [self._seconds_to_soc(f, rate, fade, now_ms) for f in levels]
-        times.append(self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, now_ms))
-        times.append(self._seconds_to_capacity(self._eri_j(program_w), fade, now_ms))
+        times = [self._seconds_to_soc(f, rate, fade, capacity) for f in levels]
+        times.append(self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity))
+        times.append(self._seconds_to_capacity(self._eri_j(program_w), fade, capacity))
         return [t for t in times if t < math.inf]
 
     def scheduled_ms(self) -> list[int]:
@@ -447,19 +457,32 @@ class RechargeDrive:
 
     def projections_ms(self, now_ms: int, draw_w: float, program_w: float) -> tuple[int, int]:
         """Projected ERI and EOS times: capacity fades by age and by the energy the program draws."""
+        return self._projections_ms(now_ms, program_w, self.battery.capacity_j(now_ms))
+
+    def _projections_ms(self, now_ms: int, program_w: float, capacity_j: float) -> tuple[int, int]:
         c = self.battery.config
-        fade = self._fade_w(program_w, now_ms)
-        eri = self._seconds_to_capacity(self._eri_j(program_w), fade, now_ms) if program_w > 0 else math.inf
-        eos = self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, now_ms)
+        fade = self._fade_w(program_w, capacity_j)
+        eri = self._seconds_to_capacity(self._eri_j(program_w), fade, capacity_j) if program_w > 0 else math.inf
+        eos = self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity_j)
         return _at(now_ms, eri, None), _at(now_ms, eos, None)
 
     def seconds_to_recharge(self, draw_w: float, now_ms: int) -> float:
         """Seconds until "recharge soon" at this draw from the present charge (0 if already due)."""
-        if self.battery.soc(now_ms) <= self.battery.config.low_fraction or draw_w <= 0:
+        return self._to_recharge_s(draw_w, self.battery.soc(now_ms), self.battery.capacity_j(now_ms))
+
+    def _to_recharge_s(self, draw_w: float, soc: float, capacity_j: float) -> float:
+        low = self.battery.config.low_fraction
+        if soc <= low or draw_w <= 0:
             return 0.0
-        fade = self._fade_w(draw_w, now_ms)
-        t = self._seconds_to_soc(self.battery.config.low_fraction, -draw_w, fade, now_ms)
+        t = self._seconds_to_soc(low, -draw_w, self._fade_w(draw_w, capacity_j), capacity_j)
         return 0.0 if math.isinf(t) else t
+
+    def snapshot(self, now_ms: int, draw_w: float, program_w: float) -> Snapshot:
+        """What a status poll shows of the cell, in one call with the faded capacity worked out once."""
+        capacity, soc, state, mv = self.battery.gauge(now_ms, program_w)
+        eri_ms, eos_ms = self._projections_ms(now_ms, program_w, capacity)
+        capacity_fraction = capacity / self.battery.config.capacity_j
+        return soc, mv, state, capacity_fraction, self._to_recharge_s(draw_w, soc, capacity), eri_ms, eos_ms
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state."""

@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
@@ -97,6 +97,7 @@ class Stimulator:
         self.tissue_energy_j = self.battery_energy_j = 0.0
         self._next_ms: int | None = None  # cached next breakpoint of the current segment
         self._segment: tuple[float, float, float] | None = None  # its (draw, tissue, charger) W
+        self._held: _Held | None = None  # what status() shows that only a state change alters
 
     # --- power -----------------------------------------------------------------------------------
     def _true_ohm(self) -> list[float]:
@@ -136,6 +137,10 @@ class Stimulator:
         """What the device draws now, W: pulses / η + quiescent (+ telemetry while a session is open)."""
         if self._failed or (self.cell.empty() and not self._charging):
             return 0.0
+        return self._running_power_w()
+
+    def _running_power_w(self) -> float:
+        """The draw while the cell can run the device."""
         pulses = sum(p[1] for p in self._area_powers()) if self._therapy else 0.0
         return pulses + self.config.quiescent_w + (self.config.telemetry_w if self._telemetry else 0.0)
 
@@ -148,7 +153,7 @@ class Stimulator:
         """A telemetry session opened or closed at ``now_ms`` (advance first): the radio's drain."""
         if active != self._telemetry:
             self._telemetry = active
-            self._next_ms = self._segment = None
+            self._state_changed()
 
     # --- time ------------------------------------------------------------------------------------
     def advance_to(self, t_ms: int) -> None:
@@ -201,7 +206,14 @@ class Stimulator:
             self._measure_impedance()
             self._next_scan_ms += round(self.config.impedance_scan_h * 3_600_000)
         self._update_density_alarm()
-        self._next_ms = self._segment = None  # the state changed: new segment
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        """Drop what was derived from the old state: a new segment, new status values.
+
+        Every change of program, therapy, leads, readings, charging, failure or telemetry ends here.
+        """
+        self._next_ms = self._segment = self._held = None
 
     # --- battery ---------------------------------------------------------------------------------
     def _battery_args(self) -> tuple[int, int]:
@@ -428,40 +440,53 @@ class Stimulator:
     # --- telemetry -------------------------------------------------------------------------------
     def status(self) -> ScsStatus:
         """The telemetry snapshot at ``now_ms``."""
-        program, now = self._programs.get(self._active), self.now_ms
-        draw, program_w = self.battery_power_w(), self.program_power_w()
-        eri_ms, eos_ms = self._projections(draw, program_w)
-        density = max(self._densities(at_patient_max=False), default=0.0)
-        pct, mv = self._battery_args()
-        state = self.cell.state(now, program_w)
+        held, now, charging = self._held or self._hold(), self.now_ms, self._charging
+        draw = 0.0 if self._failed or (not charging and self.cell.empty()) else held.running_w  # = battery_power_w
+        fraction, mv, state, capacity, to_recharge_s, eri_ms, eos_ms = self.cell.snapshot(now, draw, held.program_w)
+        if self._failed:
+            state, eri_ms, eos_ms = BatteryState.FAILED, 0, 0
+        elif self._reached:
+            eri_ms, eos_ms = self._reached_or_projected(eri_ms, eos_ms)
         return ScsStatus(
             time_ms=now,
             therapy_on=self._therapy,
             active_program=self._active,
-            areas=program.areas if program else (),
-            patient_amp_max_ua=program.patient_amp_max_ua if program else 0,
+            areas=held.areas,
+            patient_amp_max_ua=held.patient_amp_max_ua,
             battery_kind=self.cell.kind,
-            battery_state=BatteryState.FAILED if self._failed else state,
-            battery_pct_x100=pct,
+            battery_state=state,
+            battery_pct_x100=round(fraction * 10_000),
             battery_mv=mv,
-            charging=self._charging is not None,
-            coupling_pct=self._charging["coupling"] if self._charging else 0,
-            capacity_pct_x100=round(self.cell.capacity_fraction(now) * 10_000),
-            days_to_recharge_x100=min(0xFFFF_FFFF, round(self.cell.seconds_to_recharge(draw, now) / DAY_S * 100)),
+            charging=charging is not None,
+            coupling_pct=charging["coupling"] if charging else 0,
+            capacity_pct_x100=round(capacity * 10_000),
+            days_to_recharge_x100=min(0xFFFF_FFFF, round(to_recharge_s / DAY_S * 100)),
             eri_ms=eri_ms,
             eos_ms=eos_ms,
-            tissue_power_uw=round(self.tissue_power_w() * 1e6),
-            charge_density_x100=min(0xFFFF, round(density * 100)),
-            impedance_ohm=tuple(self._readings),
+            tissue_power_uw=held.tissue_power_uw,
+            charge_density_x100=held.charge_density_x100,
+            impedance_ohm=held.impedance_ohm,
             alarms=self.alarms.active(),
             last_event_seq=self.events.last_seq,
         )
 
-    def _projections(self, draw_w: float, program_w: float) -> tuple[int, int]:
-        """ERI and EOS times: when they began if reached, else projected at this drain (0 if not projectable)."""
-        if self._failed:
-            return 0, 0
-        eri_ms, eos_ms = self.cell.projections_ms(self.now_ms, draw_w, program_w)
+    def _hold(self) -> _Held:
+        """Work out the status values that stay until the next ``_state_changed``."""
+        program = self._programs.get(self._active)
+        density = max(self._densities(at_patient_max=False), default=0.0)
+        self._held = _Held(
+            areas=program.areas if program else (),
+            patient_amp_max_ua=program.patient_amp_max_ua if program else 0,
+            program_w=self.program_power_w(),
+            running_w=self._running_power_w(),
+            tissue_power_uw=round(self.tissue_power_w() * 1e6),
+            charge_density_x100=min(0xFFFF, round(density * 100)),
+            impedance_ohm=tuple(self._readings),
+        )
+        return self._held
+
+    def _reached_or_projected(self, eri_ms: int, eos_ms: int) -> tuple[int, int]:
+        """ERI and EOS times: when they began if reached, else the projections given."""
         eri_code, eos_code = int(EventCode.BATTERY_ERI), int(EventCode.BATTERY_EOS)
         eos_ms = self._reached.get(eos_code, eos_ms)
         return self._reached.get(eri_code, eos_ms if eos_code in self._reached else eri_ms), eos_ms
@@ -496,6 +521,18 @@ class Stimulator:
         model._leads = {int(k): v for k, v in data["leads"]}
         model._reached = {int(k): v for k, v in data["reached"]}
         return model
+
+
+class _Held(NamedTuple):
+    """Status values of one state of the stimulator (see ``Stimulator._hold``)."""
+
+    areas: tuple[Area, ...]
+    patient_amp_max_ua: int
+    program_w: float  # program_power_w()
+    running_w: float  # battery_power_w() while the cell can run the device
+    tissue_power_uw: int
+    charge_density_x100: int
+    impedance_ohm: tuple[int, ...]
 
 
 def _program_to_dict(program: StimProgramSet) -> dict[str, Any]:
