@@ -66,6 +66,7 @@ class Proc:
         self.command = list(command)
         self.lines: list[str] = []
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        self._stderr_text = ""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0, env=env, pass_fds=tuple(pass_fds)
@@ -109,7 +110,9 @@ class Proc:
         )
 
     def stderr(self) -> str:
-        """What the process wrote to stderr so far."""
+        """What the process wrote to stderr so far (all of it, once stopped)."""
+        if self._stderr.closed:
+            return self._stderr_text
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
 
@@ -128,7 +131,9 @@ class Proc:
                 self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        self._stderr.close()
+        if not self._stderr.closed:
+            self._stderr_text = self.stderr()
+            self._stderr.close()
         return self.proc.returncode
 
 
