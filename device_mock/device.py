@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 
 from protocols.auth import AuthPolicy
@@ -71,7 +72,7 @@ class Device:
         self._save_interval_s = save_interval_s
         self._saved_at = wall()
         self._saved_seq = model.events.last_seq
-        self._pending_pushes: list[EventRecord] = []
+        self._pending_pushes: deque[EventRecord] = deque()
         self._dirty = False
         model.events.listeners.append(self._pending_pushes.append)
         model.events.listeners.append(self._log_event)
@@ -174,9 +175,10 @@ class Device:
             self.save(now)
         if not self._pending_pushes:
             return out
-        pushes = b"".join(self.endpoint.push(EventPush(record), now) for record in self._pending_pushes)
-        self._pending_pushes.clear()
-        return out + pushes
+        pending, pushes = self._pending_pushes, bytearray(out)
+        while pending:  # popleft, not clear(): an event logged meanwhile waits for the next call
+            pushes += self.endpoint.push(EventPush(pending.popleft()), now)
+        return bytes(pushes)
 
     def save(self, now: float | None = None) -> None:
         """Write the state now (atomically)."""

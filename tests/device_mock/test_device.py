@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_new_events_are_pushed_to_the_open_session():
     """A fault during a session arrives at the client as an EventPush, in order, without polling the log."""
     device, _ = scs_device()
     pair = LoopbackPair(timeout=0.02)
-    stop = threading.Event()
+    stop, fail = threading.Event(), threading.Event()
 
     def serve():
         while not stop.is_set():
@@ -119,6 +120,9 @@ def test_new_events_are_pushed_to_the_open_session():
                 data = pair.device.read(4096)
             except LinkError:
                 return
+            if fail.is_set():  # the model belongs to this thread: the fault is raised here, not by the test's
+                fail.clear()
+                device.model.inject_fault("battery_failure", {})
             out = device.receive(data) if data else device.tick()
             if out:
                 pair.device.write(out)
@@ -129,8 +133,11 @@ def test_new_events_are_pushed_to_the_open_session():
         with DeviceClient(pair.host, KEY, timeout=0.5) as client:
             client.identify()
             client.open_session()
-            device.model.inject_fault("battery_failure", {})
-            pushed = [e for e in client.poll_pushes(wait_s=2.0) if e.code != EventCode.SESSION_OPENED]
+            fail.set()
+            pushed: list = []
+            deadline = time.monotonic() + 2.0
+            while not pushed and time.monotonic() < deadline:  # the SESSION_OPENED push may come first, alone
+                pushed += [e for e in client.poll_pushes(wait_s=0.2) if e.code != EventCode.SESSION_OPENED]
             assert pushed[0].code == EventCode.BATTERY_FAILURE and pushed[0].state == AlarmState.ACTIVE
             assert [e.seq for e in pushed] == sorted(e.seq for e in pushed)
     finally:
