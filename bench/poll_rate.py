@@ -276,11 +276,13 @@ class Peer:
 
 
 # --- ours ----------------------------------------------------------------------------------------
-def start_emulator(state_dir: Path, baud: int | None, profile_to: Path | None = None) -> tuple[Proc, str, Path]:
+def start_emulator(
+    state_dir: Path, baud: int | None, profile_to: Path | None = None, extra: Sequence[str] = ()
+) -> tuple[Proc, str, Path]:
     """``implant-mock`` serving one SCS on a pty it creates; returns the process, its port and its key file."""
     profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
     command = [sys.executable, *profiler, "-m", "device_mock.cli", "--state", str(state_dir)]
-    command += ["--device", "scs", "--speed", "1", *(["--baud", str(baud)] if baud else [])]
+    command += ["--device", "scs", "--speed", "1", *(["--baud", str(baud)] if baud else []), *extra]
     emulator = Proc(command, lambda line: line.startswith("implant-mock:") and "device(s)" in line)
     for line in emulator.lines:
         match = _DEVICE_LINE.match(line)
@@ -293,12 +295,19 @@ def start_emulator(state_dir: Path, baud: int | None, profile_to: Path | None = 
 class OursPeer(Peer):
     """``DeviceClient.status()`` against an ``implant-mock`` subprocess over the pty it creates."""
 
-    def __init__(self, args: argparse.Namespace, baud: int | None, profile_to: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        baud: int | None,
+        profile_to: Path | None = None,
+        extra: Sequence[str] = (),
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-poll-")
         self.emulator: Proc | None = None
         self.client: DeviceClient | None = None
         try:
-            self.emulator, port_path, key_file = start_emulator(Path(self._tmp.name) / "state", baud, profile_to)
+            state = Path(self._tmp.name) / "state"
+            self.emulator, port_path, key_file = start_emulator(state, baud, profile_to, extra)
             port = open_port(port_path, baudrate=baud or 115200)
             self.client = DeviceClient(port, load_pairing_key(key_file), timeout=args.timeout, owns_port=True)
             self.client.identify()
@@ -309,9 +318,8 @@ class OursPeer(Peer):
             self.close()
             raise
         self.pids = {"emulator": self.emulator.pid}
-        self.label = (
-            "ours" if not baud else f"ours at --baud {baud}"
-        ) + " (DeviceClient <-> implant-mock subprocess, its pty)"
+        self.label = "ours" + (f" at --baud {baud}" if baud else "") + (f" with {' '.join(extra)}" if extra else "")
+        self.label += " (DeviceClient <-> implant-mock subprocess, its pty)"
         self.request_bytes = self.reply_bytes = self.polls = self.retries = 0
         self.rtts: list[float] = []
 
@@ -646,6 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--echo-bytes", type=int, default=44, help="raw echo request = reply size, bytes (default 44)")
     p.add_argument("--registers", type=int, default=10, help="holding registers per pymodbus poll, count (default 10)")
     p.add_argument("--timeout", type=float, default=2.0, help="reply timeout of every client, s (default 2)")
+    p.add_argument(
+        "--skip-sleeper",
+        action="store_true",
+        help="skip the comparison run of the emulator with --spin-us 0 (default: run it)",
+    )
     p.add_argument("--skip-modbus", action="store_true", help="skip pymodbus and the socat echo (default: run them)")
     p.add_argument(
         "--modbus-transport",
@@ -692,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
             return peer
 
         ours = keep(OursPeer(args, None))
+        # What the emulator's spin window buys, and costs in CPU: the same, never spinning.
+        sleeper = keep(OursPeer(args, None, extra=("--spin-us", "0"))) if not args.skip_sleeper else None
         modbus: Peer | None = None
         echo_socat: Peer | None = None
         if args.skip_modbus:
@@ -709,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
             echo_socat = keep(EchoPeer(args, Path(tmp)))
         echo = keep(EchoPeer(args))
         blocks = dict(zip(peers, interleaved(peers, args.polls, args.rounds, min(args.warmup, 20)), strict=True))
-        for peer in (ours, modbus, echo, echo_socat):
+        for peer in (ours, sleeper, modbus, echo, echo_socat):
             if peer is not None:
                 print(Result.pooled(blocks[peer]).line())
         if modbus is not None:
@@ -718,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(ratio_line(name, blocks[ours], blocks[modbus], TARGET_VS_PYMODBUS))
         print(ratio_line("raw echo", blocks[ours], blocks[echo], TARGET_VS_ECHO))
+        if sleeper is not None:
+            ratios = sorted(s.rate / e.rate for s, e in zip(blocks[sleeper], blocks[echo], strict=True))
+            median = statistics.median(ratios)
+            print(f"for comparison, ours with --spin-us 0 / raw echo: {median:.2f}x polls/s (no target)")
 
     if args.baud:
         paced = OursPeer(args, args.baud)

@@ -23,7 +23,7 @@ from .device import Device
 from .faults import Action, LinkFaults, Scenario, ScenarioError, parse_duration_ms
 from .model import DeviceModel
 from .pump import Pump, PumpConfig
-from .server import PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
+from .server import DEFAULT_SPIN_S, PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
 from .state import StateError, StateStore
 from .stimulator import ScsConfig, Stimulator
 
@@ -49,6 +49,16 @@ def _start_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
+
+
+def _spin_us(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of µs: {text!r}") from None
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"spin {value} µs outside 0..100000")
+    return value
 
 
 def _tcp(text: str) -> tuple[str, int]:
@@ -109,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME[:k=v,...][@TIME]",
         help="device fault, now or at a device-time offset (repeatable)",
+    )
+    p.add_argument(
+        "--spin-us",
+        type=_spin_us,
+        default=round(DEFAULT_SPIN_S * 1e6),
+        metavar="US",
+        help="while a host polls back to back (next request within this time), poll the links for this long "
+        f"instead of sleeping, µs; 0 always sleeps (default {round(DEFAULT_SPIN_S * 1e6)})",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log events and trace frames")
     return p
@@ -259,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, StateError, OSError, ValueError) as exc:
         print(f"implant-mock: {exc}", file=sys.stderr)
         return 2
-    server = Server(served)
+    server = Server(served, spin_s=args.spin_us / 1e6)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     server.run()
