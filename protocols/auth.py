@@ -193,8 +193,9 @@ class Session:
 
     def verify(self, frame: Frame, now: float, stats: LinkStats | None = None) -> None:
         """Check a received frame's tag, then its counter; only then advance the counter."""
-        from_device = bool(frame.flags & FLAG_FROM_DEVICE)
-        if not frame.authenticated or frame.session_id != self.session_id or from_device == self.is_device:
+        flags = frame.flags
+        from_device = bool(flags & FLAG_FROM_DEVICE)
+        if not flags & FLAG_AUTH or frame.session_id != self.session_id or from_device == self.is_device:
             raise MacError("frame is not tagged for this session and direction")
         mac = self._rx_mac.copy()
         mac.update(frame.mac_input())

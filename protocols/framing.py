@@ -33,7 +33,7 @@ from enum import IntFlag
 
 from cobs import cobs
 
-from .crc import CRC_SIZE, crc32c
+from .crc import CRC_RESIDUE, CRC_SIZE, crc32c
 from .errors import CrcError, FrameError, MalformedFrame, OversizeFrame, UnsupportedVersion
 
 PROTOCOL_VERSION = 1
@@ -127,8 +127,7 @@ def parse_raw_frame(raw: bytes) -> Frame:
     if len(raw) < MIN_RAW_FRAME:
         raise MalformedFrame(f"frame of {len(raw)} bytes is shorter than {MIN_RAW_FRAME}")
     body_end = len(raw) - CRC_SIZE
-    (sent_crc,) = _CRC.unpack_from(raw, body_end)
-    if crc32c(memoryview(raw)[:body_end]) != sent_crc:
+    if crc32c(raw) != CRC_RESIDUE:  # same as comparing the CRC of the body with the sent one
         raise CrcError("CRC-32C mismatch")
     version, msg_type, flags, session_id, counter, command_id, length = HEADER.unpack_from(raw)
     if version != PROTOCOL_VERSION:

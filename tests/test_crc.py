@@ -14,7 +14,7 @@ import pytest
 from cobs import cobs
 
 from protocols import crc
-from protocols.crc import CRC_CHECK, CRC_SIZE, crc32c
+from protocols.crc import CRC_CHECK, CRC_RESIDUE, CRC_SIZE, crc32c
 from protocols.errors import CrcError
 from protocols.framing import (
     HEADER_SIZE,
@@ -63,21 +63,32 @@ def test_catalogue_parameters_and_empty_input():
     assert crc32c(bytearray(b"123456789")) == crc32c(memoryview(b"123456789")) == CRC_CHECK
 
 
+def _reference_crc32c(data: bytes) -> int:
+    """A plain bitwise reflected CRC-32C."""
+    value = 0xFFFFFFFF
+    for byte in data:
+        value ^= byte
+        for _ in range(8):
+            value = (value >> 1) ^ (0x82F63B78 if value & 1 else 0)
+    return value ^ 0xFFFFFFFF
+
+
 def test_crc_matches_a_bitwise_reference_implementation():
     """The C-accelerated CRC equals a plain reflected CRC-32C over random inputs."""
-
-    def reference(data: bytes) -> int:
-        value = 0xFFFFFFFF
-        for byte in data:
-            value ^= byte
-            for _ in range(8):
-                value = (value >> 1) ^ (0x82F63B78 if value & 1 else 0)
-        return value ^ 0xFFFFFFFF
-
     rng = random.Random(5)
     for size in (0, 1, 2, 3, 7, 64, 296):
         data = rng.randbytes(size)
-        assert crc32c(data) == reference(data)
+        assert crc32c(data) == _reference_crc32c(data)
+
+
+def test_data_followed_by_its_crc_has_the_constant_residue():
+    """What parse_raw_frame checks a frame against: one CRC over the body and its CRC."""
+    rng = random.Random(6)
+    for size in (0, 1, 21, 41, 296):
+        data = rng.randbytes(size)
+        framed = data + struct.pack("<I", _reference_crc32c(data))
+        assert _reference_crc32c(framed) == crc32c(framed) == CRC_RESIDUE
+        assert crc32c(framed[:-1] + bytes([framed[-1] ^ 0x80])) != CRC_RESIDUE
 
 
 def test_frame_crc_is_little_endian_over_all_preceding_bytes():
