@@ -88,7 +88,9 @@ class Pump:
 
     ``TherapySet`` starts and stops the pump; ``DosingSet`` programs it (mode STOPPED also stops it).
     A bolus runs on top of the basal rate and is cut short by anything that stops delivery; its
-    BOLUS_COMPLETE then carries the volume actually pumped.
+    BOLUS_COMPLETE then carries the volume actually pumped. A clinician bolus may also be given
+    from a stopped pump (the "single bolus" mode of DOMAIN.md 2.4): the motor runs for the bolus
+    alone, then the pump is stopped again.
     """
 
     FAULTS = ("motor_stall", "clear_motor", "occlusion", "clear_occlusion", "battery_failure")
@@ -139,9 +141,14 @@ class Pump:
         """The electronics run (not shut down at EOS, no failed battery)."""
         return not (self.reached.eos or self.faults.battery_failed)
 
-    def delivery_blocker(self, ignore_reservoir: bool = False) -> str | None:
-        """Why the pump cannot pump now, or None when it can."""
-        if not self.program.therapy_on or self.program.schedule.mode is DosingMode.STOPPED:
+    @property
+    def stopped(self) -> bool:
+        """Basal delivery is off: therapy stopped or dosing mode STOPPED (a single bolus may still run)."""
+        return not self.program.therapy_on or self.program.schedule.mode is DosingMode.STOPPED
+
+    def delivery_blocker(self, ignore_reservoir: bool = False, bolus_only: bool = False) -> str | None:
+        """Why the pump cannot pump now (``bolus_only``: a bolus alone, as from a stopped pump), or None."""
+        if self.stopped and not bolus_only:
             return "the pump is stopped"
         if not self.powered:
             return "the battery is at end of service" if self.reached.eos else "the battery has failed"
@@ -154,7 +161,12 @@ class Pump:
     @property
     def pumping(self) -> bool:
         """The motor is running (drug leaves the reservoir, reaching the patient unless occluded)."""
-        return self.delivery_blocker() is None
+        return self.delivery_blocker(bolus_only=self.bolus is not None) is None
+
+    @property
+    def basal_pumping(self) -> bool:
+        """The programmed basal rate is being delivered (the pump runs and is not stopped)."""
+        return not self.stopped and self.pumping
 
     def _energy_used(self, powered_ms: int, pumped_units: int) -> float:
         """Joules used after ``powered_ms`` of electronics and ``pumped_units`` of motor strokes."""
@@ -171,7 +183,9 @@ class Pump:
     def advance_to(self, t_ms: int) -> None:
         """Integrate up to device time ``t_ms``, stopping at every breakpoint to log its events."""
         while self.now_ms < t_ms:
-            rate, bolus = (self.program.schedule.rate_at(self.now_ms), self.bolus) if self.pumping else (0, None)
+            pumping = self.pumping
+            rate = self.program.schedule.rate_at(self.now_ms) if pumping and not self.stopped else 0
+            bolus = self.bolus if pumping else None
             end = self._next_stop(t_ms, rate, bolus)
             self._integrate(end, rate, bolus)
             self._check()
@@ -264,8 +278,10 @@ class Pump:
         self.events.append(self.now_ms, EventCode.BOLUS_COMPLETE, arg0=pumped, arg1=self.bolus.kind)
         self.bolus = None
 
-    def _require_bolus_possible(self, volume_ul: int, reservoir_ul: int, ignore_reservoir: bool = False) -> None:
-        blocker = self.delivery_blocker(ignore_reservoir)
+    def _require_bolus_possible(
+        self, volume_ul: int, reservoir_ul: int, ignore_reservoir: bool = False, from_stopped: bool = False
+    ) -> None:
+        blocker = self.delivery_blocker(ignore_reservoir, bolus_only=from_stopped)
         if blocker is None and self.bolus is not None:
             blocker = "a bolus is already running"
         if blocker is not None:
@@ -325,7 +341,8 @@ class Pump:
         else:
             dosing.validate_bolus_size(m.volume_ul, m.duration_min, self.config)
             volume, duration = m.volume_ul, m.duration_min
-        self._require_bolus_possible(volume, self.reservoir_ul)
+        # Only the clinician gives a single bolus from a stopped pump; the patient's needs therapy running.
+        self._require_bolus_possible(volume, self.reservoir_ul, from_stopped=m.kind == BolusKind.CLINICIAN)
         if m.kind == BolusKind.PATIENT:
             self._require_patient_allowance()
         return self._start_bolus(BolusKind(m.kind), volume, duration)
@@ -381,6 +398,9 @@ class Pump:
 
     def _apply_therapy(self, m: TherapySet) -> CommandAck:
         if bool(m.on) == self.program.therapy_on:
+            if not m.on and self.bolus is not None:  # stop, sent to a stopped pump: ends its single bolus
+                self._end_bolus()
+                return CommandAck(self.events.last_seq)
             return CommandAck(0)
         if m.on and not self.powered:
             raise DeviceRejected(ErrorCode.STATE_CONFLICT, "cannot start: the battery is at end of service or failed")
@@ -436,7 +456,7 @@ class Pump:
     # --- telemetry -------------------------------------------------------------------------------
     def projections(self) -> Projections:
         """Alarm, empty and refill dates if the program runs on unchanged (DOMAIN.md 2.6); 0 = not applicable."""
-        return self._projections(self.pumping)
+        return self._projections(self.basal_pumping)
 
     def _projections(self, pumping: bool) -> Projections:
         reached, now = self.reached, self.now_ms
@@ -465,9 +485,10 @@ class Pump:
         """The telemetry snapshot at ``now_ms``."""
         program, now, faults, battery = self.program, self.now_ms, self.faults, self.battery
         pumping = self.pumping  # asked once: it walks the delivery conditions
-        projected = self._projections(pumping)
+        basal = pumping and not self.stopped
+        projected = self._projections(basal)
         rate = program.schedule.rate_at(now) if program.therapy_on else 0
-        eri_ms, eos_ms = self._battery_dates(pumping)
+        eri_ms, eos_ms = self._battery_dates(basal)
         motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
         return PumpStatus(
             time_ms=now,

@@ -308,9 +308,8 @@ def test_bolus_delivers_exactly_its_volume_on_top_of_basal():
 @pytest.mark.parametrize(
     ("setup", "reason"),
     [
-        (lambda p: p.apply(TherapySet(False)), "stopped"),
-        (lambda p: p.apply(dosing(DosingMode.STOPPED)), "stopped"),
         (lambda p: p.inject_fault("motor_stall", {}), "stalled"),
+        (lambda p: (p.apply(TherapySet(False)), p.inject_fault("motor_stall", {})), "stalled"),
         (lambda p: p.advance_to(T0 + 41 * DAY_MS), "empty"),
         (lambda p: p.apply(Bolus(BolusKind.CLINICIAN, 10, 60)), "already running"),
     ],
@@ -320,6 +319,49 @@ def test_bolus_refused_when_the_pump_cannot_deliver(setup, reason):
     setup(pump)
     error = rejected(pump, Bolus(BolusKind.CLINICIAN, 100, 60))
     assert error.code is ErrorCode.STATE_CONFLICT and reason in error.reason
+
+
+@pytest.mark.parametrize("stop", [TherapySet(False), dosing(DosingMode.STOPPED)], ids=["therapy-off", "mode-stopped"])
+def test_single_bolus_from_a_stopped_pump_delivers_its_dose_then_the_pump_stays_stopped(stop):
+    """DOMAIN.md 2.4 "single bolus": a fixed dose over a set time, then back to a stopped pump."""
+    pump = new_pump()
+    pump.apply(stop)
+    pump.advance_to(T0 + HOUR_MS)
+    before = pump.reservoir_units
+    reply = pump.apply(Bolus(BolusKind.CLINICIAN, 120, 60))
+    status = pump.status()
+    assert status.bolus_active and status.infusing and status.mode is DosingMode.STOPPED and status.rate_ul_per_day == 0
+    assert (status.empty_ms, status.next_refill_ms) == (0, 0)  # nothing to project: the pump stays stopped
+    pump.advance_to(T0 + HOUR_MS + 30 * MINUTE_MS)
+    assert pump.reservoir_units == before - 60 * UNITS_PER_UL  # the bolus alone, no basal rate
+    pump.advance_to(T0 + 5 * DAY_MS)
+    assert pump.reservoir_units == before - 120 * UNITS_PER_UL
+    complete = events(pump, EventCode.BOLUS_COMPLETE)[0]
+    assert (complete.time_ms, complete.arg0) == (reply.ends_ms, 120)
+    after = pump.status()
+    assert not (after.bolus_active or after.infusing) and after.mode is DosingMode.STOPPED
+
+
+def test_stop_sent_to_a_stopped_pump_cuts_its_single_bolus_short():
+    pump = new_pump()
+    pump.apply(TherapySet(False))
+    before = pump.reservoir_units
+    pump.apply(Bolus(BolusKind.CLINICIAN, 120, 60))
+    pump.advance_to(T0 + 15 * MINUTE_MS)
+    ack = pump.apply(TherapySet(False))
+    complete = events(pump, EventCode.BOLUS_COMPLETE)[0]
+    assert ack.event_seq == complete.seq and complete.arg0 == 30
+    pump.advance_to(T0 + DAY_MS)
+    assert pump.reservoir_units == before - 30 * UNITS_PER_UL and not pump.status().infusing
+
+
+def test_patient_bolus_on_a_stopped_pump_is_refused():
+    pump = new_pump()
+    pump.apply(dosing(ptm=PTM))
+    pump.apply(TherapySet(False))
+    error = rejected(pump, Bolus(BolusKind.PATIENT, 0, 0))
+    assert error.code is ErrorCode.STATE_CONFLICT and "stopped" in error.reason
+    assert not events(pump, EventCode.BOLUS_STARTED)
 
 
 def test_bolus_larger_than_the_reservoir_is_refused():

@@ -129,7 +129,7 @@ def reference_cell_projections(cell: Any, now: int, draw_w: float, program_w: fl
 def reference_pump_projections(pump: Pump) -> dict[str, int]:
     """Reservoir dates, each need walked by ``time_to_drain`` (no steady-rate short cut)."""
     reached, now, program, cfg = pump.reached, pump.now_ms, pump.program, pump.config
-    if not pump.pumping:
+    if not pump.pumping or pump.stopped:  # a single bolus from a stopped pump projects nothing
         dates = (reached.low, reached.empty, 0, 0, now if reached.low else 0)
         return dict(zip(Projections._fields, dates, strict=True))
 
@@ -155,7 +155,7 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
     drugs = tuple(
         DrugLevel(d.drug, d.conc_ng_per_ml, min(0xFFFF_FFFF, d.conc_ng_per_ml * rate // 1000)) for d in program.drugs
     )
-    eri_ms, eos_ms = pump._battery_dates(pump.pumping)
+    eri_ms, eos_ms = pump._battery_dates(pump.pumping and not pump.stopped)
     faults = pump.faults
     motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
     return PumpStatus(
