@@ -360,11 +360,13 @@ class DeviceClient:
             if attempt:
                 self.stats.retries += 1
             session = self.session if sealed else None
-            if session is not None and self._trace is None:
+            if session is not None and self._trace is None:  # the per-poll path: straight to bytes
                 data = session.seal_wire(message.TYPE, command_id, payload)
             else:
-                frame = session.seal(message.TYPE, command_id, payload) if session else None
-                frame = frame or Frame(message.TYPE, 0, 0, 0, command_id, payload)
+                if session is None:
+                    frame = Frame(message.TYPE, 0, 0, 0, command_id, payload)
+                else:
+                    frame = session.seal(message.TYPE, command_id, payload)
                 if self._trace:
                     self._trace("tx", frame)
                 data = encode_frame(frame)
