@@ -1,15 +1,18 @@
 """Poll rate: status polls per second and latency through DeviceClient over the emulator's own pty, with peers.
 
 Ours: ``DeviceClient.status()`` against ``implant-mock`` (``python -m device_mock.cli --device scs
---speed 1 --state TMP``) run as a subprocess, as a user runs it, so client and server sit on
-different cores. Peers measured in the same run, one at a time, with the same number of polls:
-(i) pymodbus: its async RTU client reading ``--registers`` holding registers per poll from its own
-async serial RTU server (a subprocess) over a ``socat`` pty pair; (ii) the floor of any request and
-reply over a pty: a pyserial client writing ``--echo-bytes`` and reading them back from an echo
-subprocess on the other end of an ``os.openpty`` pair (and, to show what the socat hop costs
-pymodbus, the same echo over a socat pair). Then, with ``--baud`` passed to the emulator (it paces
-bytes at their wire time), our latency beside the wire time of one poll. CPU per poll is the process
-time of each side (``/proc`` for the subprocesses). Run: ``python bench/poll_rate.py``.
+--speed 1 --state TMP``, its defaults otherwise) run as a subprocess, as a user runs it, so client
+and server sit on different cores. Peers, with the same number of polls: (i) pymodbus: its async
+RTU client reading ``--registers`` holding registers per poll from its own async serial RTU server
+(a subprocess) over a ``socat`` pty pair; (ii) the floor of any request and reply over a pty: a
+pyserial client writing ``--echo-bytes`` and reading them back from an echo subprocess on the other
+end of an ``os.openpty`` pair (and, to show what the socat hop costs pymodbus, the same echo over a
+socat pair); (iii) for comparison, ours again with ``--spin-us 0``. Every peer stays up for the
+whole run and is timed in ``--rounds`` interleaved blocks, so each round's ratio compares peers
+under the same machine conditions; the ratios printed are the medians of the rounds. Then, with
+``--baud`` passed to the emulator (it paces bytes at their wire time), our latency beside the wire
+time of one poll. CPU per poll is the process time of each side (``/proc`` for the subprocesses).
+Run: ``python bench/poll_rate.py``.
 """
 
 from __future__ import annotations
