@@ -62,6 +62,12 @@ class PrimaryBattery:
         """Use ``power_w`` for ``seconds``."""
         self.remaining_j = max(0.0, self.remaining_j - power_w * seconds)
 
+    def take(self, energy_j: float) -> float:
+        """Use a lump of ``energy_j`` at once (a receiver wake-up); return the joules there were to take."""
+        used = min(self.remaining_j, max(0.0, energy_j))
+        self.remaining_j -= used
+        return used
+
     def seconds_until_eri(self, power_w: float) -> float:
         """Seconds until the ERI energy level at ``power_w`` (0 if reached; inf if no drain)."""
         return _seconds_to_level(self.remaining_j, self._eri_reserve_j, power_w)
@@ -157,6 +163,13 @@ class RechargeableBattery:
         used = min(self.charge_j, power_w * seconds)
         self.charge_j -= used
         self.throughput_j += used
+
+    def take(self, energy_j: float) -> float:
+        """Use a lump of ``energy_j`` from the cell (it counts toward cycle fade); return the joules taken."""
+        used = min(self.charge_j, max(0.0, energy_j))
+        self.charge_j -= used
+        self.throughput_j += used
+        return used
 
     def charge(self, power_w: float, seconds: float, now_ms: int) -> None:
         """Put ``power_w`` into the cell for ``seconds``, up to the current capacity."""

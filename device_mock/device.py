@@ -7,6 +7,10 @@ happen at their exact device times). Requests common to every kind (status, even
 acknowledge, clock) are answered here; programming commands go to the model. Every new event-log
 entry is pushed to the open session, and the state is saved before anything that reveals a new
 event or a change leaves the device, so a restart never renumbers what a client has seen.
+
+The endpoint's wake-up budget (SECURITY.md R10) reaches the model here: every frame examined
+outside the session is charged to the battery, and a flood raises the latching TELEMETRY_FLOOD
+alarm (its event-log entry is the audit record, pushed like any other event).
 """
 
 from __future__ import annotations
@@ -80,7 +84,14 @@ class Device:
             model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(model.capabilities), 0
         )
         self.endpoint = DeviceEndpoint(
-            identity, self.handle, pairing_key, policy, rng, on_session_event=self._session_event
+            identity,
+            self.handle,
+            pairing_key,
+            policy,
+            rng,
+            on_session_event=self._session_event,
+            on_wake=self._wake,
+            on_flood=self._flood,
         )
 
     @property
@@ -167,6 +178,29 @@ class Device:
     def _session_event(self, code: EventCode, arg: int) -> int:
         self._dirty = True
         return self.model.events.append(self.model.now_ms, code, arg0=arg).seq
+
+    def _wake(self, count: int) -> None:
+        # Not marked dirty: a flood must not turn into a save per read; the periodic save keeps it.
+        self.model.charge_wakeups(count)
+
+    def _flood(self, flooding: bool, frames: int, seconds: int) -> None:
+        """A flood episode began (``frames``: the budget per second) or ended (``frames``: dropped)."""
+        alarms, now_ms, code = self.model.alarms, self.model.now_ms, EventCode.TELEMETRY_FLOOD
+        self._dirty = True
+        if flooding:
+            log.warning("%s: telemetry flood: frames beyond %d/s are dropped", self.model.serial, frames)
+            alarms.raise_alarm(code, now_ms, arg0=frames)
+            return
+        stats = self.endpoint.stats
+        log.warning(
+            "%s: telemetry flood over: %d frames dropped in %d s (link totals: %d dropped, %d wake-ups)",
+            self.model.serial,
+            frames,
+            seconds,
+            stats.rate_limited,
+            self.model.wakeups,
+        )
+        alarms.clear_condition(code, now_ms, arg0=frames, arg1=seconds)
 
     # --- pushes and persistence -------------------------------------------------------------------
     def _finish(self, out: bytes, now: float) -> bytes:

@@ -29,6 +29,8 @@ class DeviceModel(Protocol):
     events: EventLog
     alarms: AlarmManager
     now_ms: int
+    wakeups: int  # receiver wake-ups charged so far (R10)
+    wake_energy_j: float  # the battery energy they took
 
     def advance_to(self, t_ms: int) -> None:
         """Integrate up to device time ``t_ms`` (no-op if it is not later than ``now_ms``)."""
@@ -43,6 +45,15 @@ class DeviceModel(Protocol):
 
         Raises ``DeviceRejected`` (OUT_OF_RANGE with field, value and limit; STATE_CONFLICT;
         UNSUPPORTED for another kind's commands) and then changes nothing.
+        """
+        ...
+
+    def charge_wakeups(self, count: int) -> None:
+        """Take the battery energy of ``count`` receiver wake-ups at ``now_ms`` (SECURITY.md R10).
+
+        Each frame examined outside the verified session costs ``config.wake_j``; the energy goes
+        through the model's own battery accounting, so ``to_state`` keeps it and later threshold
+        crossings stay exact. Nothing is charged once the battery has failed or shut the device down.
         """
         ...
 

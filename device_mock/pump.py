@@ -78,6 +78,7 @@ class _Totals:
     since_refill: int = 0  # units pumped since the last refill
     pumped: int = 0  # units pumped since implant: motor energy
     powered_ms: int = 0  # ms the electronics ran: quiescent energy
+    wakeups: int = 0  # receiver wake-ups for frames outside a session (R10): wake energy
     refills: int = 0
     delivered_ul: float = 0.0  # drug that reached the patient (not under occlusion, not from an empty reservoir)
     patient_boluses: list[int] = field(default_factory=list)  # start times within the last 24 h
@@ -169,15 +170,41 @@ class Pump:
         return not self.stopped and self.pumping
 
     def _energy_used(self, powered_ms: int, pumped_units: int) -> float:
-        """Joules used after ``powered_ms`` of electronics and ``pumped_units`` of motor strokes."""
+        """Joules used after ``powered_ms`` of electronics, ``pumped_units`` of motor strokes and the wake-ups."""
         cfg = self.config
-        return cfg.quiescent_power_w * powered_ms / 1000.0 + cfg.motor_j_per_ul * pumped_units / UNITS_PER_UL
+        return (
+            cfg.quiescent_power_w * powered_ms / 1000.0
+            + cfg.motor_j_per_ul * pumped_units / UNITS_PER_UL
+            + cfg.wake_j * self.totals.wakeups
+        )
+
+    @property
+    def wakeups(self) -> int:
+        """Receiver wake-ups outside a session so far (R10)."""
+        return self.totals.wakeups
+
+    @property
+    def wake_energy_j(self) -> float:
+        """Joules the receiver's wake-ups outside a session have cost (R10)."""
+        return self.config.wake_j * self.totals.wakeups
 
     def _draw_flow_error(self) -> float:
         cfg = self.config
         return dosing.draw_flow_error(
             self.seed, self.totals.refills, cfg.flow_error_mean, cfg.flow_error_sd, cfg.flow_accuracy
         )
+
+    def charge_wakeups(self, count: int) -> None:
+        """Count ``count`` receiver wake-ups (R10) at ``now_ms`` (advance first); the cell follows from the totals.
+
+        Kept as an integer total like the others, so the energy stays a closed-form function of them; a
+        threshold the lump crossed (ERI, EOS) is logged now, at this millisecond.
+        """
+        if count <= 0 or not self.powered:
+            return
+        self.totals.wakeups += count
+        self._sync_battery()
+        self._check()
 
     # --- time ------------------------------------------------------------------------------------
     def advance_to(self, t_ms: int) -> None:

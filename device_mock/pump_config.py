@@ -81,6 +81,10 @@ class PumpConfig:
     cell: PrimaryCellConfig = PUMP_CELL
     quiescent_power_w: float = 88e-6  # electronics, telemetry, alarms [E]
     motor_j_per_ul: float = 1.7e-3  # motor strokes per µL pumped [E]
+    # One receiver wake-up for a frame outside the open session (R10); DOMAIN.md 2.7 names telemetry
+    # as a longevity driver but gives no figure. Same radio assumption as the stimulator: ~25 ms at
+    # 2 mW [A]. A flood at the 50 frames/s budget then costs 2.5 mW, ~28x the quiescent draw.
+    wake_j: float = 50e-6
     next_refill_margin_days: float = 7.0  # refill this long before the low alarm [E]
 
     def __post_init__(self) -> None:
@@ -94,6 +98,8 @@ class PumpConfig:
             raise ValueError(f"initial rate {self.initial_rate_ul_per_day} µL/day outside the flow range")
         if not self.min_alarm_ul <= self.alarm_volume_ul <= min(self.max_alarm_ul, self.capacity_ul):
             raise ValueError(f"alarm volume {self.alarm_volume_ul} µL outside its range")
+        if self.wake_j < 0:
+            raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -70,6 +70,10 @@ class ScsConfig:
     supply_mv: int = 0  # > 0: the stage draws I x V_supply per phase instead, η = I·Z / V (1.5) [E]
     quiescent_w: float = 20e-6  # housekeeping drain, "tens of µW" (1.5) [E]
     telemetry_w: float = 2e-3  # extra drain while a session is open, "radio adds mW" (1.5) [E]
+    # One receiver wake-up for a frame outside the open session (R10): not in DOMAIN.md. Taken as the
+    # radio and MCU on for ~25 ms at the telemetry_w above, to receive a frame, check it and answer [A].
+    # A flood held to the 50 frames/s budget then costs 2.5 mW: about what one more open session draws.
+    wake_j: float = 50e-6
     auto_recharge: bool = True  # a simulated patient charges at "recharge soon" [E]
     auto_recharge_coupling_pct: int = 80  # that patient's charger coupling [E]
     auto_recharge_max_h: float = 8.0  # ... gives up after this long if it never fills (Boston full: 4 h) [E]
@@ -97,6 +101,8 @@ class ScsConfig:
             raise ValueError(f"max_areas {self.max_areas} outside 1..4 (the wire carries 4)")
         if self.efficiency <= 0 or self.k_phase <= 0:
             raise ValueError("efficiency and k_phase must be positive")
+        if self.wake_j < 0:
+            raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; ``ScsConfig(**d)`` reads it back."""
@@ -287,6 +293,10 @@ class PrimaryDrive:
         """Draw ``draw_w`` for ``seconds`` (a primary cell cannot be charged)."""
         self.battery.drain(draw_w, seconds)
 
+    def take(self, energy_j: float) -> float:
+        """Draw a lump of energy now (receiver wake-ups); return the joules the cell had to give."""
+        return self.battery.take(energy_j)
+
     def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
         """Seconds until each threshold this constant draw will cross (ERI reserve, empty)."""
         b = self.battery
@@ -372,6 +382,13 @@ class RechargeDrive:
             self.battery.charge(net, seconds, end_ms)
         elif net < 0:
             self.battery.drain(-net, seconds)
+
+    def take(self, energy_j: float) -> float:
+        """Draw a lump of energy now (receiver wake-ups) from the cell, even while charging; return the joules.
+
+        The charger's surplus refills it over the rest of the segment, so only the cell's balance moves.
+        """
+        return self.battery.take(energy_j)
 
     def _rates(self, draw_w: float, charge_w: float) -> tuple[float, float]:
         """(d charge/dt, d throughput/dt), W: what ``integrate`` will do to the cell."""

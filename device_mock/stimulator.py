@@ -57,7 +57,9 @@ FAULTS = ("lead_open", "lead_short", "clear_lead", "battery_failure", "charge", 
 _PERSISTED = (  # plain JSON values kept as they are by to_state / from_state
     *("seed", "now_ms", "_active", "_therapy", "_battery_stopped", "_failed", "_telemetry", "_charging"),
     *("_auto_retry_ms", "_readings", "_checks", "_next_scan_ms", "tissue_energy_j", "battery_energy_j", "_next_ms"),
+    *("wakeups", "wake_energy_j"),
 )
+_ADDED_LATER = {"wakeups": 0, "wake_energy_j": 0.0}  # absent from states saved before R10: their defaults
 _NEVER = 1 << 62  # "no breakpoint": an int, so the cached value stays JSON-ready
 
 
@@ -95,6 +97,7 @@ class Stimulator:
         self._next_scan_ms = start_ms + scan_ms if scan_ms > 0 else 0
         self._reached: dict[int, int] = {}  # battery alarm code -> device time its condition began
         self.tissue_energy_j = self.battery_energy_j = 0.0
+        self.wakeups, self.wake_energy_j = 0, 0.0  # receiver wake-ups outside a session, and their energy
         self._next_ms: int | None = None  # cached next breakpoint of the current segment
         self._segment: tuple[float, float, float] | None = None  # its (draw, tissue, charger) W
         self._held: _Held | None = None  # what status() shows that only a state change alters
@@ -154,6 +157,20 @@ class Stimulator:
         if active != self._telemetry:
             self._telemetry = active
             self._state_changed()
+
+    def charge_wakeups(self, count: int) -> None:
+        """Take ``count`` receiver wake-ups (R10) from the cell at ``now_ms`` (advance first), as one lump.
+
+        The lump changes the charge the current segment started from, so its next breakpoint is worked
+        out again, and a threshold the lump itself crossed is handled now, at this millisecond.
+        """
+        if count <= 0 or self._failed:
+            return
+        taken = self.cell.take(count * self.config.wake_j)
+        self.wakeups += count
+        self.wake_energy_j += taken
+        self.battery_energy_j += taken
+        self._evaluate()
 
     # --- time ------------------------------------------------------------------------------------
     def advance_to(self, t_ms: int) -> None:
@@ -513,8 +530,9 @@ class Stimulator:
         config = ScsConfig(**data["config"])
         log = events if events is not None else EventLog.from_state(data["events"])  # an empty log is falsy
         model._setup(config, data["now_ms"], data["seed"], log)
+        saved = {**_ADDED_LATER, **data}
         for name in _PERSISTED:
-            setattr(model, name, copy.copy(data[name]))
+            setattr(model, name, copy.copy(saved[name]))
         model.alarms.load_state(data["alarms"])
         model.cell = make_drive(config, data["now_ms"], data["cell"])
         model._programs = {p["program"]: _program_from_dict(p) for p in data["programs"]}

@@ -217,7 +217,7 @@ class Session:
 # --- device side: sessions, expiry, lockout ------------------------------------------------------
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Session limits and the lockout after repeated failures (SECURITY.md R7, R10)."""
+    """Session limits, the lockout after repeated failures and the wake-up budget (SECURITY.md R7, R10)."""
 
     idle_timeout_s: int = 300
     absolute_timeout_s: int = 3600
@@ -225,6 +225,8 @@ class AuthPolicy:
     failure_window_s: float = 60.0
     lockout_initial_s: float = 1.0
     lockout_max_s: float = 60.0
+    # R10 wake-up budget: frames per second a device examines outside its verified active session.
+    flood_frames_per_s: int = 50
 
 
 class DeviceSessions:

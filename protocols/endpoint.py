@@ -6,6 +6,14 @@ other verified request to ``handler(message) -> reply``. The handler refuses by 
 ``DeviceRejected``; any other exception becomes a DEVICE_FAULT reply, never a crash. Mutating
 commands are exactly-once: the last ``reply_cache_size`` command ids are remembered with their
 request, and a repeat of the same request with the same id gets the stored reply unapplied.
+
+Wake-up budget (SECURITY.md R10, SPEC 3.7): a frame that claims the active confirmed session is
+always verified, and once verified it is served without limit. Everything else (unauthenticated
+frames, frames of other or pending sessions, session frames that fail verification, bad runs)
+draws on a ``WakeBudget`` of ``policy.flood_frames_per_s`` per second; beyond it the item is
+dropped unanswered and counted in ``stats.rate_limited``. ``on_wake(n)`` is told how many items
+were examined outside the session (each costs the device battery); ``on_flood`` hears when a
+flood episode starts and when it ends.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .auth import AuthPolicy, DeviceSessions, Rng, Session
+from .budget import WakeBudget
 from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from .errors import (
     AuthError,
@@ -29,7 +38,16 @@ from .errors import (
     SessionExpired,
     UnsupportedVersion,
 )
-from .framing import FLAG_FROM_DEVICE, FLAG_PUSH, MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
+from .framing import (
+    FLAG_AUTH,
+    FLAG_FROM_DEVICE,
+    FLAG_PUSH,
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameDecoder,
+    encode_frame,
+)
 from .messages import (
     CommandAck,
     ErrorReply,
@@ -48,11 +66,24 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Message]
 SessionEventSink = Callable[[EventCode, int], int]
+WakeSink = Callable[[int], None]  # n items examined outside the active session
+# (flooding, frames, seconds): (True, budget per second, 0) at an episode's first drop,
+# (False, frames dropped, episode length in s) once a whole window passed without a drop.
+FloodSink = Callable[[bool, int, int], None]
 _FIRST_REPLY_TYPE = 0x80
+_NOT_FROM_HOST = FLAG_FROM_DEVICE | FLAG_PUSH
 
 
 def _no_events(code: EventCode, arg: int) -> int:
     return 0
+
+
+def _no_wakes(count: int) -> None:
+    return None
+
+
+def _no_floods(flooding: bool, frames: int, seconds: int) -> None:
+    return None
 
 
 def _clip(text: str, max_bytes: int) -> str:
@@ -81,6 +112,8 @@ class DeviceEndpoint:
         rng: Rng = os.urandom,
         reply_cache_size: int = 16,
         on_session_event: SessionEventSink = _no_events,
+        on_wake: WakeSink = _no_wakes,
+        on_flood: FloodSink = _no_floods,
     ) -> None:
         self.identity = replace(
             identity,
@@ -96,17 +129,32 @@ class DeviceEndpoint:
         self._cache: OrderedDict[int, tuple[tuple[int, bytes], tuple[int, bytes]]] = OrderedDict()
         self._cache_size = reply_cache_size
         self._on_event = on_session_event
+        self.budget = WakeBudget(self.sessions.policy.flood_frames_per_s)
+        self._on_wake = on_wake
+        self._on_flood = on_flood
 
     # --- public API ------------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> bytes:
         """Feed received bytes; return the bytes to send back (possibly empty)."""
         out = bytearray()
+        wakes = 0
         for item in self.decoder.feed_events(data):
+            claim: Session | AuthError | None = None
             if isinstance(item, Frame):
-                out += self._on_frame(item, now)
+                claim = self._claim(item, now)
+                if isinstance(claim, Session):  # the paired host: never limited, no wake-up to pay
+                    out += self._on_frame(item, now, claim)
+                    continue
+            if not self._admit(now):
+                continue
+            wakes += 1
+            if isinstance(item, Frame):
+                out += self._on_frame(item, now, claim)
             elif isinstance(item, CrcError | UnsupportedVersion):
                 # A hint that lets the host retransmit at once instead of waiting for its timeout.
                 out += self._plain(MsgType.ERROR_REPLY, 0, error_reply(item))
+        if wakes:
+            self._on_wake(wakes)
         return bytes(out)
 
     def push(self, message: Message, now: float) -> bytes:
@@ -117,19 +165,62 @@ class DeviceEndpoint:
         return session.seal_wire(message.TYPE, 0, encode_payload(message), push=True)
 
     def tick(self, now: float) -> None:
-        """Expire sessions whose limits passed (call now and then; ``receive`` also checks)."""
+        """Expire sessions whose limits passed and end a flood after a quiet window (call now and then).
+
+        ``receive`` checks both as well, but only ``tick`` sees a flood end when the line falls silent.
+        """
         for session in self.sessions.expire_due(now):
             self._on_event(EventCode.SESSION_EXPIRED, session.session_id)
+        self._roll(now)
+
+    # --- the wake-up budget ----------------------------------------------------------------------
+    def _claim(self, frame: Frame, now: float) -> Session | AuthError | None:
+        """Verify a frame that claims the active session: the session, or why it failed; None if no claim."""
+        session = self.sessions.active
+        if (
+            session is None
+            or frame.session_id != session.session_id
+            or not frame.flags & FLAG_AUTH
+            or frame.flags & _NOT_FROM_HOST
+            or frame.msg_type >= _FIRST_REPLY_TYPE
+            or not session.confirmed
+            or self.sessions.expired(session, now)  # left to the budgeted path, which reports the expiry
+        ):
+            return None
+        try:
+            session.verify(frame, now, self.stats)
+        except AuthError as exc:
+            return exc
+        return session
+
+    def _admit(self, now: float) -> bool:
+        """Take one item from the budget; False: drop it (counted, and a new flood reported)."""
+        self._roll(now)
+        budget = self.budget
+        if budget.admit(now):
+            return True
+        self.stats.rate_limited += 1
+        if budget.episode_dropped == 1:
+            self._on_flood(True, budget.limit, 0)
+        return False
+
+    def _roll(self, now: float) -> None:
+        ended = self.budget.roll(now)
+        if ended is not None:
+            self._on_flood(False, ended.dropped, round(ended.seconds))
 
     # --- one frame -------------------------------------------------------------------------------
-    def _on_frame(self, frame: Frame, now: float) -> bytes:
-        if frame.flags & (FLAG_FROM_DEVICE | FLAG_PUSH) or frame.msg_type >= _FIRST_REPLY_TYPE:
+    def _on_frame(self, frame: Frame, now: float, claim: Session | AuthError | None = None) -> bytes:
+        """Serve one frame; ``claim`` is what ``_claim`` found (a verified session or its failure)."""
+        if frame.flags & _NOT_FROM_HOST or frame.msg_type >= _FIRST_REPLY_TYPE:
             self.stats.malformed += 1
             return b""
         session: Session | None = None
         try:
-            if frame.authenticated:
-                session = self._authenticate(frame, now)
+            if isinstance(claim, Session):
+                session = claim
+            elif frame.authenticated:
+                session = self._authenticate(frame, now, claim)
             message = decode_payload(frame.msg_type, frame.payload)
             reply_bytes = self._dispatch(frame, message, session, now)
         except AuthError as exc:
@@ -141,8 +232,11 @@ class DeviceEndpoint:
             return self._reply(session, frame.command_id, error_reply(exc))
         return reply_bytes
 
-    def _authenticate(self, frame: Frame, now: float) -> Session:
+    def _authenticate(self, frame: Frame, now: float, refused: AuthError | None = None) -> Session:
+        """Find and verify the frame's session; ``refused``: the verdict ``_claim`` already reached."""
         try:
+            if refused is not None:
+                raise refused  # verified once already (and counted): report it, do not verify again
             return self.sessions.authenticate(frame, now, self.stats)
         except SessionExpired:
             self._on_event(EventCode.SESSION_EXPIRED, frame.session_id)

@@ -153,7 +153,7 @@ def parse_raw_frame(raw: bytes) -> Frame:
 
 @dataclass
 class LinkStats:
-    """Link-quality counters, shared by the decoder (framing) and the session layer (auth)."""
+    """Link-quality counters, shared by the decoder (framing), the session layer (auth) and the endpoint."""
 
     bytes_rx: int = 0
     bytes_dropped: int = 0
@@ -166,6 +166,9 @@ class LinkStats:
     mac_errors: int = 0
     replays: int = 0
     seq_gaps: int = 0
+    # Receiver side only (a device's endpoint): frames and bad runs dropped unexamined beyond the
+    # wake-up budget (R10). A host never limits what it reads, so its own count stays 0.
+    rate_limited: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """A copy of the counters, for display or export."""

@@ -556,7 +556,8 @@ def test_r8_only_allowlisted_mutating_types_change_device_state():
     state changes only through the mutating types it implements (THERAPY_SET, BOLUS)."""
     rng = random.Random(8)
     device = FakeDevice()
-    endpoint, _ = make_endpoint(device)
+    # Thousands of frames at one instant, many outside the session: no wake-up budget here (R10 has its tests).
+    endpoint, _ = make_endpoint(device, AuthPolicy(flood_frames_per_s=1_000_000))
     host = Host(endpoint)
     host.handshake()
     allowlist = {MsgType.THERAPY_SET, MsgType.BOLUS}
@@ -605,3 +606,166 @@ def test_clock_set_unsupported_by_the_fake_leaves_it_unchanged(host, device):
     reply = host.reply(host.send(ClockSet(5)))
     assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.UNSUPPORTED
     assert device.applied == []
+
+
+# --- R10: the wake-up budget ---------------------------------------------------------------------
+
+
+class Floods:
+    """Records what an endpoint reports of wake-ups and flood episodes."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+        self.episodes: list[tuple[bool, int, int]] = []
+
+    def wake(self, count: int) -> None:
+        self.wakes += count
+
+    def flood(self, flooding: bool, frames: int, seconds: int) -> None:
+        self.episodes.append((flooding, frames, seconds))
+
+
+@pytest.fixture
+def budgeted(device) -> tuple[DeviceEndpoint, EventSink, Floods]:
+    floods = Floods()
+    endpoint, sink = make_endpoint(device, on_wake=floods.wake, on_flood=floods.flood)
+    return endpoint, sink, floods
+
+
+def plain_identifies(count: int, first_id: int = 0x7000) -> bytes:
+    """``count`` unauthenticated identify requests, back to back: what a wake-up flood looks like."""
+    return b"".join(
+        encode_frame(Frame(IdentifyRequest.TYPE, FrameFlags(0), 0, 0, first_id + i, b"")) for i in range(count)
+    )
+
+
+def test_budget_admits_50_frames_a_second_and_drops_the_rest_unanswered(budgeted):
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    replies = host.exchange(plain_identifies(80))
+    assert [f.command_id for f in replies] == [0x7000 + i for i in range(50)]  # the first 50, nothing after
+    assert endpoint.stats.rate_limited == 30
+    assert floods.wakes == 50
+    host.now += 0.999  # same window
+    assert host.exchange(plain_identifies(5)) == []
+    assert endpoint.stats.rate_limited == 35 and floods.wakes == 50
+
+
+def test_budget_window_resets_each_second(budgeted):
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    assert len(host.exchange(plain_identifies(60))) == 50
+    host.now += 1.0
+    assert len(host.exchange(plain_identifies(60, 0x8000))) == 50
+    assert endpoint.stats.rate_limited == 20 and floods.wakes == 100
+
+
+def test_crc_errors_and_garbage_beyond_the_budget_get_no_hint(budgeted):
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    assert len(host.exchange(plain_identifies(50))) == 50
+    raw = bytearray(cobs.decode(plain_identifies(1)[1:-1]))
+    raw[HEADER_SIZE - 3] ^= 0x01  # a command_id bit: the CRC no longer matches
+    bad_crc = b"\x00" + cobs.encode(bytes(raw)) + b"\x00"
+    garbage = b"\x00\x05\x99\x98\x97\x96\x00"
+    assert host.exchange(bad_crc + garbage) == []
+    assert endpoint.stats.rate_limited == 2
+    assert endpoint.stats.crc_errors == 1  # the decoder still counts what it saw
+    assert floods.wakes == 50
+
+
+def test_the_paired_host_is_served_without_limit_during_a_flood(budgeted, device):
+    """Verified frames of the active session neither ask the budget nor cost a wake-up."""
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    host.handshake()  # SessionOpen and SessionConfirm are outside the active session: 2 wake-ups
+    assert floods.wakes == 2
+    for _ in range(200):  # polls far beyond 50 per second, in the same instant
+        assert isinstance(host.reply(host.send(StatusRequest())), ScsStatus)
+    assert endpoint.stats.rate_limited == 0 and floods.wakes == 2
+    # A flood with the host's stop in the middle of it, in one read.
+    stop = encode_frame(host.sealed(TherapySet.TYPE, encode_payload(TherapySet(False)), command_id=0x57))
+    frames = host.exchange(plain_identifies(300) + stop + plain_identifies(300, 0x9000))
+    ours = [f for f in frames if f.authenticated]
+    assert len(ours) == 1 and ours[0].command_id == 0x57
+    assert isinstance(host.reply(ours), CommandAck)
+    assert device.applied == ["therapy False"]
+    assert len(frames) == 1 + 48  # the budget left after the handshake answered the first flood frames
+    assert endpoint.stats.rate_limited == 600 - 48
+
+
+def test_a_frame_claiming_the_session_that_fails_verification_counts_against_the_budget(budgeted, device):
+    endpoint, sink, floods = budgeted
+    host = Host(endpoint)
+    host.handshake()
+    host.now += 1.0  # a fresh window
+    good = host.sealed(TherapySet.TYPE, encode_payload(TherapySet(False)), command_id=0x66)
+    forged = encode_frame(
+        Frame(good.msg_type, good.flags, good.session_id, good.counter, good.command_id, good.payload, bytes(16))
+    )
+    reply, _ = error_of(host.exchange(forged))  # within the budget: refused as before, and paid for
+    assert reply.code == ErrorCode.BAD_MAC
+    assert floods.wakes == 3 and sink.codes().count(EventCode.AUTH_FAILURE) == 1
+    assert len(host.exchange(plain_identifies(60))) == 49  # the forgery took one of the 50
+    assert host.exchange(forged) == []  # beyond it: verified (and counted), then dropped unanswered
+    assert endpoint.stats.mac_errors == 2 and endpoint.stats.rate_limited == 12
+    assert sink.codes().count(EventCode.AUTH_FAILURE) == 1  # a dropped frame leaves no audit entry
+    assert device.applied == []
+    assert isinstance(host.reply(host.exchange(encode_frame(good))), CommandAck)  # the real one still passes
+
+
+def test_a_replayed_session_frame_counts_against_the_budget(budgeted, device):
+    endpoint, _, _ = budgeted
+    host = Host(endpoint)
+    host.handshake()
+    wire = encode_frame(host.sealed(Bolus.TYPE, encode_payload(Bolus(BolusKind.CLINICIAN, 100, 5))))
+    assert isinstance(host.reply(host.exchange(wire)), BolusReply)
+    host.now += 1.0
+    assert len(host.exchange(plain_identifies(50))) == 50
+    assert host.exchange(wire) == []
+    assert endpoint.stats.replays == 1 and endpoint.stats.rate_limited == 1
+    assert device.boluses == 1
+
+
+def test_a_flood_episode_is_reported_once_and_ends_after_a_quiet_window(budgeted):
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    for second in range(3):  # 3 s at 100 frames/s: 50 dropped in each window
+        host.now = T0 + second
+        for _ in range(10):
+            host.exchange(plain_identifies(10))
+            host.now += 0.09
+    assert floods.episodes == [(True, 50, 0)]
+    endpoint.tick(T0 + 3.5)  # the window after the last drop is not over yet
+    assert floods.episodes == [(True, 50, 0)]
+    endpoint.tick(T0 + 4.0)  # a whole window (3 s to 4 s) without a drop
+    assert floods.episodes == [(True, 50, 0), (False, 150, 3)]
+    endpoint.tick(T0 + 9.0)
+    assert len(floods.episodes) == 2
+    host.now = T0 + 10.0
+    host.exchange(plain_identifies(51))  # a new episode
+    assert floods.episodes[-1] == (True, 50, 0)
+
+
+def test_traffic_within_the_budget_is_no_flood(budgeted):
+    endpoint, _, floods = budgeted
+    host = Host(endpoint)
+    for step in range(300):  # 30 s at 49 frames per second
+        host.now = T0 + step * 0.1
+        if step % 10 == 0:
+            assert len(host.exchange(plain_identifies(49))) == 49
+    endpoint.tick(host.now + 5)
+    assert floods.episodes == [] and endpoint.stats.rate_limited == 0 and floods.wakes == 300 // 10 * 49
+
+
+def test_the_budget_follows_the_policy():
+    floods = Floods()
+    endpoint, _ = make_endpoint(policy=AuthPolicy(flood_frames_per_s=3), on_wake=floods.wake, on_flood=floods.flood)
+    assert len(Host(endpoint).exchange(plain_identifies(10))) == 3
+    assert floods.episodes == [(True, 3, 0)]
+
+
+def test_a_budget_of_no_frames_is_refused():
+    """A budget below one frame a second would lock every host out of opening a session."""
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        make_endpoint(policy=AuthPolicy(flood_frames_per_s=0))

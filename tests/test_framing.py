@@ -458,6 +458,7 @@ def test_link_stats_as_dict_lists_every_counter():
         "mac_errors",
         "replays",
         "seq_gaps",
+        "rate_limited",
     }
     data["frames_ok"] = 99
     assert stats.frames_ok == 3
