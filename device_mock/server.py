@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .device import Device
 
 log = logging.getLogger(__name__)
 READ_SIZE = 4096
+_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 # While a host sends request after request, the loop polls its links instead of sleeping for
 # this long after each one: waking an idle core (a halted vCPU, above all) costs tens of µs, a
 # real device answers at once. A host that pauses longer than this never makes the loop spin.
@@ -283,6 +285,10 @@ class Server:
                     done = time.monotonic()
                     spin_until = spin_deadline(arrived, last_done, done, self.spin_s)
                     last_done = done
+                elif now < spin_until:
+                    # Spinning, nothing yet: let any other runnable task on this core go first, so on
+                    # a busy machine the spin does not take the host's CPU time away from it.
+                    _yield()
                 if self._timers:
                     self._run_timers()
         finally:
