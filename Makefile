@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench vectors clean
+.PHONY: install test lint demo bench soak vectors clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/poll_rate.py
 	$(BIN)/python bench/dashboard_tick.py
+
+# SECURITY.md R24: an hour of noise, disconnects, replay and forgery bursts (not part of test or bench).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 vectors: $(STAMP)
 	$(BIN)/python -m protocols.vectors --write

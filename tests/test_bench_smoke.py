@@ -96,3 +96,27 @@ def test_dashboard_tick_prints_ours_and_the_rebuild():
 def test_codec_bench_prints_both_paths():
     out = run_bench("codec.py", "--mb", "0.2", "--seconds", "0.2")
     assert "frames/s" in out and "verified frames/s" in out
+
+
+SOAK_VERDICTS = (
+    "no crash or hang",
+    "RSS growth < 10 % after warm-up",
+    "no fd leak",
+    "no thread leak",
+    "every corrupted frame counted",
+    "zero accepted forged/replayed/corrupted commands",
+)
+
+
+@pytest.mark.timeout(200)
+def test_soak_short_run_passes_every_r24_criterion():
+    # 27 s of R24 noise, two disconnects and bursts every 1.5 s per device; about 30 s in all.
+    args = ("--minutes", "0.45", "--warmup", "5", "--sample-every", "1", "--disconnect-every", "12")
+    args += ("--burst-every", "1.5", "--toggle-every", "2", "--ack-every", "4", "--max-rows", "5")
+    out = run_bench("soak.py", *args, timeout=180)  # generous: a loaded 2-core machine stretches the end checks
+    for name in SOAK_VERDICTS:
+        assert lines_matching(rf"^verdict {re.escape(name)}: PASS \(", out), out
+    assert lines_matching(r"^soak: PASS$", out), out
+    assert lines_matching(r"^bursts: replay \d+ \(\d+ frames\), forgery \d+ .*; accepted 0$", out), out
+    assert lines_matching(r"^emulator: RSS [\d,]+ KiB at start, .* threads 1 -> 1; .* exit code 0 after SIGTERM$", out)
+    assert lines_matching(r"^client counters: requests [\d,]+, frames ok [\d,]+, CRC errors [\d,]+, ", out), out
