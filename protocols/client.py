@@ -87,6 +87,14 @@ _M = TypeVar("_M", bound=Message)
 _RETRY_NOW = object()
 
 
+def _is_replay_refusal(frame: Frame) -> bool:
+    try:
+        reply = decode_payload(frame.msg_type, frame.payload)
+    except ProtocolError:
+        return False
+    return isinstance(reply, ErrorReply) and reply.code == ErrorCode.REPLAY
+
+
 @dataclass
 class ClientStats:
     """Request-level counters of a client, beside the frame-level ``LinkStats``."""
@@ -467,6 +475,12 @@ class DeviceClient:
                 log.debug("reply dropped: %s", exc)
                 return None
             return frame
+        if frame.msg_type == MsgType.ERROR_REPLY and self.session is not None and _is_replay_refusal(frame):
+            # The device refused a stale copy of this request (a duplicate, or one that arrived after
+            # its retry), never the newest attempt: that one's own answer may still come, or a retry
+            # gets it from the device's exactly-once cache.
+            log.debug("replay refusal of an earlier copy of command %08x ignored", frame.command_id)
+            return None
         if frame.msg_type == MsgType.ERROR_REPLY or self.session is None:
             return frame  # untagged: an error, or the reply to a request we sent untagged (SPEC 4)
         self.link_stats.mac_errors += 1

@@ -273,6 +273,40 @@ def test_lost_reply_is_retried_with_the_same_command_id_and_applied_once(link, f
     assert boluses[1].counter > boluses[0].counter and boluses[0].tag != boluses[1].tag
 
 
+def test_replay_refusal_of_a_late_copy_does_not_fail_a_request_its_retry_applied(link, fake_device):
+    """The first bolus frame arrives after its retry; the retry's reply is lost, the late copy is refused as a
+    replay: the client keeps waiting, retries, and gets the applied bolus from the exactly-once cache."""
+    pair, _ = link
+    held: list[bytes] = []
+    state = {"host": "hold", "device": "armed"}
+
+    def host_side(data: bytes) -> bytes:
+        if state["host"] == "hold":
+            held.append(data)
+            state["host"] = "release"
+            return b""
+        if state["host"] == "release":
+            state["host"] = "done"
+            return data + held[0]  # the retry, then the late original
+        return data
+
+    def device_side(data: bytes) -> bytes:
+        runs = [run for run in data.split(b"\0") if run]
+        if state["host"] == "done" and state["device"] == "armed" and len(runs) == 2:
+            state["device"] = "done"
+            return b"\0" + runs[1] + b"\0"  # the retry's tagged reply is lost, the REPLAY refusal arrives
+        return data
+
+    with DeviceClient(pair.host, KEY, timeout=0.3, retries=3) as client:
+        client.open_session()
+        pair.host.manipulator, pair.device.manipulator = host_side, device_side
+        reply = client.bolus(BolusKind.CLINICIAN, 100, 5)
+    assert state == {"host": "done", "device": "done"}
+    assert reply == BolusReply(1, 100, 0)
+    assert fake_device.applied == ["bolus 100"]
+    assert client.stats.retries == 2 and client.stats.rejected == 0
+
+
 def test_late_challenge_is_still_the_right_one(link):
     """SPEC 3.5 retries: the first challenge arrives only after the re-sent open; the handshake still works."""
     pair, endpoint = link
