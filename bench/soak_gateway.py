@@ -128,7 +128,9 @@ class Gateway(threading.Thread):
             client = self.client
             if client is not None:
                 total.update(_client_counters(client))
-        total.update(self.count)
+        # dict() copies in one C call: the gateway thread may add a key meanwhile, which would break
+        # a Python-level loop over the live counter ("dictionary changed size during iteration").
+        total.update(dict(self.count))
         return total
 
     def call_bound_s(self) -> float:
