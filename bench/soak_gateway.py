@@ -127,7 +127,7 @@ class Gateway(threading.Thread):
             total = Counter(self.base)
             client = self.client
             if client is not None:
-                total.update(_client_counters(client))
+                total.update(client.counters())
         # dict() copies in one C call: the gateway thread may add a key meanwhile, which would break
         # a Python-level loop over the live counter ("dictionary changed size during iteration").
         total.update(dict(self.count))
@@ -226,7 +226,7 @@ class Gateway(threading.Thread):
         except (ProtocolError, OSError) as exc:
             self.unexpected.append(f"close: {type(exc).__name__}: {exc}")
         with self._counters_lock:
-            self.base.update(_client_counters(client))
+            self.base.update(client.counters())
             self.client = None
 
     # --- state checks ----------------------------------------------------------------------------
@@ -527,16 +527,3 @@ class Gateway(threading.Thread):
             "entries": (self.baseline_seq, self.cursor - 1),
             "forbidden": sum(self.events[c] for c in FORBIDDEN_CODES),
         }
-
-
-def _client_counters(client: DeviceClient) -> Counter[str]:
-    stats = client.stats
-    counters = Counter(client.link_stats.as_dict())
-    counters.update(
-        requests=stats.requests,
-        retries=stats.retries,
-        timeouts=stats.timeouts,
-        rejected=stats.rejected,
-        reopened=stats.reopened,
-    )
-    return counters

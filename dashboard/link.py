@@ -455,7 +455,7 @@ class DeviceLink:
         received = self._clock()
         wall = time.time()
         self.store.add_status(self.name, status, wall)
-        counters = _counters_of(client)
+        counters = client.counters()
         with self._lock:
             self._status, self._status_at, self._status_wall = status, received, wall
             if not self._abort.is_set():  # an aborted client's clock is not a stopwatch
@@ -548,7 +548,7 @@ class DeviceLink:
     def _close(self, client: DeviceClient | None) -> None:
         if client is None:
             return
-        counters = _counters_of(client)
+        counters = client.counters()
         with self._lock:
             for key, value in counters.items():
                 self._base_counters[key] = self._base_counters.get(key, 0) + value
@@ -569,17 +569,3 @@ class DeviceLink:
     def _trace(self, direction: str, item: Frame | ProtocolError) -> None:
         if direction == "tx" and isinstance(item, Frame):
             self._tx_ids[item.msg_type] = item.command_id
-
-
-def _counters_of(client: DeviceClient) -> dict[str, int]:
-    """The client's frame counters and request counters, as one flat dict."""
-    stats = client.stats
-    counters = client.link_stats.as_dict()
-    counters.update(
-        requests=stats.requests,
-        retries=stats.retries,
-        timeouts=stats.timeouts,
-        rejected=stats.rejected,
-        reopened=stats.reopened,
-    )
-    return counters

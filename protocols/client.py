@@ -158,6 +158,19 @@ class DeviceClient:
         port = open_port(url, baudrate=baudrate)
         return cls(port, key, owns_port=True, **kwargs)  # type: ignore[arg-type]
 
+    def counters(self) -> dict[str, int]:
+        """The frame counters (``link_stats``) and the request counters (``stats``), as one flat dict."""
+        stats = self.stats
+        counters = self.link_stats.as_dict()
+        counters.update(
+            requests=stats.requests,
+            retries=stats.retries,
+            timeouts=stats.timeouts,
+            rejected=stats.rejected,
+            reopened=stats.reopened,
+        )
+        return counters
+
     # --- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> DeviceClient:
         return self

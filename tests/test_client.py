@@ -606,3 +606,13 @@ def test_connect_opens_and_owns_the_port(tmp_path):
     finally:
         client.close()
     assert not client.port.is_open
+
+
+def test_counters_flatten_the_frame_and_the_request_counters(client):
+    client.status()
+    counters = client.counters()
+    assert counters["requests"] == client.stats.requests >= 2  # identify, session, status
+    assert counters["frames_ok"] == client.link_stats.frames_ok > 0
+    assert set(client.link_stats.as_dict()) | {"requests", "retries", "timeouts", "rejected", "reopened"} == set(
+        counters
+    )

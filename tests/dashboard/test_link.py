@@ -173,6 +173,8 @@ class ServedDevice:
 class FakeClient:
     """A DeviceClient stand-in that records which thread called it."""
 
+    counters = DeviceClient.counters  # the real flattening, over this stand-in's own counters
+
     def __init__(self, identify_error: Exception | None = None, good_statuses: int | None = None) -> None:
         self.identify_error = identify_error
         self.good_statuses = good_statuses
