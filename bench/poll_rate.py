@@ -26,8 +26,6 @@ import io
 import math
 import os
 import pstats
-import re
-import selectors
 import shutil
 import signal
 import socket
@@ -43,112 +41,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import serial
+from children import CLK_TCK, DEVICE_LINE, Child, mock_ready, proc_cpu_s
 
 from protocols.auth import load_pairing_key
 from protocols.client import DeviceClient
 from protocols.transport import open_port
 
-_DEVICE_LINE = re.compile(r"^(?P<name>\S+): (?P<kind>\w+) serial=(?P<serial>\S+) port=(?P<port>\S+).* key=(?P<key>\S+)")
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TARGET_VS_PYMODBUS = 2.0
 TARGET_VS_ECHO = 0.5
 TARGET_VS_WIRE = 1.15
 
 
 # --- child processes -----------------------------------------------------------------------------
-class Proc:
-    """A subprocess that reports readiness on stdout; ``stop()`` ends it (SIGTERM, then SIGKILL)."""
-
-    def __init__(
-        self,
-        command: Sequence[str],
-        ready: Callable[[str], bool],
-        timeout_s: float = 20.0,
-        pass_fds: Sequence[int] = (),
-    ) -> None:
-        self.command = list(command)
-        self.lines: list[str] = []
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
-        self._stderr_text = ""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0, env=env, pass_fds=tuple(pass_fds)
-        )
-        try:
-            self._wait_ready(ready, timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _wait_ready(self, ready: Callable[[str], bool], timeout_s: float) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        pending = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while (left := deadline - time.monotonic()) > 0:
-                if not selector.select(left):
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    line = raw.decode(errors="replace")
-                    self.lines.append(line)
-                    if ready(line):
-                        return
-        try:
-            code = self.proc.wait(timeout=0.5)
-            why = f"exited with code {code} before it was ready"
-        except subprocess.TimeoutExpired:
-            why = f"was not ready after {timeout_s:g} s"
-        raise RuntimeError(
-            f"{' '.join(self.command[:4])} ... {why}; stdout: {self.lines}; stderr: {self.stderr().strip()!r}"
-        )
-
-    def stderr(self) -> str:
-        """What the process wrote to stderr so far (all of it, once stopped)."""
-        if self._stderr.closed:
-            return self._stderr_text
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def cpu_s(self) -> float | None:
-        """User + system CPU seconds of the process so far (None where /proc is not available)."""
-        return proc_cpu_s(self.proc.pid)
-
-    def stop(self) -> int:
-        """SIGTERM and wait; SIGKILL if it does not end in time. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        if not self._stderr.closed:
-            self._stderr_text = self.stderr()
-            self._stderr.close()
-        return self.proc.returncode
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14 and 15 of proc(5))
-
-
 def start_socat(directory: Path, name: str) -> tuple[subprocess.Popen[bytes], Path, Path, IO[bytes]]:
     """A socat pty pair with links ``name-a`` and ``name-b`` in ``directory``; stop it with ``stop_socat``."""
     a, b = directory / f"{name}-a", directory / f"{name}-b"
@@ -281,14 +185,14 @@ class Peer:
 # --- ours ----------------------------------------------------------------------------------------
 def start_emulator(
     state_dir: Path, baud: int | None, profile_to: Path | None = None, extra: Sequence[str] = ()
-) -> tuple[Proc, str, Path]:
+) -> tuple[Child, str, Path]:
     """``implant-mock`` serving one SCS on a pty it creates; returns the process, its port and its key file."""
     profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
     command = [sys.executable, *profiler, "-m", "device_mock.cli", "--state", str(state_dir)]
     command += ["--device", "scs", "--speed", "1", *(["--baud", str(baud)] if baud else []), *extra]
-    emulator = Proc(command, lambda line: line.startswith("implant-mock:") and "device(s)" in line)
+    emulator = Child(command, mock_ready)
     for line in emulator.lines:
-        match = _DEVICE_LINE.match(line)
+        match = DEVICE_LINE.match(line)
         if match:
             return emulator, match["port"], Path(match["key"])
     emulator.stop()
@@ -306,7 +210,7 @@ class OursPeer(Peer):
         extra: Sequence[str] = (),
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-poll-")
-        self.emulator: Proc | None = None
+        self.emulator: Child | None = None
         self.client: DeviceClient | None = None
         try:
             state = Path(self._tmp.name) / "state"
@@ -438,7 +342,7 @@ class ModbusPeer(Peer):
         self.count = args.registers
         self.loop = asyncio.new_event_loop()
         self.socat: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
-        self.server: Proc | None = None
+        self.server: Child | None = None
         self.client: Any = None
         try:
             if transport == "serial":
@@ -469,9 +373,9 @@ class ModbusPeer(Peer):
             raise
 
     @staticmethod
-    def _serve(spec: str, args: argparse.Namespace) -> Proc:
+    def _serve(spec: str, args: argparse.Namespace) -> Child:
         command = [sys.executable, __file__, "--serve-modbus", spec, "--registers", str(args.registers)]
-        return Proc(command, lambda line: line == "ready")
+        return Child(command, lambda line: line == "ready")
 
     async def _connect(self, target: str, timeout: float) -> None:
         from pymodbus import FramerType
@@ -549,7 +453,7 @@ class EchoPeer(Peer):
     def __init__(self, args: argparse.Namespace, tmp: Path | None = None) -> None:
         self.request = bytes((i * 37 + 11) & 0xFF for i in range(args.echo_bytes))
         self.socat: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
-        self.echo: Proc | None = None
+        self.echo: Child | None = None
         self._slave: int | None = None
         self.port: serial.Serial | None = None
         try:
@@ -558,7 +462,7 @@ class EchoPeer(Peer):
                 tty.setraw(self._slave)
                 path = os.ttyname(self._slave)
                 try:
-                    self.echo = Proc(self._serve(f"fd:{master}"), lambda line: line == "ready", 10, (master,))
+                    self.echo = Child(self._serve(f"fd:{master}"), lambda line: line == "ready", 10, (master,))
                 finally:
                     os.close(master)  # the child has its own copy
                 self.label = f"raw echo floor (pyserial <-> echo subprocess, os.openpty), {args.echo_bytes} B each way"
@@ -567,7 +471,7 @@ class EchoPeer(Peer):
                 socat, a, b, log = start_socat(tmp, "echo")
                 self.socat = (socat, log)
                 path = str(b)
-                self.echo = Proc(self._serve(f"path:{a}"), lambda line: line == "ready", 10)
+                self.echo = Child(self._serve(f"path:{a}"), lambda line: line == "ready", 10)
                 self.label = f"raw echo over a socat pty pair (the hop pymodbus pays), {args.echo_bytes} B each way"
                 self.pids = {"echo": self.echo.pid, "socat": socat.pid}
             self.port = serial.Serial(path, baudrate=115200, timeout=args.timeout)
@@ -696,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"poll_rate: {args.polls} timed status polls per peer in {args.rounds} interleaved rounds, "
         f"{args.warmup} warm-up polls first and {min(args.warmup, 20)} before each block, one request in flight; "
-        f"{os.cpu_count()} CPUs; subprocess CPU from /proc in steps of {1000 / _CLK_TCK:g} ms"
+        f"{os.cpu_count()} CPUs; subprocess CPU from /proc in steps of {1000 / CLK_TCK:g} ms"
     )
     have_socat = shutil.which("socat") is not None
     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp, contextlib.ExitStack() as stack:

@@ -46,7 +46,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from soak_emulator import START_ISO, DeviceNoise, Emulator, disconnect_starts, read_proc, write_scenario
+from children import read_proc
+from soak_emulator import START_ISO, DeviceNoise, Emulator, disconnect_starts, write_scenario
 from soak_gateway import Gateway
 from soak_relay import HostNoise, Relay
 from soak_report import Sample, report, write_csv

@@ -19,7 +19,7 @@ import tty
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from soak_emulator import READ_SIZE
+from children import READ_SIZE
 
 from protocols.codec import decode_payload
 from protocols.errors import ErrorCode, ProtocolError

@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak_emulator import Emulator, ProcSample
+from children import ProcSample
+from soak_emulator import Emulator
 from soak_gateway import Gateway
 from soak_relay import Relay
 
@@ -220,8 +221,8 @@ def report(
     ]
     if exit_code != 0 or not any("stopped, state saved" in line for line in emulator.lines):
         problems.append(f"emulator exit code {exit_code} after SIGTERM, stdout tail {emulator.lines[-2:]}")
-    if "Traceback" in emulator.stderr_text:
-        problems.append(f"emulator logged a traceback: {emulator.stderr_text.strip().splitlines()[-1]!r}")
+    if "Traceback" in emulator.stderr():
+        problems.append(f"emulator logged a traceback: {emulator.stderr().strip().splitlines()[-1]!r}")
     problems += [f"{g.name_} gateway error: {g.error}" for g in gateways if g.error]
     problems += [f"relay error: {r.error}" for r in relays if r.error]
     longest = max((g.max_call_s for g in gateways), default=0.0)
