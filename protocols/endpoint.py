@@ -74,6 +74,11 @@ _FIRST_REPLY_TYPE = 0x80
 _NOT_FROM_HOST = FLAG_FROM_DEVICE | FLAG_PUSH
 
 
+def _from_host(frame: Frame) -> bool:
+    """A request a host may send: not flagged as the device's, and not a reply type."""
+    return not frame.flags & _NOT_FROM_HOST and frame.msg_type < _FIRST_REPLY_TYPE
+
+
 def _no_events(code: EventCode, arg: int) -> int:
     return 0
 
@@ -181,8 +186,7 @@ class DeviceEndpoint:
             session is None
             or frame.session_id != session.session_id
             or not frame.flags & FLAG_AUTH
-            or frame.flags & _NOT_FROM_HOST
-            or frame.msg_type >= _FIRST_REPLY_TYPE
+            or not _from_host(frame)
             or not session.confirmed
             or self.sessions.expired(session, now)  # left to the budgeted path, which reports the expiry
         ):
@@ -212,7 +216,7 @@ class DeviceEndpoint:
     # --- one frame -------------------------------------------------------------------------------
     def _on_frame(self, frame: Frame, now: float, claim: Session | AuthError | None = None) -> bytes:
         """Serve one frame; ``claim`` is what ``_claim`` found (a verified session or its failure)."""
-        if frame.flags & _NOT_FROM_HOST or frame.msg_type >= _FIRST_REPLY_TYPE:
+        if not _from_host(frame):
             self.stats.malformed += 1
             return b""
         session: Session | None = None
