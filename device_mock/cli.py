@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from protocols.replies import ReplyMemory
+
 from .clock import MAX_SPEED, MIN_SPEED, SimClock
 from .device import Device
 from .faults import Action, LinkFaults, Scenario, ScenarioError, parse_duration_ms
@@ -236,7 +238,7 @@ def build(args: argparse.Namespace) -> list[Served]:
         _cli_faults(args, scenario, kind)
         model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
         key, new_key = store.pairing_key(f"{name} {model.serial}")
-        now_ms = saved["device_time_ms"] if saved else start_ms
+        now_ms = store.resume_time_ms(saved) if saved else start_ms
         scenario.resume(saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0)
         device = Device(
             model,
@@ -245,6 +247,7 @@ def build(args: argparse.Namespace) -> list[Served]:
             store=store,
             scenario=scenario,
             link_faults=LinkFaults(random.Random(seed * 7919 + index)),
+            replies=_saved_replies(store, saved),
         )
         transport = _transport(index, args, args.baud or 115200)
         item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
@@ -256,6 +259,16 @@ def build(args: argparse.Namespace) -> list[Served]:
         flush=True,
     )
     return served
+
+
+def _saved_replies(store: StateStore, saved: dict[str, Any] | None) -> ReplyMemory | None:
+    """The exactly-once memory a saved state holds (None on first start)."""
+    if saved is None:
+        return None
+    try:
+        return ReplyMemory.from_state(saved.get("replies", []))
+    except ValueError as exc:
+        raise StateError(f"{store.state_path}: {exc}; move it away to start afresh") from exc
 
 
 def _announce(item: Served, store: StateStore, new_key: bool, resumed: bool) -> None:

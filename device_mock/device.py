@@ -39,6 +39,7 @@ from protocols.messages import (
     Message,
     StatusRequest,
 )
+from protocols.replies import ReplyMemory
 
 from .clock import Clock
 from .faults import LinkFaults, Scenario
@@ -48,6 +49,14 @@ from .state import StateStore
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_PAGE = 8
+DAY_MS = 86_400_000
+# [E] A clinician corrects drift or sets the time after a reset; a year covers any real case, and
+# bounds what one authenticated ClockSet can cost (measured by bench/clock_step.py).
+MAX_CLOCK_STEP_MS = 366 * DAY_MS
+# [E] Pushes are a fast path (SPEC 4): after a burst of events only the newest are pushed, and a
+# host reads the rest from the event log, so one large advance cannot flood the link.
+MAX_PENDING_PUSHES = 64
+BEAT_INTERVAL_S = 0.05  # device-time heartbeat between replies: the server's tick
 
 
 class Device:
@@ -66,6 +75,8 @@ class Device:
         rng: Callable[[int], bytes] = os.urandom,
         wall: Callable[[], float] = time.monotonic,
         save_interval_s: float = 1.0,
+        replies: ReplyMemory | None = None,
+        max_clock_step_ms: int = MAX_CLOCK_STEP_MS,
     ) -> None:
         self.model = model
         self.clock = clock
@@ -76,19 +87,24 @@ class Device:
         self._save_interval_s = save_interval_s
         self._saved_at = wall()
         self._saved_seq = model.events.last_seq
-        self._pending_pushes: deque[EventRecord] = deque()
+        self._pending_pushes: deque[EventRecord] = deque(maxlen=MAX_PENDING_PUSHES)
+        self.max_clock_step_ms = max_clock_step_ms
+        self._beat_ms = clock.now_ms()
+        self._beat_at = wall()
         self._dirty = False
         model.events.listeners.append(self._pending_pushes.append)
         model.events.listeners.append(self._log_event)
         identity = IdentifyReply(
             model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(model.capabilities), 0
         )
+        self._saved_replies = replies.version if replies is not None else 0
         self.endpoint = DeviceEndpoint(
             identity,
             self.handle,
             pairing_key,
             policy,
             rng,
+            replies=replies,
             on_session_event=self._session_event,
             on_wake=self._wake,
             on_flood=self._flood,
@@ -118,6 +134,8 @@ class Device:
         """Save the final state."""
         self.sync()
         self.save()
+        if self.store is not None:
+            self.store.close()
 
     # --- model time -------------------------------------------------------------------------------
     def sync(self) -> None:
@@ -156,6 +174,15 @@ class Device:
                 "time_ms",
                 time_ms,
                 now,
+            )
+        if time_ms - now > self.max_clock_step_ms:
+            days = self.max_clock_step_ms // DAY_MS
+            raise DeviceRejected(
+                ErrorCode.OUT_OF_RANGE,
+                f"a clock set moves device time at most {days} days forward",
+                "time_ms",
+                time_ms,
+                now + self.max_clock_step_ms,
             )
         self.clock.set_time(time_ms)
         self.sync()
@@ -205,8 +232,13 @@ class Device:
     # --- pushes and persistence -------------------------------------------------------------------
     def _finish(self, out: bytes, now: float) -> bytes:
         grew = self.model.events.last_seq != self._saved_seq
-        if self._dirty or grew or now - self._saved_at >= self._save_interval_s:
+        # A new exactly-once entry is saved before its reply leaves: a restarted device must still
+        # know the command, or a retry would apply it twice (SPEC 4).
+        answered = self.endpoint.replies.version != self._saved_replies
+        if self._dirty or grew or answered or now - self._saved_at >= self._save_interval_s:
             self.save(now)
+        if out or now - self._beat_at >= BEAT_INTERVAL_S:
+            self._beat(now)
         if not self._pending_pushes:
             return out
         pending, pushes = self._pending_pushes, bytearray(out)
@@ -214,10 +246,22 @@ class Device:
             pushes += self.endpoint.push(EventPush(pending.popleft()), now)
         return bytes(pushes)
 
+    def _beat(self, now: float) -> None:
+        """Record the device time before a reply can reveal it, so a crash never turns it back."""
+        self._beat_at = now
+        device_ms = self.model.now_ms
+        if self.store is not None and device_ms > self._beat_ms:
+            self.store.beat(device_ms)
+        self._beat_ms = max(self._beat_ms, device_ms)
+
     def save(self, now: float | None = None) -> None:
         """Write the state now (atomically)."""
+        replies = self.endpoint.replies
         if self.store is not None:
-            self.store.save(self.model, self.clock.now_ms(), self.scenario.start_ms, self.scenario.position())
+            self.store.save(
+                self.model, self.clock.now_ms(), self.scenario.start_ms, self.scenario.position(), replies.to_state()
+            )
         self._saved_at = self._wall() if now is None else now
         self._saved_seq = self.model.events.last_seq
+        self._saved_replies = replies.version
         self._dirty = False

@@ -2,11 +2,14 @@
 
 Stop-and-wait: one request in flight, correlated by command id. A request with no valid reply
 within ``timeout`` is re-sent with the same command id (so the device applies it once) at most
-``retries`` times, then ``LinkTimeout``. A CRC hint from the device triggers the re-send at once.
-Replies must verify against the session (tag, then counter); unauthenticated frames are accepted
-only where the protocol allows them (identify before a session, error replies). Pushed events that
-arrive meanwhile are verified and queued. With ``auto_reopen``, a NO_SESSION refusal (the session
-expired or the device restarted) re-opens the session and repeats the request once.
+``retries`` times, then ``LinkTimeout``; for a mutating request that went out, the
+``CommandUnresolved`` kind of it, carrying the command id, because the device may have applied
+it. ``resolve`` then learns its fate from the device's exactly-once memory (SPEC 4.2). A CRC hint
+from the device triggers the re-send at once. Replies must verify against the session (tag, then
+counter); unauthenticated frames are accepted only where the protocol allows them (identify
+before a session, error replies). Pushed events that arrive meanwhile are verified and queued.
+With ``auto_reopen``, a NO_SESSION refusal (the session expired or the device restarted) re-opens
+the session and repeats the request once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ import serial
 from .auth import KEY_SIZE, Rng, Session, host_session_from_challenge, load_pairing_key
 from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from .errors import (
+    AUTH_REFUSALS,
     AuthError,
+    CodecError,
+    CommandNotHandled,
+    CommandUnresolved,
     DeviceRejected,
     ErrorCode,
     FrameError,
@@ -49,6 +56,9 @@ from .messages import (
     ClockReply,
     ClockSet,
     CommandAck,
+    CommandFate,
+    CommandOutcome,
+    CommandQuery,
     DosingMode,
     DosingSet,
     DrugConcentration,
@@ -78,6 +88,7 @@ from .messages import (
     StimProgramSet,
     TherapySet,
 )
+from .replies import request_digest
 from .transport import SerialLike, open_port
 
 log = logging.getLogger(__name__)
@@ -85,6 +96,13 @@ log = logging.getLogger(__name__)
 Trace = Callable[[str, "Frame | FrameError"], None]
 _M = TypeVar("_M", bound=Message)
 _RETRY_NOW = object()
+
+
+def _fate_unknown(exc: ProtocolError) -> bool:
+    """True unless ``exc`` is the device's own answer to the request (a refusal after reading it)."""
+    if isinstance(exc, DeviceRejected):
+        return exc.code in AUTH_REFUSALS
+    return not isinstance(exc, CodecError)
 
 
 def _is_replay_refusal(frame: Frame) -> bool:
@@ -147,6 +165,7 @@ class DeviceClient:
         # Exactly pyserial's local port class: wrappers such as spy:// subclass it and must see every byte.
         self._fd = port.fileno() if type(port) is serial.Serial and port.is_open else None
         self._next_id = int.from_bytes(rng(4), "little") or 1
+        self._sent_id = 0  # command id of the request last written to the port
         self._closed = False
 
     @classmethod
@@ -240,7 +259,12 @@ class DeviceClient:
 
     # --- requests --------------------------------------------------------------------------------
     def request(self, message: Message) -> Message:
-        """Send one request and return its reply; ``DeviceRejected`` when the device refuses."""
+        """Send one request and return its reply; ``DeviceRejected`` when the device refuses.
+
+        A mutating request that went out and got no answer of its own (a timeout, a failed port,
+        a lost session that could not be re-opened) raises ``CommandUnresolved``: it may have been
+        applied, and ``resolve`` asks the device which.
+        """
         with self._lock:
             if message.NEEDS_SESSION and self.session is None:
                 if not (self.auto_reopen and self._key is not None):
@@ -248,14 +272,46 @@ class DeviceClient:
                 self.open_session()
             command_id = self._new_id()
             try:
-                return self._checked(message, self._exchange(message, command_id))
-            except DeviceRejected as exc:
-                if not (exc.code == ErrorCode.NO_SESSION and self.auto_reopen and message.NEEDS_SESSION):
+                return self._request(message, command_id)
+            except ProtocolError as exc:
+                if not (message.MUTATING and self._sent_id == command_id and _fate_unknown(exc)):
                     raise
-            # Same command id: if the lost session had applied it, the device answers from its cache.
-            self.stats.reopened += 1
-            self.open_session()
+                raise CommandUnresolved(
+                    f"{type(message).__name__} (command 0x{command_id:08x}) may or may not have been applied: {exc}",
+                    command_id,
+                    message,
+                ) from exc
+
+    def _request(self, message: Message, command_id: int) -> Message:
+        try:
             return self._checked(message, self._exchange(message, command_id))
+        except DeviceRejected as exc:
+            if not (exc.code == ErrorCode.NO_SESSION and self.auto_reopen and message.NEEDS_SESSION):
+                raise
+        # Same command id: if the lost session had applied it, the device answers from its memory.
+        self.stats.reopened += 1
+        self.open_session()
+        return self._checked(message, self._exchange(message, command_id))
+
+    def resolve(self, command_id: int, request: Message) -> Message:
+        """The fate of a mutating request that got no answer (see ``CommandUnresolved``): its reply.
+
+        Asks the device's exactly-once memory (SPEC 4.2) and returns the reply the request got
+        then, without applying anything. Raises ``DeviceRejected`` if the device refused it,
+        ``CommandNotHandled`` if it never handled it (it then never will: the id is retired), or
+        a link error when the device cannot be asked now (the fate is still unknown: ask later).
+        """
+        payload = encode_payload(request)
+        query = CommandQuery(command_id, int(request.TYPE), request_digest(request.TYPE, payload))
+        outcome = self._typed(query, CommandOutcome)
+        if outcome.command_id != command_id:
+            raise ProtocolError(f"asked about command 0x{command_id:08x}, told about 0x{outcome.command_id:08x}")
+        if outcome.fate == CommandFate.NOT_HANDLED:
+            raise CommandNotHandled(
+                f"{type(request).__name__} (command 0x{command_id:08x}) was never applied, and now never will be",
+                command_id,
+            )
+        return self._decoded(request, outcome.reply_type, outcome.reply)
 
     def status(self) -> ScsStatus | PumpStatus:
         """A full telemetry snapshot."""
@@ -357,7 +413,11 @@ class DeviceClient:
 
     def _checked(self, message: Message, frame: Frame) -> Message:
         """Decode a reply frame; raise ``DeviceRejected`` for an error reply."""
-        reply = decode_payload(frame.msg_type, frame.payload)
+        return self._decoded(message, frame.msg_type, frame.payload)
+
+    def _decoded(self, message: Message, msg_type: int, payload: bytes) -> Message:
+        """Decode the reply to ``message``; raise ``DeviceRejected`` for an error reply."""
+        reply = decode_payload(msg_type, payload)
         if isinstance(reply, ErrorReply):
             self.stats.rejected += 1
             raise DeviceRejected(reply.code, reply.message, reply.field, reply.value, reply.limit, reply.retry_after_ms)
@@ -392,6 +452,7 @@ class DeviceClient:
                     self._trace("tx", frame)
                 data = encode_frame(frame)
             sent_at = self._clock()
+            self._sent_id = command_id  # before the write: a failed write may still have sent bytes
             self._write(data)
             reply = self._await(command_id, message, sent_at + self.timeout)
             if isinstance(reply, Frame):

@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import Any
 
 from .errors import MalformedPayload, UnknownMessageType
-from .fields import Enum, FixedBytes, Layout, ListOf, Record, layout_of
+from .fields import Blob, Enum, FixedBytes, Layout, ListOf, Record, layout_of
 from .messages import MESSAGES, Message, MsgType
 
 REGISTRY: dict[int, type[Message]] = {cls.TYPE.value: cls for cls in MESSAGES}
@@ -93,7 +93,7 @@ def from_json(cls: type, data: dict[str, Any]) -> Any:
 def _value_from_json(wire: Any, raw: Any) -> Any:
     if isinstance(wire, Enum):
         return wire.enum_cls[raw]
-    if isinstance(wire, FixedBytes):
+    if isinstance(wire, FixedBytes | Blob):
         return bytes.fromhex(raw)
     if isinstance(wire, Record):
         return from_json(wire.cls, raw)

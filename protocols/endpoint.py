@@ -4,8 +4,10 @@
 SESSION_OPEN pass without a session), answers identify and the handshake itself, and hands every
 other verified request to ``handler(message) -> reply``. The handler refuses by raising
 ``DeviceRejected``; any other exception becomes a DEVICE_FAULT reply, never a crash. Mutating
-commands are exactly-once: the last ``reply_cache_size`` command ids are remembered with their
-request, and a repeat of the same request with the same id gets the stored reply unapplied.
+commands are exactly-once: a ``ReplyMemory`` keeps the last command ids with their request and
+reply, a repeat of the same request with the same id gets the stored reply unapplied, and a
+``CommandQuery`` is answered from it. The owner persists ``replies`` (its ``version`` moves with
+every new entry) before the reply bytes leave, so the promise holds across a restart.
 
 Wake-up budget (SECURITY.md R10, SPEC 3.7): a frame that claims the active confirmed session is
 always verified, and once verified it is served without limit. Everything else (unauthenticated
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -50,6 +51,7 @@ from .framing import (
 )
 from .messages import (
     CommandAck,
+    CommandQuery,
     ErrorReply,
     EventCode,
     IdentifyReply,
@@ -61,6 +63,7 @@ from .messages import (
     SessionConfirm,
     SessionOpen,
 )
+from .replies import ReplyMemory
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ class DeviceEndpoint:
         pairing_key: bytes,
         policy: AuthPolicy | None = None,
         rng: Rng = os.urandom,
-        reply_cache_size: int = 16,
+        replies: ReplyMemory | None = None,
         on_session_event: SessionEventSink = _no_events,
         on_wake: WakeSink = _no_wakes,
         on_flood: FloodSink = _no_floods,
@@ -131,8 +134,7 @@ class DeviceEndpoint:
         self.decoder = FrameDecoder()
         self.stats = self.decoder.stats
         self._rng = rng
-        self._cache: OrderedDict[int, tuple[tuple[int, bytes], tuple[int, bytes]]] = OrderedDict()
-        self._cache_size = reply_cache_size
+        self.replies = replies if replies is not None else ReplyMemory()
         self._on_event = on_session_event
         self.budget = WakeBudget(self.sessions.policy.flood_frames_per_s)
         self._on_wake = on_wake
@@ -275,16 +277,17 @@ class DeviceEndpoint:
             reply = self._reply(session, command_id, CommandAck(seq))
             self.sessions.close(session)
             return reply
+        if isinstance(message, CommandQuery):
+            return self._reply(session, command_id, self.replies.query(message))
         reply_type, payload = self._handle(frame, message)
         return session.seal_wire(reply_type, command_id, payload)
 
     def _handle(self, frame: Frame, message: Message) -> tuple[int, bytes]:
         """The handler's reply, encoded once (and remembered for a mutating command)."""
-        key = (frame.msg_type, frame.payload)
         if message.MUTATING:
-            cached = self._cache.get(frame.command_id)
-            if cached is not None and cached[0] == key:
-                return cached[1]
+            cached = self.replies.answer(frame.command_id, frame.msg_type, frame.payload)
+            if cached is not None:
+                return cached
         try:
             reply = self.handler(message)
             if reply.TYPE not in message.REPLIES:
@@ -298,10 +301,7 @@ class DeviceEndpoint:
             fault = ErrorReply(ErrorCode.DEVICE_FAULT, "", 0, 0, 0, _clip(f"device fault: {exc}", 160))
             encoded = (MsgType.ERROR_REPLY, encode_payload(fault))
         if message.MUTATING:
-            self._cache[frame.command_id] = (key, encoded)
-            self._cache.move_to_end(frame.command_id)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self.replies.remember(frame.command_id, frame.msg_type, frame.payload, encoded)
         return encoded
 
     # --- encoding replies ------------------------------------------------------------------------

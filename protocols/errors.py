@@ -127,10 +127,37 @@ class LinkTimeout(ProtocolError, TimeoutError):
     """No valid reply arrived within the timeout, after every retry."""
 
 
+class CommandUnresolved(LinkTimeout):
+    """A mutating request was sent but no answer came: it may or may not have been applied.
+
+    ``command_id`` and ``request`` name it, so that ``DeviceClient.resolve`` can learn its fate
+    from the device's exactly-once memory (SPEC 4.2) once the link is back.
+    """
+
+    def __init__(self, message: str, command_id: int, request: object) -> None:
+        super().__init__(message)
+        self.command_id = command_id
+        self.request = request
+
+
+class CommandNotHandled(ProtocolError):
+    """The device confirmed that a request never reached its handler; it never will (SPEC 4.2)."""
+
+    def __init__(self, message: str, command_id: int) -> None:
+        super().__init__(message)
+        self.command_id = command_id
+
+
 class SchemaMismatch(ProtocolError):
     """The device's schema fingerprint differs from this codec's: fields would be misread."""
 
     code = ErrorCode.UNSUPPORTED
+
+
+# Refusals a device sends before it looks at the request: they say nothing of its fate (SPEC 4.1).
+AUTH_REFUSALS = frozenset(
+    (ErrorCode.CRC, ErrorCode.NO_SESSION, ErrorCode.BAD_MAC, ErrorCode.REPLAY, ErrorCode.LOCKED_OUT)
+)
 
 
 class DeviceRejected(ProtocolError):

@@ -172,6 +172,33 @@ class Text(WireType):
             raise MalformedPayload(f"{name}: text is not valid UTF-8") from None
 
 
+class Blob(WireType):
+    """Raw bytes of variable length: a u8 byte count, then the bytes (at most ``max_bytes``)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def spec(self) -> str:
+        return f"bytes[<={self.max_bytes}]"
+
+    def encode(self, value: Any, out: bytearray, name: str) -> None:
+        if not isinstance(value, bytes | bytearray):
+            raise EncodeError(f"{name}: {type(value).__name__} given, bytes needed")
+        if len(value) > self.max_bytes:
+            raise EncodeError(f"{name}: {len(value)} bytes, at most {self.max_bytes}")
+        out.append(len(value))
+        out += value
+
+    def decode(self, buf: bytes, pos: int, name: str) -> tuple[Any, int]:
+        if pos >= len(buf):
+            raise MalformedPayload(f"{name}: payload ends before the byte count")
+        size = buf[pos]
+        end = pos + 1 + size
+        if size > self.max_bytes or end > len(buf):
+            raise MalformedPayload(f"{name}: {size} bytes do not fit")
+        return bytes(buf[pos + 1 : end]), end
+
+
 class ListOf(WireType):
     """A u8 count, then that many items (a scalar wire type or a record dataclass)."""
 
@@ -487,7 +514,7 @@ class Layout:
 def _max_size(wire: WireType) -> int:
     if wire.fmt is not None:
         return struct.calcsize("<" + wire.fmt)
-    if isinstance(wire, Text):
+    if isinstance(wire, Text | Blob):
         return 1 + wire.max_bytes
     if isinstance(wire, Record):
         return layout_of(wire.cls).max_size()

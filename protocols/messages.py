@@ -13,7 +13,7 @@ from enum import IntEnum, IntFlag
 from typing import Annotated, ClassVar
 
 from .errors import ErrorCode
-from .fields import BOOL, I32, I64, U8, U16, U32, U64, Enum, FixedBytes, ListOf, Record, Text
+from .fields import BOOL, I32, I64, U8, U16, U32, U64, Blob, Enum, FixedBytes, ListOf, Record, Text
 
 NONCE_SIZE = 16
 MAX_AREAS = 4
@@ -22,6 +22,8 @@ MAX_ALARMS = 8
 MAX_DRUGS = 4
 MAX_FLEX_STEPS = 12
 EVENTS_PER_PAGE = 8
+DIGEST_SIZE = 16
+MAX_STORED_REPLY = 248  # 255 less CommandOutcome's other fields
 
 
 class MsgType(IntEnum):
@@ -36,6 +38,7 @@ class MsgType(IntEnum):
     ALARM_ACK = 0x12
     CLOCK_READ = 0x13
     CLOCK_SET = 0x14
+    COMMAND_QUERY = 0x15
     STIM_PROGRAM_SET = 0x20
     THERAPY_SET = 0x21
     IMPEDANCE_CHECK = 0x22
@@ -49,11 +52,19 @@ class MsgType(IntEnum):
     PUMP_STATUS = 0x91
     EVENT_LOG_PAGE = 0x92
     CLOCK_REPLY = 0x93
+    COMMAND_OUTCOME = 0x94
     IMPEDANCE_REPLY = 0xA2
     BOLUS_REPLY = 0xB1
     REFILL_REPLY = 0xB2
     EVENT_PUSH = 0xE0
     ERROR_REPLY = 0xFF
+
+
+class CommandFate(IntEnum):
+    """What became of a mutating request (``CommandOutcome``)."""
+
+    HANDLED = 1  # the device handled it once; the stored reply says how (an ErrorReply if refused)
+    NOT_HANDLED = 2  # it never reached the handler; its command id is now retired, so it never will
 
 
 class DeviceKind(IntEnum):
@@ -466,11 +477,37 @@ class ClockReply(Message):
 
 @dataclass(frozen=True, slots=True)
 class ClockSet(Message):
-    """Set the device clock."""
+    """Set the device clock forward (the event log is in time order, so never back).
+
+    A device bounds one step (the emulator: 366 days, `OUT_OF_RANGE` beyond with the latest
+    time it accepts as `limit`), so that one command cannot make it integrate decades at once.
+    """
 
     TYPE = MsgType.CLOCK_SET
     MUTATING = True
     time_ms: Annotated[int, U64, "new device time, ms since epoch"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandQuery(Message):
+    """Ask what became of a mutating request whose reply never arrived (SPEC 4.2)."""
+
+    TYPE = MsgType.COMMAND_QUERY
+    REPLIES = (MsgType.COMMAND_OUTCOME,)
+    command_id: Annotated[int, U32, "command_id of the request in question"]
+    request_type: Annotated[int, U8, "its message type"]
+    request_digest: Annotated[bytes, FixedBytes(DIGEST_SIZE), "first 16 bytes of SHA-256(type byte || payload)"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome(Message):
+    """What became of the request a ``CommandQuery`` names."""
+
+    TYPE = MsgType.COMMAND_OUTCOME
+    command_id: Annotated[int, U32, "command_id of the request in question"]
+    fate: Annotated[CommandFate, Enum(CommandFate), "handled, or never handled and now never will be"]
+    reply_type: Annotated[int, U8, "HANDLED: message type of the reply it got; 0 otherwise"]
+    reply: Annotated[bytes, Blob(MAX_STORED_REPLY), "HANDLED: that reply's payload, as first sent; empty otherwise"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -614,6 +651,8 @@ MESSAGES: tuple[type[Message], ...] = (
     ClockRead,
     ClockReply,
     ClockSet,
+    CommandQuery,
+    CommandOutcome,
     StimProgramSet,
     TherapySet,
     ImpedanceCheck,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -88,7 +89,7 @@ def generate() -> str:
     out.append("")
     for msg_type in sorted(REGISTRY):
         cls = REGISTRY[msg_type]
-        out += [f"### 0x{msg_type:02X} {cls.__name__}", "", (cls.__doc__ or "").strip(), ""]
+        out += [f"### 0x{msg_type:02X} {cls.__name__}", "", inspect.cleandoc(cls.__doc__ or ""), ""]
         if msg_type < 0x80:
             replies = ", ".join(f"`{REGISTRY[int(r)].__name__}`" for r in cls.REPLIES)
             session = "needs a session" if cls.NEEDS_SESSION else "allowed without a session"
@@ -97,7 +98,12 @@ def generate() -> str:
         out += _table(cls)
     out += ["### Records", ""]
     for cls in RECORDS:
-        out += [f"#### {cls.__name__} ({layout_of(cls).max_size()} bytes max)", "", (cls.__doc__ or "").strip(), ""]
+        out += [
+            f"#### {cls.__name__} ({layout_of(cls).max_size()} bytes max)",
+            "",
+            inspect.cleandoc(cls.__doc__ or ""),
+            "",
+        ]
         out += _table(cls)
     out += ["### Enumerations", ""]
     for enum_cls in ENUMS:

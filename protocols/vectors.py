@@ -33,6 +33,9 @@ from .messages import (
     ClockReply,
     ClockSet,
     CommandAck,
+    CommandFate,
+    CommandOutcome,
+    CommandQuery,
     DeviceKind,
     DosingMode,
     DosingSet,
@@ -67,6 +70,7 @@ from .messages import (
     TherapySet,
     Waveform,
 )
+from .replies import request_digest
 
 VECTORS_PATH = Path(__file__).with_name("vectors.json")
 PAIRING_KEY = bytes(range(0x40, 0x60))
@@ -80,6 +84,8 @@ _BURST = Area(0x0000_0100, 0x0000_0200, 600, 1000, 40, Waveform.BURST, 5, 500, 3
 _PTM = PatientBolusSettings(True, 50, 10, 120, 4)
 _ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
 _EVENT = EventRecord(42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
+_BOLUS = Bolus(BolusKind.CLINICIAN, 100, 30)
+_BOLUS_REPLY = BolusReply(49, 100, T0 + 1_800_000)
 _PUSHED = EventRecord(51, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1)
 
 # (direction, message, plain) in exchange order; plain frames carry no session and no tag.
@@ -173,8 +179,8 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 47), False),
     ("host", DosingSet(DosingMode.FLEX, 500, (FlexStep(0, 400), FlexStep(480, 600)), _PTM, 2_000), False),
     ("device", CommandAck(48), False),
-    ("host", Bolus(BolusKind.CLINICIAN, 100, 30), False),
-    ("device", BolusReply(49, 100, T0 + 1_800_000), False),
+    ("host", _BOLUS, False),
+    ("device", _BOLUS_REPLY, False),
     (
         "host",
         Refill(1_500, 38_000, (DrugConcentration(Drug.MORPHINE, 10_000_000),), True, False, False),
@@ -190,6 +196,21 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
 ]
 FIRST_COMMAND_ID = 0x0000_1000
+
+
+def _insert_fate_query(exchange: list[tuple[str, Message, bool]]) -> None:
+    """After the bolus reply, the host asks what became of the bolus (SPEC 4.2) and learns its reply."""
+    at = next(i for i, (_, message, _) in enumerate(exchange) if message is _BOLUS_REPLY) + 1
+    bolus_id = FIRST_COMMAND_ID + sum(1 for direction, _, _ in exchange[:at] if direction == "host")
+    digest = request_digest(_BOLUS.TYPE, encode_payload(_BOLUS))
+    stored_reply = encode_payload(_BOLUS_REPLY)
+    exchange[at:at] = [
+        ("host", CommandQuery(bolus_id, int(_BOLUS.TYPE), digest), False),
+        ("device", CommandOutcome(bolus_id, CommandFate.HANDLED, int(_BOLUS_REPLY.TYPE), stored_reply), False),
+    ]
+
+
+_insert_fate_query(EXCHANGE)
 
 
 def build_vectors() -> dict[str, Any]:

@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0xE4596469
+SCHEMA_FINGERPRINT = 0x32AC654E
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -564,6 +564,7 @@ ENUMS: dict[str, dict[int, str]] = {
     "DosingMode": {0: "STOPPED", 1: "CONTINUOUS", 2: "FLEX"},
     "BolusKind": {1: "CLINICIAN", 2: "PATIENT", 3: "BRIDGE", 4: "PRIMING"},
     "MotorState": {0: "OK", 1: "STALLED", 2: "OCCLUDED"},
+    "CommandFate": {1: "HANDLED", 2: "NOT_HANDLED"},
     "Drug": {
         1: "MORPHINE",
         2: "HYDROMORPHONE",
@@ -641,7 +642,7 @@ CAPABILITIES = {
     0x40: "PATIENT_BOLUS",
 }
 
-# Field types: ("int", struct code) | ("bool",) | ("text", max) | ("bytes", n) |
+# Field types: ("int", struct code) | ("bool",) | ("text", max) | ("bytes", n) | ("blob", max) |
 # ("enum", name, struct code) | ("list", item type, max) | ("record", name)
 U8, U16, U32, U64 = ("int", "B"), ("int", "H"), ("int", "I"), ("int", "Q")
 I32, I64 = ("int", "i"), ("int", "q")
@@ -654,6 +655,10 @@ def TEXT(n: int) -> tuple:  # noqa: N802
 
 def BYTES(n: int) -> tuple:  # noqa: N802
     return ("bytes", n)
+
+
+def BLOB(n: int) -> tuple:  # noqa: N802
+    return ("blob", n)
 
 
 def ENUM(name: str, code: str = "B") -> tuple:  # noqa: N802
@@ -719,6 +724,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     0x12: ("AlarmAck", [("code", ENUM("EventCode", "H"))]),
     0x13: ("ClockRead", []),
     0x14: ("ClockSet", [("time_ms", U64)]),
+    0x15: ("CommandQuery", [("command_id", U32), ("request_type", U8), ("request_digest", BYTES(16))]),
     0x20: (
         "StimProgramSet",
         [
@@ -830,6 +836,10 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
         [("first_seq", U32), ("last_seq", U32), ("entries", LIST(RECORD("EventRecord"), 8))],
     ),
     0x93: ("ClockReply", [("time_ms", U64), ("speed_x1000", U32)]),
+    0x94: (
+        "CommandOutcome",
+        [("command_id", U32), ("fate", ENUM("CommandFate")), ("reply_type", U8), ("reply", BLOB(248))],
+    ),
     0xA2: ("ImpedanceReply", [("time_ms", U64), ("impedance_ohm", LIST(U16, 32)), ("event_seq", U32)]),
     0xB1: ("BolusReply", [("event_seq", U32), ("volume_ul", U32), ("ends_ms", U64)]),
     0xB2: (
@@ -931,6 +941,11 @@ def _decode_value(r: _Reader, ftype: tuple, name: str) -> Any:
             raise MalformedPayload(f"{name}: invalid UTF-8") from None
     if kind == "bytes":
         return r.take(ftype[1]).hex()
+    if kind == "blob":
+        n = r.unpack("B")
+        if n > ftype[1]:
+            raise MalformedPayload(f"{name}: {n} bytes, at most {ftype[1]}")
+        return r.take(n).hex()
     if kind == "list":
         n = r.unpack("B")
         if n > ftype[2]:
@@ -989,6 +1004,11 @@ def _encode_value(ftype: tuple, value: Any, name: str) -> bytes:
         if len(raw) != ftype[1]:
             raise ValueError(f"{name}: need exactly {ftype[1]} bytes")
         return raw
+    if kind == "blob":
+        raw = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
+        if len(raw) > ftype[1]:
+            raise ValueError(f"{name}: more than {ftype[1]} bytes")
+        return bytes([len(raw)]) + raw
     if kind == "list":
         if len(value) > ftype[2]:
             raise ValueError(f"{name}: more than {ftype[2]} items")

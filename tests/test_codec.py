@@ -29,7 +29,7 @@ from protocols.codec import (
     schema_text,
 )
 from protocols.errors import CodecError, EncodeError, ErrorCode, MalformedPayload, ProtocolError, UnknownMessageType
-from protocols.fields import Bool, Enum, FixedBytes, Int, ListOf, Record, Text, WireType, layout_of
+from protocols.fields import Blob, Bool, Enum, FixedBytes, Int, ListOf, Record, Text, WireType, layout_of
 from protocols.framing import MAX_PAYLOAD, TAG_SIZE, Frame, FrameDecoder, FrameFlags, encode_frame
 from protocols.messages import (
     MESSAGES,
@@ -74,6 +74,8 @@ def wire_strategy(wire: WireType) -> st.SearchStrategy:
         return st.integers(wire.low, wire.high)
     if isinstance(wire, FixedBytes):
         return st.binary(min_size=wire.size, max_size=wire.size)
+    if isinstance(wire, Blob):
+        return st.binary(max_size=wire.max_bytes)
     if isinstance(wire, Text):
         return _text(wire.max_bytes)
     if isinstance(wire, ListOf):
@@ -99,6 +101,8 @@ def _largest_value(wire: WireType):
         return wire.high
     if isinstance(wire, FixedBytes):
         return b"\xff" * wire.size
+    if isinstance(wire, Blob):
+        return b"\xff" * wire.max_bytes
     if isinstance(wire, Text):
         return "é" * (wire.max_bytes // 2) + "x" * (wire.max_bytes % 2)
     if isinstance(wire, ListOf):

@@ -16,7 +16,7 @@ from protocols.auth import AuthPolicy, Session, host_session_from_challenge
 from protocols.codec import REGISTRY, SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from protocols.endpoint import DeviceEndpoint
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.fields import Bool, Enum, FixedBytes, Int, ListOf, Record, Text, WireType, layout_of
+from protocols.fields import Blob, Bool, Enum, FixedBytes, Int, ListOf, Record, Text, WireType, layout_of
 from protocols.framing import HEADER_SIZE, MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, FrameFlags, encode_frame
 from protocols.messages import (
     AlarmState,
@@ -290,7 +290,7 @@ def test_session_close_ends_the_session(host, ep):
 
 
 def test_unknown_message_type_in_a_session_is_unsupported(host):
-    for msg_type in (0x05, 0x15, 0x7F):
+    for msg_type in (0x05, 0x1F, 0x7F):
         frame = host.sealed(msg_type, b"\x01\x02", command_id=0x55)
         frames = host.exchange(encode_frame(frame))
         reply = host.reply(frames)
@@ -537,6 +537,8 @@ def _random_value(wire: WireType, rng: random.Random):
         return rng.randbytes(wire.size)
     if isinstance(wire, Text):
         return "t" * rng.randint(0, wire.max_bytes)
+    if isinstance(wire, Blob):
+        return rng.randbytes(rng.randint(0, wire.max_bytes))
     if isinstance(wire, ListOf):
         count = rng.randint(0, wire.max_count)
         if isinstance(wire.item, type):

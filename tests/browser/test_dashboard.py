@@ -56,7 +56,8 @@ def test_low_reservoir_alarm_shows_flashing_and_can_be_acknowledged(page, stack)
     page.goto(stack.url + "device/pump-1")
     alarm = page.wait_for_selector("#device-alarms .alarm-medium", timeout=30_000)
     assert "Low Reservoir" in alarm.inner_text()
-    animation = page.evaluate("(el) => getComputedStyle(el).animationDuration", alarm)
+    # Query and read in one step: each tick re-renders the list, and a detached element has no style.
+    animation = page.eval_on_selector("#device-alarms .alarm-medium", "(el) => getComputedStyle(el).animationDuration")
     assert animation == "2s"  # medium priority flashes at 0.5 Hz
     page.click("#device-alarms .alarm-medium button")
     page.wait_for_selector("#ack-result #result-ok", timeout=15_000)
