@@ -19,6 +19,8 @@ from .client import DeviceClient
 from .codec import to_json
 from .errors import (
     AuthError,
+    CommandNotHandled,
+    CommandUnresolved,
     DeviceRejected,
     ErrorCode,
     LinkError,
@@ -28,13 +30,22 @@ from .errors import (
     SchemaMismatch,
 )
 from .messages import (
+    AlarmAck,
     Area,
+    Bolus,
     BolusKind,
+    ClockSet,
     DosingMode,
+    DosingSet,
     Drug,
     DrugConcentration,
     EventCode,
+    ImpedanceCheck,
+    Message,
     PatientBolusSettings,
+    Refill,
+    StimProgramSet,
+    TherapySet,
     Waveform,
 )
 
@@ -47,11 +58,15 @@ EXIT_AUTH = 5
 EXIT_REFUSED = 6
 EXIT_SCHEMA = 7
 EXIT_KEY = 8
+EXIT_UNKNOWN = 9
 
 EPILOG = """exit codes: 0 ok, 1 protocol error, 2 usage, 3 port cannot be opened or failed,
 4 no reply (timeout), 5 authentication or session refused (bad key, locked out),
 6 the device refused the command (out of range, state conflict, unsupported), 7 schema mismatch,
-8 pairing key file missing or invalid."""
+8 pairing key file missing or invalid, 9 no reply to a command that changes the device and its
+fate could not be learnt: it MAY HAVE BEEN APPLIED (run it again with --resolve ID to ask).
+A command whose reply was lost is resolved before exiting: 0 and the reply if it was applied,
+4 if the device confirmed it was not."""
 
 log = logging.getLogger("implant-ctl")
 
@@ -112,6 +127,20 @@ def _event_code(text: str) -> EventCode:
         raise argparse.ArgumentTypeError(f"unknown alarm code {text!r}") from None
 
 
+def _command_id(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad command id {text!r}; expected a number such as 0x00001234") from None
+    if not 1 <= value <= 0xFFFF_FFFF:
+        raise argparse.ArgumentTypeError(f"command id {text} outside 1..0xffffffff")
+    return value
+
+
+class _Usage(Exception):
+    """A combination of options the parser cannot refuse by itself."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     parser = argparse.ArgumentParser(
@@ -129,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     parser.add_argument("--timeout", type=float, default=1.0, help="reply timeout per try, s (default 1.0)")
     parser.add_argument("--retries", type=int, default=3, help="re-sends after a timeout (default 3)")
+    parser.add_argument(
+        "--resolve-s",
+        type=float,
+        default=10.0,
+        help="how long to keep asking what became of a command whose reply was lost, s (default 10)",
+    )
+    parser.add_argument(
+        "--resolve",
+        type=_command_id,
+        metavar="ID",
+        help="do not send the command: ask what became of it when it was sent as command ID (exit code 9 "
+        "names it); give the same command and arguments",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log every frame sent and received")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_message(args: argparse.Namespace) -> Message | None:
+    """The request a command that changes the device sends (None for the read-only commands)."""
+    command = args.command
+    if command == "ack":
+        return AlarmAck(args.code)
+    if command == "therapy":
+        return TherapySet(args.state == "on")
+    if command == "impedance":
+        return ImpedanceCheck()
+    if command == "program":
+        return StimProgramSet(args.program, not args.no_activate, tuple(args.area), args.patient_max_ua, args.ramp_s)
+    if command == "dose":
+        ptm = PatientBolusSettings(False, 0, 0, 0, 0)
+        if args.ptm:
+            dose_ul, duration, lockout, most = (int(x) for x in args.ptm.split("/"))
+            ptm = PatientBolusSettings(True, dose_ul, duration, lockout, most)
+        return DosingSet(DosingMode[args.mode.upper()], args.rate_ul_per_day, (), ptm, args.alarm_ul)
+    if command == "bolus":
+        return Bolus(BolusKind[args.kind.upper()], args.volume_ul, args.duration_min)
+    if command == "refill":
+        confirmed, accepted = args.confirm_concentration, args.accept_discrepancy
+        return Refill(args.withdrawn_ul, args.added_ul, tuple(args.drug), confirmed, accepted, args.bridge_bolus)
+    if command == "clock" and args.set_ms is not None:
+        return ClockSet(args.set_ms)
+    return None
+
+
 def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], None]) -> None:
     command = args.command
     identity = client.identify()
@@ -188,42 +257,66 @@ def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], N
         emit(identity)
         return
     client.open_session()
-    if command == "status":
+    message = _command_message(args)
+    if args.resolve is not None:
+        if message is None:
+            raise _Usage(f"--resolve asks about a command that changes the device; {command} does not")
+        emit(client.resolve(args.resolve, message))
+    elif message is not None:
+        emit(client.request(message))
+    elif command == "status":
         emit(client.status())
     elif command == "events":
         emit(client.events_since(args.from_seq))
-    elif command == "ack":
-        emit(client.ack_alarm(args.code))
-    elif command == "therapy":
-        emit(client.set_therapy(args.state == "on"))
-    elif command == "impedance":
-        emit(client.impedance_check())
-    elif command == "program":
-        emit(client.set_program(args.program, tuple(args.area), args.patient_max_ua, not args.no_activate, args.ramp_s))
-    elif command == "dose":
-        ptm = PatientBolusSettings(False, 0, 0, 0, 0)
-        if args.ptm:
-            dose_ul, duration, lockout, most = (int(x) for x in args.ptm.split("/"))
-            ptm = PatientBolusSettings(True, dose_ul, duration, lockout, most)
-        emit(client.set_dosing(DosingMode[args.mode.upper()], args.rate_ul_per_day, ptm, args.alarm_ul))
-    elif command == "bolus":
-        emit(client.bolus(BolusKind[args.kind.upper()], args.volume_ul, args.duration_min))
-    elif command == "refill":
-        emit(
-            client.refill(
-                args.withdrawn_ul,
-                args.added_ul,
-                tuple(args.drug),
-                args.confirm_concentration,
-                args.accept_discrepancy,
-                args.bridge_bolus,
-            )
-        )
     elif command == "clock":
-        emit(client.set_clock(args.set_ms) if args.set_ms is not None else client.read_clock())
+        emit(client.read_clock())
     elif command == "watch":
         _watch(args, client, emit)
     client.close_session()
+
+
+Emit = Callable[[Any], None]
+
+
+def _settle(args: argparse.Namespace, client: DeviceClient, lost: CommandUnresolved, emit: Emit) -> int:
+    """A command went out and its reply never came: ask the device what became of it (SPEC 4.2).
+
+    Keeps asking for ``--resolve-s`` seconds. The reply it learns is printed as if it had arrived;
+    a refusal is reported like any refusal; if the device cannot be reached the command's fate
+    stays unknown, and the exit code says so (never "failed": it may have been applied).
+    """
+    name = type(lost.request).__name__
+    deadline = time.monotonic() + args.resolve_s
+    while True:
+        try:
+            reply = client.resolve(lost.command_id, lost.request)
+        except CommandNotHandled:
+            return _fail(
+                EXIT_TIMEOUT,
+                f"no reply; the device confirmed that {name} (command 0x{lost.command_id:08x}) was not applied",
+                args.json,
+                command_id=lost.command_id,
+                applied=False,
+            )
+        except (LinkError, LinkTimeout, AuthError) as exc:
+            if time.monotonic() >= deadline:
+                return _fail(
+                    EXIT_UNKNOWN,
+                    f"no reply: {name} (command 0x{lost.command_id:08x}) may have been applied, and the device "
+                    f"could not be asked ({exc}); run the same command with --resolve 0x{lost.command_id:08x} "
+                    "to learn its fate",
+                    args.json,
+                    command_id=lost.command_id,
+                    applied=None,
+                )
+            time.sleep(min(args.timeout, max(0.0, deadline - time.monotonic())))
+            continue
+        print(
+            f"implant-ctl: the reply was lost; the device confirmed {name} (command 0x{lost.command_id:08x})",
+            file=sys.stderr,
+        )
+        emit(reply)
+        return EXIT_OK
 
 
 def _watch(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], None]) -> None:
@@ -284,7 +377,15 @@ def main(argv: Sequence[str] | None = None, connect: Callable[..., DeviceClient]
             trace=trace if args.verbose else None,
         )
         with client:
-            _run(args, client, _printer(args.json))
+            emit = _printer(args.json)
+            try:
+                _run(args, client, emit)
+            except CommandUnresolved as lost:
+                return _settle(args, client, lost, emit)
+    except _Usage as exc:
+        return _fail(EXIT_USAGE, str(exc), args.json)
+    except CommandNotHandled as exc:
+        return _fail(EXIT_TIMEOUT, f"the device confirmed it was not applied: {exc}", args.json, applied=False)
     except KeyboardInterrupt:
         return EXIT_OK
     except DeviceRejected as exc:

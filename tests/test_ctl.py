@@ -87,3 +87,72 @@ def test_area_parser_reports_the_expected_form():
     assert area.cathode_mask == 0b11010 and area.burst_pulses == 5 and area.cycle_off_s == 90
     with pytest.raises(Exception, match="expected anodes="):
         ctl.parse_area("amp=3")
+
+
+class _LoseBolusReplies:
+    """Device-to-host manipulator: loses ``count`` writes from the moment the fake device applied a bolus."""
+
+    def __init__(self, device, count: float) -> None:
+        self.device, self.count, self.lost = device, count, 0
+
+    def __call__(self, data: bytes) -> bytes:
+        if self.device.boluses and self.lost < self.count:
+            self.lost += 1
+            return b""
+        return data
+
+
+BOLUS_ARGS = ["bolus", "--volume-ul", "77", "--duration-min", "10"]
+
+
+def test_a_bolus_whose_reply_is_lost_is_resolved_and_reported_applied(link, pairing_key, key_file, fake_device, capsys):
+    pair, _ = link
+    pair.device.manipulator = _LoseBolusReplies(fake_device, 1)
+    argv = ["--port", "x", "--key", key_file, "--timeout", "0.2", "--retries", "0", "--json", *BOLUS_ARGS]
+    code, out, err = run(link, pairing_key, argv, capsys)
+    assert code == ctl.EXIT_OK, err
+    assert json.loads(out)["volume_ul"] == 77 and "reply was lost; the device confirmed Bolus" in err
+    assert fake_device.boluses == 1
+
+
+def test_an_unreachable_device_after_a_bolus_exits_9_naming_the_command_then_resolve_settles_it(
+    link, pairing_key, key_file, fake_device, capsys
+):
+    pair, _ = link
+    pair.device.manipulator = _LoseBolusReplies(fake_device, float("inf"))
+    options = ["--port", "x", "--key", key_file, "--timeout", "0.1", "--retries", "1", "--resolve-s", "0.3"]
+    code, out, _ = run(link, pairing_key, [*options, "--json", *BOLUS_ARGS], capsys)
+    assert code == ctl.EXIT_UNKNOWN == 9
+    error = json.loads(out)
+    assert error["applied"] is None and "may have been applied" in error["error"]
+    command_id = error["command_id"]
+    assert f"--resolve 0x{command_id:08x}" in error["error"]
+
+    pair.device.manipulator = None  # the line is back
+    code, out, err = run(link, pairing_key, [*options, "--resolve", f"0x{command_id:08x}", *BOLUS_ARGS], capsys)
+    assert code == ctl.EXIT_OK, err
+    assert "volume_ul: 77" in out
+    assert fake_device.boluses == 1  # asking never applies it again
+
+
+def test_a_bolus_that_never_reached_the_device_exits_4_saying_it_was_not_applied(
+    link, pairing_key, key_file, fake_device, capsys
+):
+    pair, _ = link
+    writes = []
+
+    def lose_the_fourth_write(data: bytes) -> bytes:  # identify, open, confirm, then the bolus
+        writes.append(data)
+        return b"" if len(writes) == 4 else data
+
+    pair.host.manipulator = lose_the_fourth_write
+    argv = ["--port", "x", "--key", key_file, "--timeout", "0.2", "--retries", "0", *BOLUS_ARGS]
+    code, _, err = run(link, pairing_key, argv, capsys)
+    assert code == ctl.EXIT_TIMEOUT
+    assert "confirmed that Bolus" in err and "was not applied" in err
+    assert fake_device.boluses == 0
+
+
+def test_resolve_of_a_read_only_command_is_a_usage_error(link, pairing_key, key_file, capsys):
+    code, _, err = run(link, pairing_key, ["--port", "x", "--key", key_file, "--resolve", "5", "status"], capsys)
+    assert code == ctl.EXIT_USAGE and "--resolve asks about a command that changes the device" in err
