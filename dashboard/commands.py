@@ -3,7 +3,8 @@
 Pure helpers of ``DeviceLink.submit()`` and the programming view: the status fields a command can
 change (its audit before/after), the ``CommandResult`` handed back to the UI, the audit text, and
 the read-back check that compares what the device reports after a command with what was sent
-(SECURITY.md R12).
+(SECURITY.md R12), and ``settle()``, which asks the device what became of a command whose reply
+was lost (SPEC 4.2) so that no page reports a command as failed on a guess.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from dataclasses import field as dc_field
 from typing import Any
 
 from protocols.codec import to_json
-from protocols.errors import CodecError, DeviceRejected, LinkTimeout, PairingKeyError, ProtocolError, SchemaMismatch
+from protocols.errors import (
+    CodecError,
+    CommandNotHandled,
+    CommandUnresolved,
+    DeviceRejected,
+    LinkTimeout,
+    PairingKeyError,
+    ProtocolError,
+    SchemaMismatch,
+)
 from protocols.messages import (
     AlarmAck,
     Bolus,
@@ -31,6 +41,13 @@ from protocols.messages import (
 )
 
 Status = ScsStatus | PumpStatus
+
+# CommandResult.error_code values that are not device refusals (those carry the ErrorCode name).
+LINK = "LINK"  # never sent: the link was down or busy; nothing changed
+INVALID = "INVALID"  # never sent: the command cannot be encoded
+UNKNOWN = "UNKNOWN"  # sent, no reply, and the device could not be asked: it may have been applied
+NOT_APPLIED = "NOT_APPLIED"  # sent, no reply, and the device confirmed it never applied it
+SETTLE_ATTEMPTS = 2  # resolve tries right after a lost reply, each with the client's own retries
 
 # Status fields each command can change: the before/after of its audit entry.
 TOUCHED: dict[type[Message], tuple[str, ...]] = {
@@ -88,6 +105,22 @@ def describe(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
+def settle(client: Any, lost: CommandUnresolved) -> tuple[Message | None, BaseException]:
+    """Ask the device what became of a command whose reply was lost: (its reply, None) or (None, why).
+
+    ``why`` is the device's refusal of it, ``CommandNotHandled`` when the device confirms it never
+    applied it, or ``lost`` itself when the device cannot be asked now (its fate stays unknown).
+    """
+    for _ in range(SETTLE_ATTEMPTS):
+        try:
+            return client.resolve(lost.command_id, lost.request), None  # type: ignore[return-value]
+        except (DeviceRejected, CommandNotHandled) as answer:
+            return None, answer
+        except (ProtocolError, OSError):
+            continue
+    return None, lost
+
+
 def outcome(
     reply: Message | None,
     failure: BaseException | None,
@@ -96,17 +129,25 @@ def outcome(
     before: dict[str, Any],
     after: dict[str, Any],
 ) -> CommandResult:
+    """The ``CommandResult`` of one command: applied, refused by the device, not applied, or unknown."""
     common: dict[str, Any] = {"before": before, "after": after, "command_id": command_id}
     if isinstance(failure, DeviceRejected):
         code = failure.code.name
         message = failure.reason or code
         limits = {"field": failure.field, "value": failure.value, "limit": failure.limit}
         return CommandResult(False, None, code, message, **limits, **common)
+    if isinstance(failure, CommandNotHandled):
+        return CommandResult(
+            False, None, NOT_APPLIED, "no reply, and the device confirmed it did not apply it", **common
+        )
     if failure is not None:
-        if command_id is None:
-            code = "INVALID" if isinstance(failure, CodecError) else "LINK"
+        if command_id is None and not isinstance(failure, CommandUnresolved):
+            code = INVALID if isinstance(failure, CodecError) else LINK
             return CommandResult(False, None, code, f"not sent: {describe(failure)}", **common)
-        return CommandResult(False, None, "LINK", f"no reply, outcome unknown: {describe(failure)}", **common)
+        cause = failure.__cause__ if isinstance(failure, CommandUnresolved) and failure.__cause__ else failure
+        return CommandResult(
+            False, None, UNKNOWN, f"no reply, so it may have been applied: {describe(cause)}", **common
+        )
     assert reply is not None
     message = f"applied: {type(reply).__name__}"
     if link_down is not None:
@@ -118,7 +159,7 @@ def audit_text(result: CommandResult, link_down: BaseException | None) -> str:
     if result.ok:
         reply = json.dumps(to_json(result.reply), separators=(",", ":"))
         return f"{result.message} {reply}"
-    if result.error_code not in ("LINK", "INVALID"):
+    if result.error_code not in (LINK, INVALID, UNKNOWN, NOT_APPLIED):
         text = f"rejected: {result.error_code} {result.message}"
         if result.field:
             text += f" ({result.field}={result.value}, limit {result.limit})"

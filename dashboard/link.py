@@ -36,6 +36,8 @@ from protocols.codec import to_json
 from protocols.errors import (
     AuthError,
     CodecError,
+    CommandNotHandled,
+    CommandUnresolved,
     DeviceRejected,
     ErrorCode,
     PairingKeyError,
@@ -55,7 +57,7 @@ from protocols.messages import (
     SessionOpen,
 )
 
-from .commands import CommandResult, audit_text, describe, outcome, touched_fields
+from .commands import LINK, UNKNOWN, CommandResult, audit_text, describe, outcome, settle, touched_fields
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,8 @@ class DeviceLink:
         self._thread: threading.Thread | None = None
         self._tx_ids: dict[int, int] = {}
         self._abort_jumps = 0
+        # Commands sent whose fate the device could not be asked about yet; settled after reconnecting.
+        self._unresolved: list[tuple[_Pending, CommandUnresolved]] = []
         # Link-thread state (the event-log cursor and what the device last said about its log).
         self._cursor: int | None = None
         self._device_last_seq = 0
@@ -308,14 +312,14 @@ class DeviceLink:
             return self._finish_unsent(pending, f"not sent within {timeout_s:g} s: the link is busy or reconnecting")
         if pending.done.wait(_IN_FLIGHT_WAIT_S) and pending.result is not None:
             return pending.result
-        return CommandResult(False, None, "LINK", "no result yet: outcome unknown; the audit log will record it")
+        return CommandResult(False, None, UNKNOWN, "no result yet, so it may have been applied; the audit log will say")
 
     def _finish_unsent(self, pending: _Pending, why: str) -> CommandResult:
         with self._lock:
             pending.state = "cancelled"
             before = touched_fields(self._status, pending.command)
         audit_id = self._audit(pending, before, {}, f"not sent: {why}", None)
-        result = CommandResult(False, None, "LINK", f"not sent: {why}", before=before, audit_id=audit_id)
+        result = CommandResult(False, None, LINK, f"not sent: {why}", before=before, audit_id=audit_id)
         pending.result = result
         pending.done.set()
         return result
@@ -356,12 +360,17 @@ class DeviceLink:
         failure: BaseException | None = None
         try:
             reply = client.request(command)
+        except CommandUnresolved as lost:
+            reply, failure = settle(client, lost)  # never report a command that may have been applied as failed
         except (DeviceRejected, ProtocolError, OSError) as exc:
             failure = exc
         command_id = self._tx_ids.get(int(command.TYPE))
+        if isinstance(failure, CommandUnresolved):
+            command_id = failure.command_id
+            self._unresolved = [*self._unresolved[-15:], (pending, failure)]  # the device remembers 16
         after: dict[str, Any] = {}
         link_down: BaseException | None = None
-        if failure is None or isinstance(failure, DeviceRejected):
+        if failure is None or isinstance(failure, DeviceRejected | CommandNotHandled):
             try:
                 status = client.status()
                 self._record_status(status, client)
@@ -377,6 +386,19 @@ class DeviceLink:
         log.info("%s: %s by %s (%s): %s", self.name, type(command).__name__, pending.user, pending.role, result.message)
         if link_down is not None:
             raise link_down
+
+    def _settle_unresolved(self, client: DeviceClient) -> None:
+        """Ask the device about each command whose fate was unknown, and audit what it answers."""
+        while self._unresolved:
+            pending, lost = self._unresolved[0]
+            reply, failure = settle(client, lost)
+            if failure is lost:
+                raise lost  # still cannot ask: the link is failing again
+            self._unresolved.pop(0)
+            result = outcome(reply, failure, lost.command_id, None, {}, {})
+            text = f"settled after its reply was lost: {audit_text(result, None)}"
+            self._audit(pending, {}, {}, text, lost.command_id)
+            log.info("%s: %s (command 0x%08x) %s", self.name, type(lost.request).__name__, lost.command_id, text)
 
     def _audit(
         self, pending: _Pending, before: dict[str, Any], after: dict[str, Any], text: str, command_id: int | None
@@ -418,6 +440,7 @@ class DeviceLink:
         identity = client.identify()
         client.open_session()
         self._begin(identity)
+        self._settle_unresolved(client)
         next_poll = time.monotonic()
         while not self._stop.is_set():
             self._run_commands(client)

@@ -32,7 +32,7 @@ from protocols.messages import (
 
 from .. import ids
 from ..auth import PermissionDenied, Role, current_user, require_role
-from ..commands import readback_mismatches, short
+from ..commands import INVALID, LINK, NOT_APPLIED, UNKNOWN, readback_mismatches, short
 from ..deps import Deps
 
 
@@ -288,6 +288,28 @@ def render_result(result, mismatches: list[str] | None = None) -> html.Div:
             ":" if changes else "; no reported field changed."
         )
         return html.Div([html.Span(head), html.Ul(changes)], className="result-ok", id="result-ok")
+    if result.error_code == UNKNOWN:
+        # Never "nothing was changed" on a guess: the device may have applied it (SPEC 4.2).
+        return html.Div(
+            f"** Outcome unknown: {result.message}. Check the status and the audit log before sending it "
+            "again; the dashboard asks the device when the link is back and records the answer.",
+            className="alarm alarm-medium",
+            id="result-unknown",
+        )
+    if result.error_code == "DEVICE_FAULT":
+        return html.Div(
+            f"** Device fault: {result.message}. It may have been partly applied: read the status back.",
+            className="alarm alarm-medium",
+            id="result-unknown",
+        )
+    if result.error_code in (LINK, INVALID):
+        return html.Div(
+            f"Not sent: {result.message}. Nothing was changed.", className="result-refused", id="result-refused"
+        )
+    if result.error_code == NOT_APPLIED:
+        return html.Div(
+            f"Not applied: {result.message}. Nothing was changed.", className="result-refused", id="result-refused"
+        )
     where = f" — {result.field} = {result.value}, limit {result.limit}" if result.field else ""
     return html.Div(
         f"Refused: {result.error_code}: {result.message}{where}. Nothing was changed.",

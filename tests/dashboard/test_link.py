@@ -23,7 +23,7 @@ from device_mock.device import Device
 from device_mock.stimulator import ScsConfig, Stimulator
 from protocols.client import ClientStats, DeviceClient
 from protocols.errors import DeviceRejected, ErrorCode, LinkError, LinkTimeout, SchemaMismatch
-from protocols.framing import LinkStats
+from protocols.framing import FrameDecoder, LinkStats
 from protocols.messages import (
     AlarmState,
     Area,
@@ -34,6 +34,7 @@ from protocols.messages import (
     EventLogPage,
     EventRecord,
     ImpedanceCheck,
+    MsgType,
     Priority,
     ScsStatus,
     SessionClose,
@@ -114,6 +115,7 @@ class ServedDevice:
         self.pair: LoopbackPair | None = None
         self.answering = threading.Event()
         self.answering.set()
+        self.lose_replies = 0  # the device handles programming requests, but this many of their answers are lost
         self.client_options = {"timeout": 0.3, "retries": 2}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="test-device", daemon=True)
@@ -163,11 +165,19 @@ class ServedDevice:
                 continue  # a silent device: requests vanish
             with self.lock:
                 out = self.device.receive(data) if data else self.device.tick()
+                if out and self.lose_replies > 0 and _carries(data, MsgType.STIM_PROGRAM_SET, MsgType.COMMAND_QUERY):
+                    self.lose_replies -= 1
+                    continue
             if out:
                 try:
                     pair.device.write(out)
                 except LinkError:
                     pass
+
+
+def _carries(data: bytes, *types: MsgType) -> bool:
+    """Whether ``data`` holds a frame of one of ``types`` (header only: no key needed)."""
+    return any(frame.msg_type in types for frame in FrameDecoder().feed(data))
 
 
 class FakeClient:
@@ -497,17 +507,55 @@ def test_submit_to_the_emulated_device_gives_ids_read_back_and_typed_refusals(se
     assert len(store.audits) == 2 and store.audits[-1]["result"].startswith("rejected: OUT_OF_RANGE")
 
 
-def test_a_command_without_a_reply_is_a_link_failure_with_unknown_outcome(served, make_link):
+PROGRAM = StimProgramSet(1, True, (TONIC,), 6000, 2)
+
+
+def _programmings(served) -> int:
+    return sum(1 for e in served.log() if e.code == EventCode.PROGRAM_CHANGED)
+
+
+def test_a_command_the_device_never_heard_is_unknown_then_settled_as_not_applied(served, make_link):
     served.client_options = {"timeout": 0.2, "retries": 1}
     store = FakeStore()
     link = make_link(store=store, connect=served.connect, poll_s=30.0, backoff=(0.1, 0.2)).start()
     wait_until(in_state(link, LinkState.ONLINE))
     served.answering.clear()
     lost = link.submit(TherapySet(True), "alice", "clinician")
-    assert (lost.ok, lost.error_code) == (False, "LINK") and "outcome unknown" in lost.message
+    assert (lost.ok, lost.error_code) == (False, "UNKNOWN") and "may have been applied" in lost.message
     assert lost.command_id is not None and store.audits[-1]["result"] == lost.message
     served.answering.set()
-    wait_until(lambda: link.snapshot().reconnects == 1 and link.snapshot().state is LinkState.ONLINE)
+    wait_until(lambda: "settled" in store.audits[-1]["result"])
+    assert store.audits[-1]["result"] == (
+        "settled after its reply was lost: no reply, and the device confirmed it did not apply it"
+    )
+    assert store.audits[-1]["command_id"] == lost.command_id and _programmings(served) == 0
+
+
+def test_a_command_whose_reply_is_lost_is_asked_about_and_reported_applied(served, make_link):
+    """The device applied it and its reply was lost: the link asks (SPEC 4.2) and reports it applied."""
+    served.client_options = {"timeout": 0.2, "retries": 0}
+    store = FakeStore()
+    link = make_link(store=store, connect=served.connect, poll_s=30.0).start()
+    wait_until(in_state(link, LinkState.ONLINE))
+    served.lose_replies = 1
+    done = link.submit(PROGRAM, "alice", "clinician")
+    assert done.ok and isinstance(done.reply, CommandAck), done.message
+    assert done.after["active_program"] == 1 and _programmings(served) == 1
+    assert store.audits[-1]["result"].startswith("applied: CommandAck")
+
+
+def test_an_applied_command_the_device_cannot_be_asked_about_is_settled_after_reconnecting(served, make_link):
+    served.client_options = {"timeout": 0.2, "retries": 1}
+    store = FakeStore()
+    link = make_link(store=store, connect=served.connect, poll_s=30.0, backoff=(0.1, 0.2)).start()
+    wait_until(in_state(link, LinkState.ONLINE))
+    served.lose_replies = 1_000_000
+    lost = link.submit(PROGRAM, "alice", "clinician")
+    assert (lost.ok, lost.error_code) == (False, "UNKNOWN") and "may have been applied" in lost.message
+    served.lose_replies = 0
+    wait_until(lambda: "settled" in store.audits[-1]["result"])
+    assert store.audits[-1]["result"].startswith("settled after its reply was lost: applied: CommandAck")
+    assert _programmings(served) == 1  # asked about, never applied twice
 
 
 def test_commands_while_offline_or_stopped_are_refused_at_once_and_audited(make_link):

@@ -138,3 +138,14 @@ def test_read_back_that_disagrees_with_the_command_is_flagged():
     shown = render_result(FakeResult(True), problems)
     assert shown.id == "result-mismatch" and "alarm-medium" in shown.className
     assert readback_mismatches(TherapySet(True), {"therapy_on": False}) == ["therapy_on: sent true, read back false"]
+
+
+def test_an_unknown_outcome_never_says_nothing_was_changed():
+    unknown = str(
+        render_result(FakeResult(False, "UNKNOWN", "no reply, so it may have been applied: timeout")).children
+    )
+    assert "may have been applied" in unknown and "Nothing was changed" not in unknown
+    fault = str(render_result(FakeResult(False, "DEVICE_FAULT", "motor driver")).children)
+    assert "may have been partly applied" in fault and "Nothing was changed" not in fault
+    confirmed = str(render_result(FakeResult(False, "NOT_APPLIED", "the device confirmed it")).children)
+    assert "Not applied" in confirmed and "Nothing was changed" in confirmed
