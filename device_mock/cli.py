@@ -3,6 +3,14 @@
 Prints, per device, its port (and stable symlink) and its pairing-key file, then serves until
 Ctrl-C or SIGTERM, saving every device's state on the way out. A restart with the same
 ``--state`` resumes battery, reservoir, programs, event-log numbering and keys.
+
+One process per state directory: ``--state`` is locked (``state_lock``) before anything in it is
+read or written, and a second emulator on it exits with status 2 naming the holder's pid. The
+stop handlers are installed first thing, so a Ctrl-C or SIGTERM at any moment, even while the
+devices are being built, ends with the devices built so far saved, every transport closed, the
+stop line and status 0.
+
+Owns the command line and the process's life cycle; must not import ``dashboard``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ import logging
 import random
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +36,13 @@ from .model import DeviceModel
 from .pump import Pump, PumpConfig
 from .server import DEFAULT_SPIN_S, PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
 from .state import StateError, StateStore
+from .state_lock import StateLock
 from .stimulator import ScsConfig, Stimulator
 
 log = logging.getLogger("implant-mock")
 DEFAULT_START = "2026-01-01T00:00:00Z"
 KINDS: dict[str, tuple[type, type]] = {"scs": (Stimulator, ScsConfig), "pump": (Pump, PumpConfig)}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _speed(text: str) -> float:
@@ -111,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", type=_start_ms, help=f"device time at first start, ISO 8601 or 'now' (default {DEFAULT_START})"
     )
     p.add_argument(
-        "--state", default=".implant-mock", help="state directory: keys and device state (default .implant-mock)"
+        "--state",
+        default=".implant-mock",
+        help="state directory: keys and device state, locked while in use: one emulator each (default .implant-mock)",
     )
     p.add_argument("--scenario", help="scenario file (TOML): config overrides and a timeline of actions")
     p.add_argument("--noise", help="line noise from the start: flip=RATE,drop=RATE,dup=RATE,delay=RATE,delay_ms=MS")
@@ -215,8 +228,13 @@ def _check_faults(args: argparse.Namespace, kinds: list[str]) -> None:
             raise ScenarioError(f"--fault {spec}: no served device has fault {name!r}; valid: {', '.join(valid)}")
 
 
-def build(args: argparse.Namespace) -> list[Served]:
-    """Create (or resume) every device with its transport."""
+def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list[Served]:
+    """Create (or resume) every device with its transport; only those built before ``stop`` is set.
+
+    A stop is looked at between devices, so the device being built when it comes is finished
+    whole (its key written) and none is left half-made. On an error the transports opened so far
+    are closed before it is raised.
+    """
     base_scenario = Scenario.load(args.scenario) if args.scenario else Scenario.empty()
     kinds = _kinds(args, base_scenario)
     _check_faults(args, kinds)
@@ -225,34 +243,49 @@ def build(args: argparse.Namespace) -> list[Served]:
     seed = args.seed if args.seed is not None else (base_scenario.seed or 1)
     speed = args.speed or base_scenario.speed or 1.0
     start_ms = args.start if args.start is not None else _start_ms(DEFAULT_START)
-    served = []
+    served: list[Served] = []
     counters: dict[str, int] = {}
-    for index, kind in enumerate(kinds):
-        counters[kind] = counters.get(kind, 0) + 1
-        name = f"{kind}-{counters[kind]}"
-        store = StateStore(Path(args.state) / name)
-        saved = store.load()
-        scenario = (
-            Scenario.load(args.scenario) if args.scenario and base_scenario.device in (None, kind) else Scenario.empty()
-        )
-        _cli_faults(args, scenario, kind)
-        model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
-        key, new_key = store.pairing_key(f"{name} {model.serial}")
-        now_ms = store.resume_time_ms(saved) if saved else start_ms
-        scenario.resume(saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0)
-        device = Device(
-            model,
-            SimClock(now_ms, speed),
-            key,
-            store=store,
-            scenario=scenario,
-            link_faults=LinkFaults(random.Random(seed * 7919 + index)),
-            replies=_saved_replies(store, saved),
-        )
-        transport = _transport(index, args, args.baud or 115200)
-        item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
-        served.append(item)
-        _announce(item, store, new_key, saved is not None)
+    try:
+        for index, kind in enumerate(kinds):
+            if stop is not None and stop.is_set():
+                break
+            counters[kind] = counters.get(kind, 0) + 1
+            name = f"{kind}-{counters[kind]}"
+            store = StateStore(Path(args.state) / name)
+            saved = store.load()
+            scenario = (
+                Scenario.load(args.scenario)
+                if args.scenario and base_scenario.device in (None, kind)
+                else Scenario.empty()
+            )
+            _cli_faults(args, scenario, kind)
+            model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
+            key, new_key = store.pairing_key(f"{name} {model.serial}")
+            now_ms = store.resume_time_ms(saved) if saved else start_ms
+            scenario.resume(
+                saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0
+            )
+            device = Device(
+                model,
+                SimClock(now_ms, speed),
+                key,
+                store=store,
+                scenario=scenario,
+                link_faults=LinkFaults(random.Random(seed * 7919 + index)),
+                replies=_saved_replies(store, saved),
+            )
+            transport = _transport(index, args, args.baud or 115200)
+            item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
+            served.append(item)
+            _announce(item, store, new_key, saved is not None)
+    except BaseException:
+        for item in served:  # a --link symlink must not outlive a failed start
+            item.transport.close()
+        raise
+    if len(served) < len(kinds):
+        built = f"{len(served)} of {len(kinds)} device(s) built"
+        print(f"implant-mock: stop requested during start-up, {built}", flush=True)
+        return served
     print(
         f"implant-mock: {len(served)} device(s), speed {speed:g}x, seed {seed}, state {args.state}. "
         "Ctrl-C or SIGTERM stops.",
@@ -280,22 +313,49 @@ def _announce(item: Served, store: StateStore, new_key: bool, resumed: bool) -> 
     )
 
 
+def _on_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGTERM and SIGINT set ``stop``; return what puts the previous handlers back."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stop.set())
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``implant-mock``."""
-    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    restore_signals = _on_stop_signals(stop)  # first: a stop during start-up must end cleanly too
+    try:
+        return _serve(build_parser().parse_args(argv), stop)
+    finally:
+        restore_signals()
+
+
+def _serve(args: argparse.Namespace, stop: threading.Event) -> int:
     level = logging.WARNING if not args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    lock = StateLock(args.state)
     try:
-        served = build(args)
-    except (ScenarioError, StateError, OSError, ValueError) as exc:
+        lock.acquire()  # before anything in the state directory is read or written
+    except (StateError, OSError) as exc:
         print(f"implant-mock: {exc}", file=sys.stderr)
         return 2
-    server = Server(served, spin_s=args.spin_us / 1e6)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
-    server.run()
-    print("implant-mock: stopped, state saved", flush=True)
-    return 0
+    try:
+        try:
+            served = build(args, stop)
+        except (ScenarioError, StateError, OSError, ValueError) as exc:
+            print(f"implant-mock: {exc}", file=sys.stderr)
+            return 2
+        Server(served, spin_s=args.spin_us / 1e6, stop=stop).run()  # returns at once if already stopped
+        print("implant-mock: stopped, state saved", flush=True)
+        return 0
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ with their message fields; ``fault`` (``name`` plus the model's fault parameters
 (``flip_rate``, ``drop_rate``, ``duplicate_rate``, ``delay_rate``, ``delay_ms``, ``duration``);
 ``disconnect`` (``duration``); ``speed`` (``factor``). Actions run at their exact device times
 as the model is advanced, so a scenario gives the same event log at any speed.
+
+Owns line faults, the scenario format and running its actions. A scenario drives whatever meets
+``ScenarioTarget`` (``device.Device`` does); this module must not import ``device`` (which
+imports it), ``server``, ``cli`` or ``dashboard``.
 """
 
 from __future__ import annotations
@@ -33,15 +37,15 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from protocols.codec import from_json
 from protocols.errors import DeviceRejected
 from protocols.fields import BOOL, ListOf, layout_of
 from protocols.messages import Bolus, DosingSet, Message, Refill, StimProgramSet, TherapySet
 
-if TYPE_CHECKING:
-    from .device import Device
+from .clock import Clock
+from .model import DeviceModel
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,17 @@ class LinkFaults:
         return out, delay
 
 
+class ScenarioTarget(Protocol):
+    """What a scenario drives: a model to advance and command, its clock and its line faults.
+
+    ``device.Device`` meets it; the ``speed`` action needs a clock with ``set_speed`` (``SimClock``).
+    """
+
+    model: DeviceModel
+    clock: Clock
+    link_faults: LinkFaults
+
+
 @dataclass(frozen=True)
 class Action:
     """One scenario event."""
@@ -189,7 +204,7 @@ class Scenario:
         self.start_ms = start_ms
         self._next = position
 
-    def run_until(self, device: Device, t_ms: int) -> None:
+    def run_until(self, device: ScenarioTarget, t_ms: int) -> None:
         """Advance ``device``'s model to ``t_ms``, running every action due on the way."""
         model = device.model
         while self._next < len(self.actions):
@@ -245,7 +260,7 @@ def message_from_params(cls: type[Message], params: dict[str, Any], where: str) 
         raise ScenarioError(f"{where}: bad {cls.__name__} field value: {exc}") from exc
 
 
-def _run(action: Action, device: Device, due_ms: int) -> None:
+def _run(action: Action, device: ScenarioTarget, due_ms: int) -> None:
     params = action.params
     try:
         _dispatch(action, params, device, due_ms)
@@ -253,7 +268,7 @@ def _run(action: Action, device: Device, due_ms: int) -> None:
         log.warning("%s: %s refused: %s", action.where, action.action, exc)
 
 
-def _dispatch(action: Action, params: dict[str, Any], device: Device, due_ms: int) -> None:
+def _dispatch(action: Action, params: dict[str, Any], device: ScenarioTarget, due_ms: int) -> None:
     if action.action in COMMANDS:
         device.model.apply(params["message"])
     elif action.action == "fault":

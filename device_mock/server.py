@@ -7,6 +7,11 @@ their wire time (10 bits a byte): a request counts as received when its last byt
 arrived, and a reply is delivered when its last byte would have been sent. Line faults from the
 device's ``LinkFaults`` (noise, delay, disconnect) are applied to what the device sends and, for
 a disconnect, to what it receives.
+
+A stop asked for at any time, even before ``run()`` starts (a shared ``stop`` event set by a
+signal during start-up), ends the loop with every device saved and every transport closed.
+
+Owns the transports and the loop; must not import ``cli`` or ``dashboard``.
 """
 
 from __future__ import annotations
@@ -239,11 +244,18 @@ def spin_deadline(arrived: float, last_done: float, done: float, spin_s: float) 
 class Server:
     """Serves devices until ``stop()``; run it in the foreground or in a thread."""
 
-    def __init__(self, served: list[Served], tick_s: float = 0.05, spin_s: float = DEFAULT_SPIN_S) -> None:
+    def __init__(
+        self,
+        served: list[Served],
+        tick_s: float = 0.05,
+        spin_s: float = DEFAULT_SPIN_S,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``stop``: an event shared with whoever may ask for a stop before this server exists."""
         self.served = served
         self.tick_s = tick_s
         self.spin_s = spin_s
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._selector = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, Served, str, bytes]] = []
         self._seq = itertools.count()
@@ -254,7 +266,7 @@ class Server:
         self._stop.set()
 
     def run(self) -> None:
-        """Serve until stopped; then save every device and release every transport."""
+        """Serve until stopped (at once if a stop came first); then save every device and release every transport."""
         dynamic = False  # a TCP link changes descriptor as clients come and go; ptys and ports do not
         for item in self.served:
             if isinstance(item.transport, TcpTransport):

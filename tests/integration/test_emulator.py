@@ -26,6 +26,7 @@ from protocols.messages import (
     TherapySet,
     Waveform,
 )
+from tests.integration.mock_process import STOPPED_LINE
 
 DAY_MS = 86_400_000
 TONIC = Area(0b0001, 0b0010, 5000, 300, 50, Waveform.TONIC, 0, 0, 0, 0)
@@ -180,6 +181,7 @@ def test_kill_9_and_restart_resumes_state_and_event_numbering(run_mock, connect)
 def test_sigterm_saves_and_exits_cleanly(run_mock):
     mock = run_mock("--device", "scs", "--speed", "1000")
     assert mock.stop() == 0
+    assert STOPPED_LINE in mock.lines
     assert (mock.devices["scs-1"].key.parent / "state.json").exists()
 
 
