@@ -2,27 +2,34 @@
 
 No module-level app, no globals: the device links and the store arrive in ``Deps``; each page
 module registers its own callbacks on the app it is given. Login and the web-security checks are
-installed on the Flask server before anything else.
+installed on the Flask server before anything else, with their events (log-ins, failed and
+throttled attempts, refusals) written to the store's audit log. Must not import ``device_mock``.
 """
 
 from __future__ import annotations
 
-import io
+import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dash import Dash, Input, Output, dcc, html
-from flask import Response, abort, request
+from flask import Response, jsonify
 
 from protocols.messages import Priority
 
-from . import ids
-from .auth import UserDB, current_user, install_auth, logout_form
-from .deps import Deps
+from . import exports, ids, paths
+from .auth import AuthEvent, UserDB, current_user, install_auth, logout_form
+from .deps import Deps, UnknownDevice
+from .throttle import LoginThrottle
 from .views import device, overview, programming
 from .views.common import CSS, alarm_label
 
 ASSETS = Path(__file__).with_name("assets")
+AUTH_OK = frozenset({"login_ok", "logout"})  # every other auth event is a refusal
+
+log = logging.getLogger(__name__)
 
 
 def shell(tick_s: float) -> html.Div:
@@ -73,8 +80,13 @@ def create_app(
     allowed_hosts: set[str] | None = None,
     fresh_login_s: int = 600,
     tls: bool = False,
+    login_throttle: LoginThrottle | None = None,
 ) -> Dash:
-    """Build the dashboard app around ``deps``; login required on every page and callback."""
+    """Build the dashboard app around ``deps``; login required on every page and callback.
+
+    ``login_throttle`` limits log-in attempts (default: ``LoginThrottle()`` with its documented
+    thresholds); auth events go to ``deps.store``'s audit log.
+    """
     app = Dash(
         __name__,
         title="implant-telemetry",
@@ -90,18 +102,20 @@ def create_app(
         fresh_login_s=fresh_login_s,
         allowed_hosts=allowed_hosts or {"127.0.0.1", "localhost"},
         tls=tls,
+        audit=audit_to_store(deps.store),
+        throttle=login_throttle,
     )
-    _register_exports(app, deps)
+    exports.register(app.server, deps)
+    app.server.register_error_handler(UnknownDevice, _unknown_device_response)
 
     @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"))
     def route(path: str | None):
-        path = path or "/"
-        if path.startswith("/device/"):
-            name = path.removeprefix("/device/")
-            if name in deps.links:
-                return device.layout(deps, name)
-            return html.Div(f"No device named {name!r}.")
-        return overview.layout()
+        name = paths.device_from_pathname(path)
+        if name is None:
+            return overview.layout()
+        if name in deps.links:
+            return device.layout(deps, name)
+        return html.Div(f"No device named {name!r}.", id="unknown-device")
 
     @app.callback(
         Output(ids.BANNER, "children"),
@@ -120,37 +134,27 @@ def create_app(
     return app
 
 
-def _register_exports(app: Dash, deps: Deps) -> None:
-    server = app.server
+def audit_to_store(store: Any) -> Callable[[AuthEvent], None]:
+    """An auth audit hook appending each event to ``store``'s audit log as ``auth <kind>``.
 
-    def csv_response(write, filename: str) -> Response:
-        buffer = io.StringIO()
-        write(buffer)
-        return Response(
-            buffer.getvalue(),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+    The row has no device; ``after`` holds the client address and the detail; ``result`` is ``ok``
+    for a log-in or log-out, ``refused`` for the rest. A store that cannot write is logged (the
+    event is on stderr already) and the request goes on.
+    """
 
-    @server.get("/export/<name>/series.csv")
-    def export_series(name: str) -> Response:
-        if name not in deps.links:
-            abort(404)
-        names = request.args.get("names")
-        wanted = names.split(",") if names else deps.store.series_names(name)
-        first, last = deps.store.time_range(name) or (0, 0)
-        start = int(request.args.get("start_ms", first))
-        end = int(request.args.get("end_ms", last))
-        return csv_response(
-            lambda out: deps.store.export_series_csv(name, wanted, start, end, out), f"{name}-series.csv"
-        )
+    def record(event: AuthEvent) -> None:
+        result = "ok" if event.kind in AUTH_OK else "refused"
+        after = {"client": event.client, "detail": event.detail}
+        try:
+            store.add_audit(event.username, event.role, None, f"auth {event.kind}", {}, after, result, None)
+        except Exception:
+            log.exception("audit entry for auth %s of %r could not be written", event.kind, event.username)
 
-    @server.get("/export/<name>/events.csv")
-    def export_events(name: str) -> Response:
-        if name not in deps.links:
-            abort(404)
-        return csv_response(lambda out: deps.store.export_events_csv(name, out), f"{name}-events.csv")
+    return record
 
-    @server.get("/export/audit.csv")
-    def export_audit() -> Response:
-        return csv_response(deps.store.export_audit_csv, "audit.csv")
+
+def _unknown_device_response(error: UnknownDevice) -> Response:
+    """A callback named a device no link serves (a stale page or a forged request): 404 with a message."""
+    response = jsonify(message=f"No device named {error.name!r}.")
+    response.status_code = 404
+    return response

@@ -1,11 +1,13 @@
 """Dashboard log-in, roles and the server-side checks every page and callback passes.
 
-Owns the users file (username, role, scrypt/PBKDF2 hash; no built-in accounts: the first run
-creates random passwords), the log-in and log-out views, the log-in gate, and the checks a
-callback calls: ``require_role(Role.CLINICIAN)`` as the first line of every programming callback
-refuses viewers and stale log-ins on the server, whatever the browser sends (SECURITY.md R18).
+Owns the log-in and log-out views, the log-in gate, and the checks a callback calls:
+``require_role(Role.CLINICIAN)`` as the first line of every programming callback refuses viewers
+and stale log-ins on the server, whatever the browser sends (SECURITY.md R18).
+Log-in attempts pass a ``dashboard.throttle.LoginThrottle`` first; failed, throttled and refused
+attempts go to the log (stderr) and to the ``audit`` hook, which the app points at the audit log.
 What does not depend on users (Host allowlist, origin checks, headers, CSRF tokens, the session
-table, accepted hash strengths) lives in ``dashboard.web_security``.
+table, accepted hash strengths) lives in ``dashboard.web_security``; the users file, ``Role`` and
+``UserDB`` live in ``dashboard.users`` and are re-exported here.
 
 Sessions live in memory in this process, keyed by a random id in a signed, HttpOnly,
 SameSite=Strict cookie, so log-out and idle expiry revoke them on the server; a restart logs
@@ -16,25 +18,31 @@ Must not import the device link, the store or ``device_mock``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
-import secrets
-import tempfile
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from urllib.parse import quote
 
 import dash
 from dash import dcc, html
 from flask import Response, current_app, g, has_request_context, jsonify, redirect, request, session
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashboard import web_security
+from dashboard.throttle import LoginThrottle
+from dashboard.users import (
+    DEFAULT_USERS,
+    MAX_PASSWORD,
+    MAX_USERNAME,
+    USERS_FORMAT,
+    AuthConfigError,
+    Role,
+    User,
+    UserDB,
+    hash_password,
+)
 from dashboard.web_security import csrf_ok, csrf_token
 
 logger = logging.getLogger(__name__)
@@ -43,45 +51,12 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 CSRF_FIELD = "csrf_token"
 EXTENSION_KEY = "implant_dashboard_auth"
-USERS_FORMAT = "implant-dashboard-users/1"
-DEFAULT_USERS = {"clinician": "clinician", "viewer": "viewer"}  # username -> role, never passwords
-GENERATED_PASSWORD_BYTES = 18  # token_urlsafe(18): 24 characters, 144 bits
-MAX_USERNAME = 64
-MAX_PASSWORD = 1024
 DEFAULT_IDLE_S = 8 * 3600.0
 DEFAULT_FRESH_LOGIN_S = 600.0
 
 _SESSION_ID = "sid"
-_USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _G_USER = "_implant_auth_user"
 _NOT_LOOKED_UP = object()
-
-
-class Role(StrEnum):
-    """Dashboard roles, least privileged first: a clinician may do everything a viewer may."""
-
-    VIEWER = "viewer"
-    CLINICIAN = "clinician"
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-
-@dataclass(frozen=True)
-class User:
-    """A logged-in user; ``login_at`` is the clock time of the last password entry."""
-
-    username: str
-    role: Role
-    login_at: float
-
-    def has_role(self, role: Role) -> bool:
-        return self.role.rank >= role.rank
-
-
-class AuthConfigError(ValueError):
-    """The users file or the auth settings are unusable; the message names the file and the problem."""
 
 
 class DenyReason(StrEnum):
@@ -102,134 +77,17 @@ class PermissionDenied(PermissionError):
 
 @dataclass(frozen=True)
 class AuthEvent:
-    """What the audit hook receives: ``login_ok``, ``login_failed``, ``logout`` or ``denied``."""
+    """What the audit hook receives: ``login_ok``, ``login_failed``, ``login_throttled``, ``logout`` or ``denied``.
+
+    ``username`` is ``<unknown user>`` for a name that is not an account (it may be a mistyped
+    password); ``role`` is the account's role when known; ``client`` the request's address.
+    """
 
     kind: str
     username: str
     detail: str = ""
-
-
-# --- the users file -------------------------------------------------------------------------------
-def hash_password(password: str) -> str:
-    """Werkzeug's default: ``scrypt:32768:8:1$salt$hash``."""
-    return generate_password_hash(password)
-
-
-@dataclass(frozen=True)
-class _Account:
-    role: Role
-    password_hash: str
-
-
-class UserDB:
-    """The dashboard's accounts, read from a JSON users file; checks passwords in constant time."""
-
-    def __init__(self, accounts: dict[str, _Account], source: Path | None = None) -> None:
-        if not accounts:
-            raise AuthConfigError(f"users file {source}: no users")
-        self._accounts = dict(accounts)
-        self.source = source
-        # Unknown users are checked against this hash, made with the same method as a real one,
-        # so "no such user" and "wrong password" cost the same time.
-        method = next(iter(accounts.values())).password_hash.split("$", 1)[0]
-        self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=method)
-
-    @property
-    def usernames(self) -> list[str]:
-        return sorted(self._accounts)
-
-    def role_of(self, username: str) -> Role | None:
-        account = self._accounts.get(username)
-        return account.role if account else None
-
-    def verify(self, username: str, password: str, *, now: float | None = None) -> User | None:
-        """The user if ``password`` is theirs; one hash check whether or not the user exists."""
-        account = self._accounts.get(username) if len(username) <= MAX_USERNAME else None
-        stored = account.password_hash if account else self._dummy_hash
-        matches = check_password_hash(stored, password[:MAX_PASSWORD]) and len(password) <= MAX_PASSWORD
-        if account is None or not matches:
-            return None
-        return User(username, account.role, time.time() if now is None else now)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> UserDB:
-        """Read and check a users file; :class:`AuthConfigError` names the file and what is wrong."""
-        source = Path(path)
-        try:
-            mode = source.stat().st_mode
-            text = source.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise AuthConfigError(
-                f"users file {source} does not exist; create it with UserDB.create_default()"
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AuthConfigError(f"users file {source} cannot be read: {exc}") from exc
-        if os.name == "posix" and mode & 0o077:
-            raise AuthConfigError(f"users file {source} is open to other users (mode {mode & 0o777:o}); chmod 600 it")
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AuthConfigError(f"users file {source} is not JSON: {exc}") from None
-        return cls(_parse_accounts(document, source), source)
-
-    @classmethod
-    def create_default(cls, path: str | os.PathLike[str]) -> dict[str, str]:
-        """First run: write a users file with one clinician and one viewer and random passwords.
-
-        Returns ``{username: password}`` once, for the caller to show; only hashes are stored.
-        Refuses to overwrite an existing file. The file is written whole (temporary file, then a
-        hard link that fails if the name exists) with mode 0600.
-        """
-        passwords = {name: secrets.token_urlsafe(GENERATED_PASSWORD_BYTES) for name in DEFAULT_USERS}
-        users = [
-            {"username": name, "role": role, "password_hash": hash_password(passwords[name])}
-            for name, role in DEFAULT_USERS.items()
-        ]
-        text = json.dumps({"format": USERS_FORMAT, "users": users}, indent=2) + "\n"
-        _write_new_private_file(Path(path), text)
-        logger.info("created users file %s with users %s", path, ", ".join(DEFAULT_USERS))
-        return passwords
-
-
-def _parse_accounts(document: object, source: Path) -> dict[str, _Account]:
-    where = f"users file {source}"
-    if not isinstance(document, dict) or document.get("format") != USERS_FORMAT:
-        raise AuthConfigError(f"{where}: expected an object with format {USERS_FORMAT!r}")
-    entries = document.get("users")
-    if not isinstance(entries, list):
-        raise AuthConfigError(f"{where}: 'users' must be a list")
-    accounts: dict[str, _Account] = {}
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"username", "role", "password_hash"}:
-            raise AuthConfigError(f"{where}: user #{index} must have exactly username, role, password_hash")
-        name, role, stored = entry["username"], entry["role"], entry["password_hash"]
-        if not isinstance(name, str) or not _USERNAME_RE.fullmatch(name):
-            raise AuthConfigError(f"{where}: user #{index} has an invalid username")
-        if name in accounts:
-            raise AuthConfigError(f"{where}: user {name!r} appears twice")
-        if role not in {r.value for r in Role}:
-            raise AuthConfigError(f"{where}: user {name!r} has unknown role {role!r} (known: viewer, clinician)")
-        problem = web_security.password_hash_problem(stored) if isinstance(stored, str) else "is not a string"
-        if problem:
-            raise AuthConfigError(f"{where}: the password hash of {name!r} {problem}")
-        accounts[name] = _Account(Role(role), stored)
-    return accounts
-
-
-def _write_new_private_file(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".users-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, target)
-    except FileExistsError:
-        raise AuthConfigError(f"users file {target} already exists; not overwriting it") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    role: str = ""
+    client: str = ""
 
 
 # --- per-app state --------------------------------------------------------------------------------
@@ -242,10 +100,14 @@ class _AuthState:
     audit: Callable[[AuthEvent], None] | None
     landing: str
     page_exclusions: tuple[str, ...]
+    throttle: LoginThrottle
 
-    def record(self, event: AuthEvent) -> None:
+    def record(self, kind: str, username: str, detail: str = "") -> None:
+        """Hand an event of this request to the audit hook."""
         if self.audit is not None:
-            self.audit(event)
+            role = self.users.role_of(username)
+            client = (request.remote_addr or "") if has_request_context() else ""
+            self.audit(AuthEvent(kind, username, detail, str(role) if role else "", client))
 
 
 def _state() -> _AuthState | None:
@@ -264,12 +126,14 @@ def install_auth(
     tls: bool = False,
     clock: Callable[[], float] = time.time,
     audit: Callable[[AuthEvent], None] | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> None:
     """Put log-in, the Host/origin checks and the security headers in front of every route of ``app``.
 
     Call once, after ``app`` is built and before it serves. Refuses a server in debug mode.
     ``clock`` is the time source for idle expiry and freshness; ``audit`` receives log-in,
-    log-out and refusal events (never passwords).
+    log-out, throttling and refusal events (never passwords); ``throttle`` limits log-in attempts
+    (default: ``LoginThrottle(clock=clock)`` with its documented thresholds).
     """
     server = app.server
     if server.debug:
@@ -288,6 +152,7 @@ def install_auth(
         audit=audit,
         landing=app.config.requests_pathname_prefix,
         page_exclusions=(prefix + "_", assets, "/static/"),
+        throttle=throttle if throttle is not None else LoginThrottle(clock=clock),
     )
     server.extensions[EXTENSION_KEY] = state
     checks = web_security.request_checks(server, allowed_hosts=hosts, tls=tls, form_paths={LOGIN_PATH, LOGOUT_PATH})
@@ -361,7 +226,7 @@ def require_role(role: Role, fresh: bool = True) -> User:
         )
     if denial is not None:
         logger.warning("refused %s for %r: %s", request.path, user.username, denial.reason)
-        state.record(AuthEvent("denied", user.username, f"{denial.reason}: needs {role}"))
+        state.record("denied", user.username, f"{denial.reason}: needs {role}")
         raise denial
     return user
 
@@ -390,12 +255,24 @@ def _login_view() -> Response:
     if not csrf_ok(CSRF_FIELD):
         return _login_page(next_path, "The form expired. Please try again.", status=400)
     username = request.form.get("username", "")
+    known = username if state.users.role_of(username) else "<unknown user>"  # a typed password stays out
+    address = request.remote_addr or "unknown"
+    refusal = state.throttle.begin(username, address)
+    if refusal is not None:
+        logger.warning(
+            "throttled log-in for %r from %s: %d failures by %s, retry in %.0f s",
+            known, address, refusal.failures, refusal.kind, math.ceil(refusal.wait_s),
+        )  # fmt: skip
+        state.record("login_throttled", known, f"{refusal.failures} failures by {refusal.kind}")
+        page = _login_page(next_path, refusal.message(), username=username, status=429)
+        page.headers["Retry-After"] = str(max(1, math.ceil(refusal.wait_s)))
+        return page
     user = state.users.verify(username, request.form.get("password", ""), now=state.clock())
     if user is None:
-        known = username if state.users.role_of(username) else "<unknown user>"  # a typed password stays out
-        logger.warning("failed log-in for %r from %s", known, request.remote_addr)
-        state.record(AuthEvent("login_failed", known))
+        logger.warning("failed log-in for %r from %s", known, address)
+        state.record("login_failed", known)
         return _login_page(next_path, "Wrong user name or password.", username=username, status=401)
+    state.throttle.succeeded(username, address)
     old_sid = session.get(_SESSION_ID)
     if isinstance(old_sid, str):
         state.sessions.close(old_sid)
@@ -404,7 +281,7 @@ def _login_view() -> Response:
     csrf_token()
     setattr(g, _G_USER, user)
     logger.info("log-in of %r (%s)", user.username, user.role)
-    state.record(AuthEvent("login_ok", user.username, str(user.role)))
+    state.record("login_ok", user.username, str(user.role))
     return redirect(next_path, code=303)
 
 
@@ -417,7 +294,7 @@ def _logout_view() -> Response:
             return web_security.plain_response("The log-out form expired; reload the page.", 400)
         state.sessions.close(session[_SESSION_ID])
         logger.info("log-out of %r", user.username)
-        state.record(AuthEvent("logout", user.username))
+        state.record("logout", user.username)
     session.clear()
     return redirect(LOGIN_PATH, code=303)
 
@@ -441,3 +318,23 @@ def _login_page(next_path: str, message: str = "", *, username: str = "", status
         note=note,
     )
     return Response(page, status=status, mimetype="text/html")
+
+
+__all__ = [
+    "DEFAULT_USERS",
+    "MAX_PASSWORD",
+    "MAX_USERNAME",
+    "USERS_FORMAT",
+    "AuthConfigError",
+    "AuthEvent",
+    "DenyReason",
+    "PermissionDenied",
+    "Role",
+    "User",
+    "UserDB",
+    "current_user",
+    "hash_password",
+    "install_auth",
+    "logout_form",
+    "require_role",
+]

@@ -1,4 +1,8 @@
-"""What the callbacks may use: the device links and the history store, handed in by the app factory."""
+"""What the callbacks may use: the device links and the history store, handed in by the app factory.
+
+Owns ``Deps`` and the refusal of a device name no link serves (``UnknownDevice``). Must not
+import Dash, Flask or ``device_mock``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ if TYPE_CHECKING:
     from .link import DeviceLink
 
 
+class UnknownDevice(LookupError):
+    """No device of this name (a stale page or a forged request); the message is fit to show."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"no device named {name!r}")
+        self.name = name
+
+
 @dataclass
 class Deps:
     """The dashboard's collaborators. Callbacks read them; only the links talk to devices."""
@@ -17,6 +29,9 @@ class Deps:
     store: Any  # dashboard.store.HistoryStore
     tick_s: float = 1.0
 
-    def link(self, name: str) -> DeviceLink:
-        """The link of device ``name`` (KeyError for an unknown name, which a forged request may send)."""
-        return self.links[name]
+    def link(self, name: object) -> DeviceLink:
+        """The link of device ``name``; :class:`UnknownDevice` for a name no link serves (forged requests send any)."""
+        link = self.links.get(name) if isinstance(name, str) else None
+        if link is None:
+            raise UnknownDevice(name)
+        return link

@@ -16,7 +16,9 @@ per-hour rollup buckets (first/min/max/last, kept by the writer) between raw row
 so a 30-day chart at 2000 points reads 720 hourly buckets, not 2.6 M rows: the cost follows the
 range and ``max_points`` asked (at most ~30k rows at 1 Hz), never the length of the history.
 
-CSV formats (UTF-8, header row, ``time_utc`` is ISO-8601 UTC with milliseconds and a ``Z``):
+CSV formats (UTF-8, header row, ``time_utc`` is ISO-8601 UTC with milliseconds and a ``Z``; every
+text cell that a spreadsheet would run as a formula is written with a ``'`` in front, numbers stay
+numbers, see ``dashboard.csv_cells``):
 
 * series, wide: ``time_utc,time_ms,<name>...`` one row per device timestamp, one column per
   series, an empty cell where a series has no value at that time (every series of one status share
@@ -33,7 +35,6 @@ command (amplitudes, rates, modes), not keys, MAC tags, nonces or passwords. ``a
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import heapq
 import importlib
@@ -52,6 +53,8 @@ import numpy as np
 from tsdownsample import M4Downsampler
 
 from protocols.messages import AlarmState, EventCode, EventRecord, Priority, PumpStatus, ScsStatus
+
+from . import csv_cells
 
 GENESIS_HASH = "0" * 64
 SUPPORTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
@@ -376,14 +379,14 @@ def iso_utc(time_ms: int) -> str:
 
 def write_series_csv(out: TextIO, names: list[str], columns: list[Iterator[tuple[int, float]]]) -> int:
     """Merge per-series (time, value) iterators, each sorted by time, into wide rows; return the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_cells.writer(out)
     writer.writerow(["time_utc", "time_ms", *names])
     tagged = [_tag(column, i) for i, column in enumerate(columns)]
     count = 0
     for t, group in groupby(heapq.merge(*tagged), key=lambda row: row[0]):
-        cells = [""] * len(names)
+        cells: list[float | str] = [""] * len(names)
         for _, i, v in group:
-            cells[i] = repr(float(v))
+            cells[i] = float(v)  # a number, written as repr(float): -1.5 stays -1.5
         writer.writerow([iso_utc(t), t, *cells])
         count += 1
     return count
@@ -417,7 +420,7 @@ def event_dict(device: str, seq: int, time_ms: int, code: int, priority: int, st
 
 def write_events_csv(out: TextIO, events: Iterable[dict[str, Any]]) -> None:
     """The events CSV of ``event_dict`` rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_cells.writer(out)
     writer.writerow(EVENT_COLUMNS)
     for e in events:
         writer.writerow([e["device"], e["seq"], iso_utc(e["time_ms"]), *(e[c] for c in EVENT_COLUMNS[3:])])
@@ -477,17 +480,14 @@ def verify_audit_rows(rows: Iterable[AuditEntry | Mapping[str, Any]], last_id: i
 
 
 def _entry_from_mapping(row: Mapping[str, Any]) -> AuditEntry:
+    """An entry from a CSV row: text cells restored to what was stored (undoing the formula guard)."""
     command_id = row["command_id"]
+    text = {name: csv_cells.restore(row[name]) for name in ("user", "role", "device", "action", "before", "after")}
     return AuditEntry(
         id=int(row["id"]),
         time_ms=int(row["time_ms"]),
-        user=row["user"],
-        role=row["role"],
-        device=row["device"],
-        action=row["action"],
-        before=row["before"],
-        after=row["after"],
-        result=row["result"],
+        **text,
+        result=csv_cells.restore(row["result"]),
         command_id=None if command_id in (None, "") else int(command_id),
         prev_hash=row["prev_hash"],
         hash=row["hash"],
@@ -496,7 +496,7 @@ def _entry_from_mapping(row: Mapping[str, Any]) -> AuditEntry:
 
 def write_audit_csv(out: TextIO, entries: Iterable[AuditEntry]) -> None:
     """The audit CSV, hashes included, so the chain can be verified off the machine."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_cells.writer(out)
     writer.writerow(AUDIT_COLUMNS)
     for e in entries:
         command_id = "" if e.command_id is None else e.command_id

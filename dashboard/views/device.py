@@ -9,7 +9,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 
 from protocols.messages import DeviceKind, EventCode, PumpStatus, ScsStatus
 
-from .. import figures, ids
+from .. import figures, ids, paths
 from ..deps import Deps
 from ..series import info
 from .common import CSS, alarm_label, day, kv, when
@@ -80,7 +80,7 @@ def layout(deps: Deps, name: str) -> html.Div:
                     html.H2("History"),
                     dcc.RadioItems(list(RANGES), DEFAULT_RANGE, id=ids.RANGE, inline=True),
                     html.Div(charts, id=ids.CHARTS),
-                    html.A("Export series as CSV", href=f"/export/{name}/series.csv", id=ids.EXPORT),
+                    html.A("Export series as CSV", href=paths.export_href(name, "series.csv"), id=ids.EXPORT),
                 ],
                 className="panel",
             ),
@@ -89,7 +89,7 @@ def layout(deps: Deps, name: str) -> html.Div:
                 [
                     html.H2("Event log"),
                     dcc.Input(id=ids.EVENT_FILTER, placeholder="filter: code or priority", debounce=True),
-                    html.A(" Export CSV", href=f"/export/{name}/events.csv"),
+                    html.A(" Export CSV", href=paths.export_href(name, "events.csv")),
                     html.Div(id=ids.EVENTS),
                 ],
                 className="panel",
@@ -207,7 +207,11 @@ def event_rows(rows: list[dict], text: str) -> html.Table:
 
 
 def register(app: Dash, deps: Deps) -> None:
-    """Wire the device page's tick, range switch and event filter."""
+    """Wire the device page's tick, range switch and event filter.
+
+    Each callback looks its device up first: a name no link serves (a forged request) raises
+    ``UnknownDevice``, which the app answers with 404 and a message, never a traceback.
+    """
     busy: dict[str, threading.Lock] = {}
 
     @app.callback(
@@ -250,6 +254,7 @@ def register(app: Dash, deps: Deps) -> None:
         State({"type": ids.CHART, "series": ALL}, "id"),
     )
     def extend(_n: int, name: str, cursor: dict, chart_ids: list[dict]):
+        deps.link(name)  # UnknownDevice (404) for a name no link serves
         lock = busy.setdefault(name, threading.Lock())
         if not lock.acquire(blocking=False):  # a slow tick is still running: skip, never pile up
             return [no_update] * len(chart_ids), no_update
@@ -267,6 +272,7 @@ def register(app: Dash, deps: Deps) -> None:
         prevent_initial_call=True,
     )
     def change_range(label: str, name: str, chart_ids: list[dict]):
+        deps.link(name)
         figs, cursor = [], {}
         for chart in chart_ids:
             fig, cursor[chart["series"]] = chart_figure(deps.store, name, chart["series"], RANGES.get(label, 0))
@@ -281,6 +287,7 @@ def register(app: Dash, deps: Deps) -> None:
         State(ids.DEVICE_NAME, "data"),
     )
     def events(_n: int, text: str, name: str):
+        deps.link(name)
         rows = deps.store.events(name, limit=200, newest_first=True)
         history = deps.store.alarm_history(name, 50)
         return event_rows(rows, text), event_rows(history, "")

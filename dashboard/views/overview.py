@@ -6,7 +6,7 @@ from dash import Dash, Input, Output, dcc, html
 
 from protocols.messages import PumpStatus, ScsStatus
 
-from .. import ids
+from .. import ids, paths
 from ..deps import Deps
 from .common import CSS, alarm_label, kv
 
@@ -40,10 +40,15 @@ def card(snapshot) -> html.Div:
     elif status is not None and status.alarms:
         worst = status.alarms[0]
         alarm = html.Div(alarm_label(worst.code.name, worst.priority), className=f"alarm {CSS[worst.priority]}")
-    body = [html.H3(dcc.Link(snapshot.name, href=f"/device/{snapshot.name}")), kv(pairs)]
+    body = [html.H3(dcc.Link(snapshot.name, href=paths.device_href(snapshot.name))), kv(pairs)]
     if alarm is not None:
         body.append(alarm)
-    return html.Div(body, className="card", id=f"card-{snapshot.name}")
+    return html.Div(body, className="card", id=card_id(snapshot.name))
+
+
+def card_id(name: str) -> str:
+    """The element id of a device's card: ``card-`` and the name percent-encoded (an id holds no space)."""
+    return f"card-{paths.segment(name)}"
 
 
 def register(app: Dash, deps: Deps) -> None:

@@ -1,14 +1,19 @@
 """Programming forms: stimulation program and therapy, pump dosing, bolus and refill, alarm acknowledge.
 
 Every callback that changes a device first calls ``require_role(CLINICIAN)`` on the server, so a
-viewer's forged request is refused whatever the page shows. Commands go through the device's link
-(its only port owner), which reads the status back and writes the audit entry; the device's own
-limits decide, and a refusal is shown with the field, value and limit it broke.
+viewer's forged request is refused whatever the page shows; only then does it look the device up,
+so what a refused user learns is the refusal. An unknown device or alarm (a stale page or a forged
+request) is refused in the page, nothing sent. Commands go through the device's link (its only
+port owner), which reads the status back and writes the audit entry; the device's own limits
+decide, and a refusal is shown with the field, value and limit it broke.
 """
 
 from __future__ import annotations
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from protocols.messages import (
     AlarmAck,
@@ -24,7 +29,6 @@ from protocols.messages import (
     Message,
     PumpStatus,
     Refill,
-    ScsStatus,
     StimProgramSet,
     TherapySet,
     Waveform,
@@ -33,7 +37,11 @@ from protocols.messages import (
 from .. import ids
 from ..auth import PermissionDenied, Role, current_user, require_role
 from ..commands import INVALID, LINK, NOT_APPLIED, UNKNOWN, readback_mismatches, short
-from ..deps import Deps
+from ..deps import Deps, UnknownDevice
+from .forms import pump_form, scs_form
+
+if TYPE_CHECKING:
+    from ..link import DeviceLink
 
 
 class FormError(ValueError):
@@ -61,131 +69,6 @@ def contacts_mask(text: str | None, label: str) -> int:
                 raise FormError(f"{label}: contact {contact} does not exist (0-31)")
             mask |= 1 << contact
     return mask
-
-
-def _mask_text(mask: int) -> str:
-    return "+".join(str(i) for i in range(32) if mask >> i & 1)
-
-
-def _field(label: str, component) -> list:
-    return [html.Label(label, htmlFor=component.id), component]
-
-
-def scs_form(status: ScsStatus | None) -> html.Div:
-    """Program and therapy controls, pre-filled from the active program."""
-    area = status.areas[0] if status is not None and status.areas else None
-    program = status.active_program if status is not None and status.active_program else 1
-    grid = html.Div(
-        [
-            *_field("Program number", dcc.Input(id=ids.SCS_PROGRAM_NO, type="number", value=program)),
-            *_field(
-                "Amplitude (mA)",
-                dcc.Input(
-                    id=ids.SCS_AMPLITUDE, type="number", step=0.05, value=area.amplitude_ua / 1000 if area else 3.0
-                ),
-            ),
-            *_field(
-                "Pulse width (µs)",
-                dcc.Input(id=ids.SCS_PULSE_WIDTH, type="number", value=area.pulse_width_us if area else 300),
-            ),
-            *_field("Rate (Hz)", dcc.Input(id=ids.SCS_RATE, type="number", value=area.rate_hz if area else 50)),
-            *_field(
-                "Anodes", dcc.Input(id=ids.SCS_ANODES, type="text", value=_mask_text(area.anode_mask) if area else "0")
-            ),
-            *_field(
-                "Cathodes",
-                dcc.Input(id=ids.SCS_CATHODES, type="text", value=_mask_text(area.cathode_mask) if area else "1"),
-            ),
-            *_field(
-                "Patient maximum (mA)",
-                dcc.Input(
-                    id=ids.SCS_PATIENT_MAX,
-                    type="number",
-                    step=0.05,
-                    value=(status.patient_amp_max_ua / 1000)
-                    if status is not None and status.patient_amp_max_ua
-                    else 6.0,
-                ),
-            ),
-        ],
-        className="form-grid",
-    )
-    send = dcc.ConfirmDialogProvider(
-        html.Button("Send program", className="primary", id="send-program-button"),
-        id=ids.SEND_PROGRAM,
-        message="Send this stimulation program to the device and activate it?",
-    )
-    therapy = [
-        dcc.ConfirmDialogProvider(html.Button("Therapy on"), id=ids.THERAPY_ON, message="Turn stimulation on?"),
-        dcc.ConfirmDialogProvider(html.Button("Therapy off"), id=ids.THERAPY_OFF, message="Turn stimulation off?"),
-    ]
-    return html.Div([grid, html.Div([send, *therapy], className="row", style={"marginTop": "0.6rem"})])
-
-
-def pump_form(status: PumpStatus | None) -> html.Div:
-    """Dosing, bolus and refill wizard, pre-filled from the current settings."""
-    rate = status.rate_ul_per_day / 1000 if status is not None else 0.5
-    alarm = status.alarm_volume_ul / 1000 if status is not None else 2.0
-    drugs = ", ".join(f"{d.drug.name.lower()}:{d.conc_ng_per_ml / 1e6:g}" for d in status.drugs) if status else ""
-    capacity = status.capacity_ul / 1000 if status is not None else 20.0
-    expected = status.reservoir_ul / 1000 if status is not None else 0.0
-    dosing = html.Div(
-        [
-            *_field("Rate (mL/day)", dcc.Input(id=ids.PUMP_RATE, type="number", step=0.001, value=rate)),
-            *_field(
-                "Low-reservoir alarm (mL)", dcc.Input(id=ids.PUMP_ALARM_VOLUME, type="number", step=0.5, value=alarm)
-            ),
-        ],
-        className="form-grid",
-    )
-    bolus = html.Div(
-        [
-            *_field("Bolus volume (mL)", dcc.Input(id=ids.BOLUS_VOLUME, type="number", step=0.01, value=0.1)),
-            *_field("Bolus duration (min)", dcc.Input(id=ids.BOLUS_DURATION, type="number", value=30)),
-        ],
-        className="form-grid",
-    )
-    refill = html.Div(
-        [
-            html.P(f"Expected residual: {expected:.2f} mL; capacity {capacity:.0f} mL."),
-            html.Div(
-                [
-                    *_field(
-                        "Withdrawn residual (mL)",
-                        dcc.Input(id=ids.REFILL_WITHDRAWN, type="number", step=0.01, value=round(expected, 2)),
-                    ),
-                    *_field(
-                        "Volume added (mL)",
-                        dcc.Input(id=ids.REFILL_ADDED, type="number", step=0.1, value=round(capacity - 0.0, 1)),
-                    ),
-                    *_field("Drugs (name:mg/mL, ...)", dcc.Input(id=ids.REFILL_DRUGS, type="text", value=drugs)),
-                ],
-                className="form-grid",
-            ),
-            dcc.Checklist([{"label": " I confirm the new concentrations", "value": "yes"}], [], id=ids.REFILL_CONFIRM),
-        ]
-    )
-    return html.Div(
-        [
-            html.H3("Dosing"),
-            dosing,
-            dcc.ConfirmDialogProvider(
-                html.Button("Send dosing", className="primary"),
-                id=ids.SEND_DOSING,
-                message="Send the new continuous rate and alarm volume?",
-            ),
-            html.H3("Clinician bolus"),
-            bolus,
-            dcc.ConfirmDialogProvider(
-                html.Button("Deliver bolus", className="primary"), id=ids.SEND_BOLUS, message="Deliver this bolus now?"
-            ),
-            html.H3("Refill"),
-            refill,
-            dcc.ConfirmDialogProvider(
-                html.Button("Record refill", className="primary"), id=ids.SEND_REFILL, message="Record this refill?"
-            ),
-        ]
-    )
 
 
 def layout(deps: Deps, name: str) -> html.Div:
@@ -303,9 +186,8 @@ def render_result(result, mismatches: list[str] | None = None) -> html.Div:
             id="result-unknown",
         )
     if result.error_code in (LINK, INVALID):
-        return html.Div(
-            f"Not sent: {result.message}. Nothing was changed.", className="result-refused", id="result-refused"
-        )
+        text = result.message[:1].upper() + result.message[1:]  # "not sent: why"
+        return html.Div(f"{text}. Nothing was changed.", className="result-refused", id="result-refused")
     if result.error_code == NOT_APPLIED:
         return html.Div(
             f"Not applied: {result.message}. Nothing was changed.", className="result-refused", id="result-refused"
@@ -361,8 +243,6 @@ def register(app: Dash, deps: Deps) -> None:
         prevent_initial_call=True,
     )
     def pump(_a, _b, _c, name, rate_ml, alarm_ml, bolus_ml, bolus_min, withdrawn_ml, added_ml, drugs, confirm):
-        status = deps.link(name).snapshot().status
-        ptm = status.patient_bolus if isinstance(status, PumpStatus) else None
         values = dict(
             rate_ml=rate_ml,
             alarm_ml=alarm_ml,
@@ -372,9 +252,8 @@ def register(app: Dash, deps: Deps) -> None:
             added_ml=added_ml,
             drugs=drugs,
             confirm=bool(confirm),
-            ptm=ptm,
         )
-        return _submit(deps, name, ctx.triggered_id, values)
+        return _submit(deps, name, ctx.triggered_id, values, from_link=_patient_bolus)
 
     @app.callback(
         Output("ack-result", "children"),
@@ -383,24 +262,69 @@ def register(app: Dash, deps: Deps) -> None:
         prevent_initial_call=True,
     )
     def acknowledge(clicks: list, name: str):
-        if not ctx.triggered_id or not any(clicks):
+        if not ctx.triggered_id or not isinstance(clicks, list) or not any(clicks):
             return no_update
         try:
             user = require_role(Role.CLINICIAN)
         except PermissionDenied as exc:
-            return html.Div(str(exc), className="result-refused")
-        result = deps.link(name).submit(AlarmAck(EventCode(ctx.triggered_id["code"])), user.username, user.role.value)
+            return html.Div(str(exc), className="result-refused", id="result-denied")
+        try:
+            link = deps.link(name)
+        except UnknownDevice as exc:
+            return _not_sent(f"{exc}")
+        trigger = ctx.triggered_id
+        code = trigger.get("code") if isinstance(trigger, dict) else None
+        alarm = _event_code(code)
+        if alarm is None:
+            return _not_sent(f"alarm code {code!r} is not an alarm this dashboard knows")
+        result = link.submit(AlarmAck(alarm), user.username, user.role.value)
         return render_result(result)
 
 
-def _submit(deps: Deps, name: str, trigger: str, values: dict) -> html.Div:
+def _event_code(code: object) -> EventCode | None:
+    """The event code ``code`` names, or None for anything else (a bool, text, an unknown number)."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    try:
+        return EventCode(code)
+    except ValueError:
+        return None
+
+
+def _patient_bolus(link: DeviceLink) -> dict:
+    """What the dosing command keeps from the pump's current status: its patient-bolus settings."""
+    status = link.snapshot().status
+    return {"ptm": status.patient_bolus if isinstance(status, PumpStatus) else None}
+
+
+def _not_sent(why: str) -> html.Div:
+    return html.Div(f"Not sent: {why}. Nothing was changed.", className="result-refused", id="result-not-sent")
+
+
+def _submit(
+    deps: Deps,
+    name: str,
+    trigger: str,
+    values: dict,
+    from_link: Callable[[DeviceLink], dict] | None = None,
+) -> html.Div:
+    """Check the role, then the device, then the form; send the command and show the outcome.
+
+    ``from_link`` adds values read from the device's link (after the checks) to ``values``.
+    """
     try:
         user = require_role(Role.CLINICIAN)
     except PermissionDenied as exc:
         return html.Div(str(exc), className="result-refused", id="result-denied")
     try:
+        link = deps.link(name)
+    except UnknownDevice as exc:
+        return _not_sent(f"{exc}")
+    if from_link is not None:
+        values = {**values, **from_link(link)}
+    try:
         command = build_command(trigger, values)
     except FormError as exc:
         return html.Div(f"Not sent: {exc}.", className="result-refused")
-    result = deps.link(name).submit(command, user.username, user.role.value)
+    result = link.submit(command, user.username, user.role.value)
     return render_result(result, readback_mismatches(command, result.after) if result.ok else [])

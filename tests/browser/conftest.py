@@ -116,9 +116,8 @@ alarm_volume_ul = 2000
 """
 
 
-@pytest.fixture
-def stack(tmp_path):
-    """implant-mock (a stimulator and a pump about to run low) and the dashboard wired to it."""
+def start_stack(tmp_path: Path, scs_name: str, pump_name: str):
+    """Start implant-mock and the dashboard with these display names; yield the Stack, then stop both."""
     if shutil.which("chromium") is None and os.environ.get("CI") != "true":
         pytest.skip("Chromium not installed")
     scenario = tmp_path / "low.toml"
@@ -126,16 +125,32 @@ def stack(tmp_path):
     mock = MockProcess(
         ["--device", "scs", "--device", "pump", "--speed", "50000", "--scenario", str(scenario)], tmp_path / "state"
     )
-    scs, pump = mock.devices["scs-1"], mock.devices["pump-1"]
-    dashboard = DashboardProcess(
-        ["--port", scs.port, "--key", str(scs.key), "--name", "scs-1",
-         "--port", pump.port, "--key", str(pump.key), "--name", "pump-1",
-         "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
-         "--http-port", "0", "--poll", "0.5"],
-    )  # fmt: skip
-    yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
-    dashboard.stop()
-    mock.stop()
+    try:
+        scs, pump = mock.devices["scs-1"], mock.devices["pump-1"]
+        dashboard = DashboardProcess(
+            ["--port", scs.port, "--key", str(scs.key), "--name", scs_name,
+             "--port", pump.port, "--key", str(pump.key), "--name", pump_name,
+             "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
+             "--http-port", "0", "--poll", "0.5"],
+        )  # fmt: skip
+        try:
+            yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
+        finally:
+            dashboard.stop()
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """implant-mock (a stimulator and a pump about to run low) and the dashboard wired to it."""
+    yield from start_stack(tmp_path, "scs-1", "pump-1")
+
+
+@pytest.fixture
+def named_stack(tmp_path):
+    """The same, with device names a URL must quote: ``stim<1>`` and ``pump a``."""
+    yield from start_stack(tmp_path, "stim<1>", "pump a")
 
 
 def login(page, stack: Stack, user: str) -> None:

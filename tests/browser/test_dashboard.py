@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
+from dashboard import ids
 from tests.browser.conftest import login
 
 
@@ -56,7 +58,7 @@ def test_low_reservoir_alarm_shows_flashing_and_can_be_acknowledged(page, stack)
     page.goto(stack.url + "device/pump-1")
     alarm = page.wait_for_selector("#device-alarms .alarm-medium", timeout=30_000)
     assert "Low Reservoir" in alarm.inner_text()
-    # Query and read in one step: each tick re-renders the list, and a detached element has no style.
+    # Looked up and read in one step: each tick re-renders the list, which would detach a held element.
     animation = page.eval_on_selector("#device-alarms .alarm-medium", "(el) => getComputedStyle(el).animationDuration")
     assert animation == "2s"  # medium priority flashes at 0.5 Hz
     page.click("#device-alarms .alarm-medium button")
@@ -97,3 +99,19 @@ def test_a_viewer_cannot_program(page, stack):
     page.click("#send-program-button")
     denied = page.wait_for_selector("#program-result #result-denied", timeout=15_000)
     assert "clinician" in denied.inner_text().lower()
+
+
+def test_devices_named_with_a_space_or_brackets_have_pages_and_exports(page, named_stack):
+    login(page, named_stack, "viewer")
+    page.click('[id="card-pump%20a"] a')
+    page.locator("h1", has_text="pump a").wait_for()
+    assert page.url.endswith("/device/pump%20a")
+    assert "No device named" not in page.inner_text("#page")
+    with page.expect_download() as info:
+        page.click(f"#{ids.EXPORT}")
+    download = info.value
+    assert download.suggested_filename == "pump a-series.csv"
+    assert Path(download.path()).read_text(encoding="utf-8").startswith("time_utc,time_ms")
+    page.goto(named_stack.url + "device/stim%3C1%3E")
+    page.locator("h1", has_text="stim<1>").wait_for()
+    page.wait_for_selector("#device-status >> text=Therapy", timeout=15_000)  # the tick finds the device too

@@ -24,6 +24,7 @@ from dash import Input, Output, html
 from flask.testing import FlaskClient
 
 from dashboard import auth
+from dashboard import users as users_module
 from dashboard.auth import (
     AuthConfigError,
     AuthEvent,
@@ -200,8 +201,8 @@ def test_users_file_readable_by_others_is_refused(tmp_path):
 
 def test_unknown_user_and_wrong_password_take_the_same_path(users, passwords, monkeypatch):
     checked: list[str] = []
-    real = auth.check_password_hash
-    monkeypatch.setattr(auth, "check_password_hash", lambda h, p: checked.append(h.split("$")[0]) or real(h, p))
+    real = users_module.check_password_hash
+    monkeypatch.setattr(users_module, "check_password_hash", lambda h, p: checked.append(h.split("$")[0]) or real(h, p))
     assert users.verify("nobody", "whatever") is None
     assert users.verify("viewer", "wrong-password") is None
     assert users.verify("x" * 500, "whatever") is None
@@ -356,7 +357,7 @@ def test_viewer_can_read_but_its_forged_callback_is_refused(harness, passwords):
     assert response.json["reason"] == DenyReason.ROLE
     assert "clinician" in response.json["message"]
     assert harness.programmed == []
-    assert harness.events[-1] == AuthEvent("denied", "viewer", "role: needs clinician")
+    assert harness.events[-1] == AuthEvent("denied", "viewer", "role: needs clinician", "viewer", "127.0.0.1")
 
 
 def test_fresh_clinician_may_program(clinician):
