@@ -192,12 +192,22 @@ def _parse_kv(text: str, where: str) -> dict[str, Any]:
     return params
 
 
+NOISE_NAMES = {"flip": "flip_rate", "drop": "drop_rate", "dup": "duplicate_rate", "delay": "delay_rate"}
+
+
+def _noise_rates(args: argparse.Namespace) -> dict[str, float]:
+    """The --noise rates by ``LinkFaults`` name (empty without --noise)."""
+    if not args.noise:
+        return {}
+    rates = {NOISE_NAMES.get(k, k): float(v) for k, v in _parse_kv(args.noise, "--noise").items()}
+    unknown = set(rates) - {*NOISE_NAMES.values(), "delay_ms"}
+    if unknown:
+        raise ScenarioError(f"--noise has no {', '.join(sorted(unknown))}; valid: flip, drop, dup, delay, delay_ms")
+    return rates
+
+
 def _cli_faults(args: argparse.Namespace, scenario: Scenario, kind: str) -> None:
-    """Turn --noise and the --fault options this kind knows into scenario actions at the start (or @TIME)."""
-    if args.noise:
-        aliases = {"flip": "flip_rate", "drop": "drop_rate", "dup": "duplicate_rate", "delay": "delay_rate"}
-        rates = {aliases.get(k, k): v for k, v in _parse_kv(args.noise, "--noise").items()}
-        scenario.actions.insert(0, Action(0, "line_noise", rates, "--noise"))
+    """Turn the --fault options this kind knows into scenario actions at the start (or @TIME)."""
     for spec in args.fault:
         body, _, at = spec.partition("@")
         name, _, params = body.partition(":")
@@ -245,6 +255,7 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
     start_ms = args.start if args.start is not None else _start_ms(DEFAULT_START)
     served: list[Served] = []
     counters: dict[str, int] = {}
+    noise = _noise_rates(args)
     try:
         for index, kind in enumerate(kinds):
             if stop is not None and stop.is_set():
@@ -274,6 +285,8 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
                 link_faults=LinkFaults(random.Random(seed * 7919 + index)),
                 replies=_saved_replies(store, saved),
             )
+            if noise:  # a property of this process's line, not a scenario step: a restart has it too
+                device.link_faults.set_noise(None, **noise)
             transport = _transport(index, args, args.baud or 115200)
             item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
             served.append(item)

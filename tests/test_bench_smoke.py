@@ -120,3 +120,12 @@ def test_soak_short_run_passes_every_r24_criterion():
     assert lines_matching(r"^bursts: replay \d+ \(\d+ frames\), forgery \d+ .*; accepted 0$", out), out
     assert lines_matching(r"^emulator: RSS [\d,]+ KiB at start, .* threads 1 -> 1; .* exit code 0 after SIGTERM$", out)
     assert lines_matching(r"^client counters: requests [\d,]+, frames ok [\d,]+, CRC errors [\d,]+, ", out), out
+
+
+@pytest.mark.timeout(200)
+def test_bolus_restarts_bench_counts_every_bolus_once():
+    out = run_bench("bolus_restarts.py", "--boluses", "4", "--kill-every", "2", timeout=180)
+    assert lines_matching(r"^boluses requested: 4 \(2 with the reply lost and a kill -9 before the retry\)$", out), out
+    assert lines_matching(r"^applied: 4, applied twice: 0$", out), out
+    assert lines_matching(r"^  reported failed but applied: 0; reported applied but not applied: 0$", out), out
+    assert lines_matching(r"^verdict: PASS$", out), out
