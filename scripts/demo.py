@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,19 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> Non
         time.sleep(0.1)
 
 
+def wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Until the dashboard accepts connections: the URL is printed only once it can be opened."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"demo: no dashboard on port {port}; see the messages above") from None
+            time.sleep(0.1)
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -68,7 +82,7 @@ def main() -> int:
              "--port", str(DEMO / "pump"), "--key", str(keys / "pump-1" / "pairing.key"), "--name", "pump-1",
              "--db", f"sqlite:///{DEMO / 'history.db'}", "--users", str(DEMO / "users.json"), "--http-port", HTTP_PORT],
         )  # fmt: skip
-        time.sleep(2.0)
+        wait_listening(int(HTTP_PORT), dash)
         print(f"\ndemo: open http://127.0.0.1:{HTTP_PORT}/", flush=True)
         for user, password in accounts.items():
             print(f"demo: log in as {user} / {password}", flush=True)
