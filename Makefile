@@ -28,6 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/clock_step.py
 	$(BIN)/python bench/poll_rate.py
 	$(BIN)/python bench/dashboard_tick.py
 

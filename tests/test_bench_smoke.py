@@ -129,3 +129,10 @@ def test_bolus_restarts_bench_counts_every_bolus_once():
     assert lines_matching(r"^applied: 4, applied twice: 0$", out), out
     assert lines_matching(r"^  reported failed but applied: 0; reported applied but not applied: 0$", out), out
     assert lines_matching(r"^verdict: PASS$", out), out
+
+
+def test_clock_step_bench_prints_the_step_its_peer_and_the_refusal():
+    out = run_bench("clock_step.py")
+    assert len(lines_matching(r"^\S.*: one ClockSet of 366 days: [\d.]+ ms, \d+ events, state \d+ KiB$", out)) == 2, out
+    assert len(lines_matching(r"^  peer, the same 366 days one day per tick: .* = [\d.]+x$", out)) == 2, out
+    assert lines_matching(r"^one millisecond more: OUT_OF_RANGE time_ms limit \d+ ", out), out
