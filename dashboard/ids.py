@@ -20,6 +20,7 @@ CHARTS = "device-charts"
 CHART = "chart"  # pattern-matching id: {"type": CHART, "series": name}
 CHART_CURSOR = "chart-cursor"  # dcc.Store: last time (ms) drawn per series
 ALARMS = "device-alarms"
+ALARMS_SHOWN = "device-alarms-shown"  # dcc.Store: what the alarm list on the page shows (alarm_signature)
 ACK = "ack"  # pattern-matching id: {"type": ACK, "code": int}
 ALARM_HISTORY = "alarm-history"
 EVENTS = "device-events"

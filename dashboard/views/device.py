@@ -62,6 +62,7 @@ def layout(deps: Deps, name: str) -> html.Div:
         [
             dcc.Store(id=ids.DEVICE_NAME, data=name),
             dcc.Store(id=ids.CHART_CURSOR, data=cursor),
+            dcc.Store(id=ids.ALARMS_SHOWN, data=None),
             html.H1(f"{name}", style={"fontSize": "1.3rem"}),
             html.Div(
                 [
@@ -173,6 +174,14 @@ def link_panel(snap) -> html.Div:
     )
 
 
+def alarm_signature(snap) -> list:
+    """What the alarm list shows, as JSON: the list is redrawn only when this changes, because a
+    redraw replaces the acknowledge buttons and a click landing on a replaced button is lost."""
+    status = snap.status
+    alarms = [[int(a.code), int(a.priority), int(a.state)] for a in (status.alarms if status is not None else ())]
+    return [snap.technical_alarm or "", alarms]
+
+
 def alarm_list(snap) -> list:
     """Active alarms, highest priority first, each with an acknowledge button; technical alarm on top."""
     items = []
@@ -221,10 +230,12 @@ def register(app: Dash, deps: Deps) -> None:
         Output(ids.PROJECTIONS, "children"),
         Output(ids.LINK_PANEL, "children"),
         Output(ids.ALARMS, "children"),
+        Output(ids.ALARMS_SHOWN, "data"),
         Input(ids.TICK, "n_intervals"),
         State(ids.DEVICE_NAME, "data"),
+        State(ids.ALARMS_SHOWN, "data"),
     )
-    def refresh(_n: int, name: str):
+    def refresh(_n: int, name: str, shown: list | None):
         snap = deps.link(name).snapshot()
         status = snap.status
         battery, second = Patch(), Patch()
@@ -243,7 +254,10 @@ def register(app: Dash, deps: Deps) -> None:
                 amp = status.areas[0].amplitude_ua / 1000 if status.areas and status.therapy_on else 0.0
                 second["data"][0]["value"] = amp
                 second["data"][0]["gauge"]["axis"]["range"] = [0, max(10.0, status.patient_amp_max_ua / 1000)]
-        return battery, second, status_panel(status), projections_panel(status), link_panel(snap), alarm_list(snap)
+        signature = alarm_signature(snap)
+        alarms = no_update if signature == shown else alarm_list(snap)
+        panels = status_panel(status), projections_panel(status), link_panel(snap)
+        return battery, second, *panels, alarms, signature
 
     @app.callback(
         Output({"type": ids.CHART, "series": ALL}, "extendData"),
