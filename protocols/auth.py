@@ -3,7 +3,8 @@
 Sans-IO: time comes in as ``now`` (seconds on the link's monotonic wall clock, never the simulated
 device clock), randomness through an injected ``rng``. The handshake (SPEC.md, "Sessions"):
 
-1. host -> device  SESSION_OPEN(host_nonce), no session, no tag
+1. host -> device  SESSION_OPEN(host_nonce, open_proof), no session, no tag; open_proof is the
+                   first 16 bytes of HMAC-SHA256(pairing key, "implant-telemetry/1 open" || host_nonce)
 2. device -> host  SESSION_CHALLENGE(device_nonce, limits), new session id, tagged with K_d2h
 3. host -> device  SESSION_CONFIRM, tagged with K_h2d; the device replies COMMAND_ACK
 
@@ -49,6 +50,7 @@ from .framing import (
     LinkStats,
     wire_bytes,
 )
+from .messages import OPEN_PROOF_SIZE, SessionOpen
 
 KEY_SIZE = 32
 HKDF_INFO = b"implant-telemetry/1 session"
@@ -214,6 +216,20 @@ class Session:
         self.last_rx_at = now
 
 
+OPEN_PROOF_LABEL = b"implant-telemetry/1 open"
+USED_NONCES = 64  # host nonces a device remembers, so a recorded SessionOpen cannot be replayed
+
+
+def open_proof(pairing_key: bytes, host_nonce: bytes) -> bytes:
+    """The proof of the pairing key a SessionOpen carries (SPEC 3.5)."""
+    return hmac.new(pairing_key, OPEN_PROOF_LABEL + host_nonce, hashlib.sha256).digest()[:OPEN_PROOF_SIZE]
+
+
+def session_open(pairing_key: bytes, host_nonce: bytes) -> SessionOpen:
+    """The SessionOpen a key holder sends for ``host_nonce``."""
+    return SessionOpen(host_nonce, open_proof(pairing_key, host_nonce))
+
+
 # --- device side: sessions, expiry, lockout ------------------------------------------------------
 @dataclass(frozen=True)
 class AuthPolicy:
@@ -243,15 +259,27 @@ class DeviceSessions:
         self._failures: deque[float] = deque()
         self._next_lockout_s = self.policy.lockout_initial_s
         self.locked_until = 0.0
+        self._used_nonces: deque[bytes] = deque(maxlen=USED_NONCES)
 
-    def open(self, host_nonce: bytes, now: float) -> tuple[Session, bytes]:
-        """Start a pending session for ``host_nonce``; return it and the device nonce."""
-        if now < self.locked_until:
-            wait = self.locked_until - now
-            raise LockedOut(f"session opening locked out for {wait:.1f} s after failed attempts", wait)
+    def open(self, host_nonce: bytes, proof: bytes, now: float) -> tuple[Session, bytes]:
+        """Start a pending session for ``host_nonce``; return it and the device nonce.
+
+        A wrong ``proof`` raises ``LockedOut`` during a lockout, else ``MacError`` (the caller counts
+        it). A right one is served even during a lockout: only a key holder can make it. A nonce
+        used before raises ``ReplayError`` (a recorded open sent again), except the re-sent open of
+        the pending session, which gets the same challenge.
+        """
+        if not hmac.compare_digest(proof, open_proof(self._key, host_nonce)):
+            if now < self.locked_until:
+                wait = self.locked_until - now
+                raise LockedOut(f"session opening locked out for {wait:.1f} s after failed attempts", wait)
+            raise MacError("session open: the proof of the pairing key does not verify")
         pending = self.pending
         if pending is not None and pending.host_nonce == host_nonce and not self.expired(pending, now):
             return pending, pending.device_nonce  # a re-sent open: same challenge, no new session
+        if host_nonce in self._used_nonces:
+            raise ReplayError("session open: this host nonce was used before")
+        self._used_nonces.append(host_nonce)
         device_nonce = self._rng(len(host_nonce))
         session_id = 0
         while session_id == 0 or (self.active and session_id == self.active.session_id):
@@ -312,8 +340,7 @@ class DeviceSessions:
         self._failures.clear()
         self.locked_until = now + self._next_lockout_s
         self._next_lockout_s = min(2 * self._next_lockout_s, self.policy.lockout_max_s)
-        self.pending = None
-        return True
+        return True  # a pending session stays: only a key holder could have opened it
 
     def _find(self, session_id: int) -> Session | None:
         for session in (self.active, self.pending):

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import serial
 
-from .auth import KEY_SIZE, Rng, Session, host_session_from_challenge, load_pairing_key
+from .auth import KEY_SIZE, Rng, Session, host_session_from_challenge, load_pairing_key, session_open
 from .codec import SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from .errors import (
     AUTH_REFUSALS,
@@ -231,22 +231,27 @@ class DeviceClient:
         if self._key is None:
             raise PairingKeyError("no pairing key: pass one to open a session")
         with self._lock:
-            self.session = None
-            host_nonce = self._rng(NONCE_SIZE)
-            request = SessionOpen(host_nonce)
-            frame = self._exchange(request, self._new_id())
-            challenge = self._checked(request, frame)
-            if not isinstance(challenge, SessionChallenge) or not frame.authenticated:
-                raise ProtocolError("session open was not answered with a tagged SESSION_CHALLENGE")
-            session = host_session_from_challenge(self._key, host_nonce, challenge.device_nonce, frame, self._clock())
-            self.session_limits = (challenge.idle_timeout_s, challenge.absolute_timeout_s)
-            self.session = session
+            # The session in use stays until a new one is confirmed: a failed re-open (a flood, a
+            # lockout, a lost frame) must not leave the client with none (SPEC 3.6).
+            previous = self.session
             try:
-                self._checked(SessionConfirm(), self._exchange(SessionConfirm(), self._new_id()))
-            except ProtocolError:
-                self.session = None
+                self._handshake(self._key)
+            except BaseException:
+                self.session = previous
                 raise
-            session.confirmed = True
+
+    def _handshake(self, key: bytes) -> None:
+        host_nonce = self._rng(NONCE_SIZE)
+        request = session_open(key, host_nonce)
+        frame = self._exchange(request, self._new_id())
+        challenge = self._checked(request, frame)
+        if not isinstance(challenge, SessionChallenge) or not frame.authenticated:
+            raise ProtocolError("session open was not answered with a tagged SESSION_CHALLENGE")
+        session = host_session_from_challenge(key, host_nonce, challenge.device_nonce, frame, self._clock())
+        self.session = session  # the confirm is sealed with the new session
+        self._checked(SessionConfirm(), self._exchange(SessionConfirm(), self._new_id()))
+        session.confirmed = True
+        self.session_limits = (challenge.idle_timeout_s, challenge.absolute_timeout_s)
 
     def close_session(self) -> None:
         """End the session."""

@@ -391,12 +391,9 @@ def main(argv: Sequence[str] | None = None, connect: Callable[..., DeviceClient]
     except DeviceRejected as exc:
         detail = dict(code=exc.code.name, field=exc.field, value=exc.value, limit=exc.limit)
         where = f" ({exc.field}={exc.value}, limit {exc.limit})" if exc.field else ""
-        exit_code = (
-            EXIT_AUTH
-            if exc.code in (ErrorCode.NO_SESSION, ErrorCode.BAD_MAC, ErrorCode.LOCKED_OUT, ErrorCode.REPLAY)
-            else EXIT_REFUSED
-        )
-        return _fail(exit_code, f"device refused: {exc}{where}", args.json, **detail)
+        if exc.code in (ErrorCode.NO_SESSION, ErrorCode.BAD_MAC, ErrorCode.LOCKED_OUT, ErrorCode.REPLAY):
+            return _fail(EXIT_AUTH, f"authentication failed: device refused: {exc}", args.json, **detail)
+        return _fail(EXIT_REFUSED, f"device refused: {exc}{where}", args.json, **detail)
     except PairingKeyError as exc:
         return _fail(EXIT_KEY, str(exc), args.json)
     except LinkTimeout as exc:

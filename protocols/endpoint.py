@@ -248,17 +248,25 @@ class DeviceEndpoint:
             self._on_event(EventCode.SESSION_EXPIRED, frame.session_id)
             raise
         except MacError:
-            self._on_event(EventCode.AUTH_FAILURE, frame.session_id)
-            if self.sessions.record_failure(now):
-                self._on_event(EventCode.LOCKOUT, int(self.sessions.locked_until - now))
+            self._failed_auth(frame.session_id, now)
             raise
+
+    def _failed_auth(self, session_id: int, now: float) -> None:
+        """Log AUTH_FAILURE and count it toward the lockout (logging LOCKOUT when one starts)."""
+        self._on_event(EventCode.AUTH_FAILURE, session_id)
+        if self.sessions.record_failure(now):
+            self._on_event(EventCode.LOCKOUT, int(self.sessions.locked_until - now))
 
     def _dispatch(self, frame: Frame, message: Message, session: Session | None, now: float) -> bytes:
         command_id = frame.command_id
         if isinstance(message, IdentifyRequest):
             return self._reply(session, command_id, self.identity)
         if isinstance(message, SessionOpen):
-            pending, device_nonce = self.sessions.open(message.host_nonce, now)
+            try:
+                pending, device_nonce = self.sessions.open(message.host_nonce, message.open_proof, now)
+            except MacError:
+                self._failed_auth(0, now)  # a wrong proof is a guess at the key: it counts
+                raise
             policy = self.sessions.policy
             challenge = SessionChallenge(device_nonce, policy.idle_timeout_s, policy.absolute_timeout_s)
             return self._reply(pending, command_id, challenge)

@@ -16,6 +16,7 @@ from .errors import ErrorCode
 from .fields import BOOL, I32, I64, U8, U16, U32, U64, Blob, Enum, FixedBytes, ListOf, Record, Text
 
 NONCE_SIZE = 16
+OPEN_PROOF_SIZE = 16
 MAX_AREAS = 4
 MAX_CONTACTS = 32
 MAX_ALARMS = 8
@@ -323,12 +324,19 @@ class IdentifyReply(Message):
 
 @dataclass(frozen=True, slots=True)
 class SessionOpen(Message):
-    """Step 1 of the handshake: the host's nonce. Sent without a session and without a tag."""
+    """Step 1 of the handshake: the host's nonce and its proof of the pairing key (SPEC 3.5).
+
+    Sent without a session and without a tag. ``open_proof`` lets the device tell a key holder
+    from a guessing attacker before it creates a session or applies its lockout.
+    """
 
     TYPE = MsgType.SESSION_OPEN
     NEEDS_SESSION = False
     REPLIES = (MsgType.SESSION_CHALLENGE,)
-    host_nonce: Annotated[bytes, FixedBytes(NONCE_SIZE), "random host nonce"]
+    host_nonce: Annotated[bytes, FixedBytes(NONCE_SIZE), "random host nonce, never used before"]
+    open_proof: Annotated[
+        bytes, FixedBytes(OPEN_PROOF_SIZE), 'first 16 bytes of HMAC-SHA256(K, "implant-telemetry/1 open" || host_nonce)'
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .auth import Session, derive_session_keys
+from .auth import Session, derive_session_keys, session_open
 from .codec import SCHEMA_FINGERPRINT, encode_payload, schema_text, to_json
 from .crc import CRC_CHECK
 from .errors import ErrorCode
@@ -64,7 +64,6 @@ from .messages import (
     SessionChallenge,
     SessionClose,
     SessionConfirm,
-    SessionOpen,
     StatusRequest,
     StimProgramSet,
     TherapySet,
@@ -98,7 +97,7 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         ),
         True,
     ),
-    ("host", SessionOpen(HOST_NONCE), True),
+    ("host", session_open(PAIRING_KEY, HOST_NONCE), True),
     ("device", SessionChallenge(DEVICE_NONCE, 300, 3600), False),
     ("host", SessionConfirm(), False),
     ("device", CommandAck(40), False),

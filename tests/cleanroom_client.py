@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x32AC654E
+SCHEMA_FINGERPRINT = 0x609EF65E
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -716,7 +716,7 @@ RECORDS: dict[str, Fields] = {
 
 MESSAGES: dict[int, tuple[str, Fields]] = {
     0x01: ("IdentifyRequest", []),
-    0x02: ("SessionOpen", [("host_nonce", BYTES(16))]),
+    0x02: ("SessionOpen", [("host_nonce", BYTES(16)), ("open_proof", BYTES(16))]),
     0x03: ("SessionConfirm", []),
     0x04: ("SessionClose", []),
     0x10: ("StatusRequest", []),
@@ -1114,9 +1114,11 @@ class CleanroomClient:
         host_nonce = self.rng(16)
         if len(host_nonce) != 16:
             raise ValueError("rng must return the number of bytes asked for")
+        # SPEC 3.5: the proof of the key is HMAC-SHA256(K, "implant-telemetry/1 open" || host_nonce)[:16].
+        proof = hmac.new(self._pairing_key, b"implant-telemetry/1 open" + host_nonce, hashlib.sha256).digest()[:16]
         reply = self._transact(
             SESSION_OPEN,
-            {"host_nonce": host_nonce},
+            {"host_nonce": host_nonce, "open_proof": proof},
             {SESSION_CHALLENGE},
             session=None,
             reply_tagged=True,

@@ -27,6 +27,7 @@ from protocols.auth import (
     hkdf_sha256,
     host_session_from_challenge,
     load_pairing_key,
+    open_proof,
     write_pairing_key,
 )
 from protocols.errors import (
@@ -366,11 +367,16 @@ def test_counter_jumps_are_accepted_and_counted_as_sequence_gaps():
         device.verify(frames[1], 1.0, stats)
 
 
+def opened(sessions: DeviceSessions, host_nonce: bytes, now: float) -> tuple[Session, bytes]:
+    """A key holder's SessionOpen, as the device sees it."""
+    return sessions.open(host_nonce, open_proof(KEY, host_nonce), now)
+
+
 def test_host_session_from_challenge_authenticates_the_device():
     """The host derives keys from the challenge and verifies its tag; a wrong key is a MacError."""
     sessions = DeviceSessions(KEY, rng=random.Random(3).randbytes)
     host_nonce = b"\x42" * 16
-    pending, device_nonce = sessions.open(host_nonce, 10.0)
+    pending, device_nonce = opened(sessions, host_nonce, 10.0)
     challenge = pending.seal(0x82, 5, b"challenge")
     host = host_session_from_challenge(KEY, host_nonce, device_nonce, challenge, 10.0)
     assert host.session_id == pending.session_id and host.rx_counter == 1
@@ -385,7 +391,7 @@ def test_host_session_from_challenge_authenticates_the_device():
 def open_confirmed(sessions: DeviceSessions, now: float) -> tuple[Session, Session]:
     """Run the handshake against ``sessions`` at ``now``; return (device session, host session)."""
     host_nonce = os.urandom(16)
-    pending, device_nonce = sessions.open(host_nonce, now)
+    pending, device_nonce = opened(sessions, host_nonce, now)
     host = host_session_from_challenge(KEY, host_nonce, device_nonce, pending.seal(0x82, 1, b""), now)
     device = sessions.authenticate(host.seal(0x03, 2, b""), now)
     assert device is pending
@@ -421,7 +427,7 @@ def test_activity_keeps_a_session_alive_until_the_absolute_limit():
 def test_expire_due_drops_active_and_pending_sessions():
     sessions = DeviceSessions(KEY, AuthPolicy(idle_timeout_s=10, absolute_timeout_s=100))
     active, _ = open_confirmed(sessions, 0.0)
-    pending, _ = sessions.open(b"p" * 16, 5.0)
+    pending, _ = opened(sessions, b"p" * 16, 5.0)
     assert sessions.expire_due(10.0) == []
     assert sessions.expire_due(10.5) == [active]
     assert sessions.active is None and sessions.pending is pending
@@ -444,8 +450,8 @@ def test_new_open_replaces_pending_but_not_active():
     """SPEC 3.5: a stranger's SessionOpen cannot end a working session."""
     sessions = DeviceSessions(KEY, rng=random.Random(9).randbytes)
     active, host = open_confirmed(sessions, 0.0)
-    first, _ = sessions.open(b"1" * 16, 1.0)
-    second, _ = sessions.open(b"2" * 16, 2.0)
+    first, _ = opened(sessions, b"1" * 16, 1.0)
+    second, _ = opened(sessions, b"2" * 16, 2.0)
     assert sessions.active is active and sessions.pending is second
     assert second.session_id not in (0, active.session_id)
     with pytest.raises(NoSession):
@@ -456,18 +462,21 @@ def test_new_open_replaces_pending_but_not_active():
 def test_resent_open_with_the_same_nonce_returns_the_same_pending_session():
     """SPEC 3.5 retries: a repeated host nonce gets the same pending session (id and device nonce)."""
     sessions = DeviceSessions(KEY, rng=random.Random(4).randbytes)
-    first, nonce_1 = sessions.open(b"n" * 16, 0.0)
-    again, nonce_2 = sessions.open(b"n" * 16, 1.0)
+    first, nonce_1 = opened(sessions, b"n" * 16, 0.0)
+    again, nonce_2 = opened(sessions, b"n" * 16, 1.0)
     assert again is first and nonce_2 == nonce_1
-    other, nonce_3 = sessions.open(b"m" * 16, 2.0)
+    other, nonce_3 = opened(sessions, b"m" * 16, 2.0)
     assert other is not first and other.session_id != first.session_id and nonce_3 != nonce_1
     assert sessions.pending is other
 
 
-def test_resent_open_after_the_pending_session_expired_starts_a_new_one():
+def test_an_open_re_sent_after_its_pending_session_expired_is_a_replay():
+    """A host nonce is single-use: once its pending session expired, the host opens with a new one."""
     sessions = DeviceSessions(KEY, AuthPolicy(idle_timeout_s=10), rng=random.Random(4).randbytes)
-    first, _ = sessions.open(b"n" * 16, 0.0)
-    later, _ = sessions.open(b"n" * 16, 11.0)
+    first, _ = opened(sessions, b"n" * 16, 0.0)
+    with pytest.raises(ReplayError):
+        opened(sessions, b"n" * 16, 11.0)
+    later, _ = opened(sessions, b"o" * 16, 11.0)
     assert later is not first
 
 
@@ -475,35 +484,55 @@ def test_session_id_is_never_zero():
     """The device redraws a zero session id (0 means 'no session' on the wire)."""
     draws = iter([bytes(16), bytes(4), bytes(4), b"\x07\x00\x00\x00"])
     sessions = DeviceSessions(KEY, rng=lambda n: next(draws))
-    session, _ = sessions.open(b"h" * 16, 0.0)
+    session, _ = opened(sessions, b"h" * 16, 0.0)
     assert session.session_id == 7
 
 
 # --- DeviceSessions: lockout ---------------------------------------------------------------------
 
 
-def test_five_failures_within_window_lock_out_session_opening():
-    """R7/R10: 5 MAC failures within 60 s lock SessionOpen for 1 s, with retry_after_s."""
+def test_five_failures_within_window_lock_out_opens_that_do_not_prove_the_key():
+    """R13: 5 failures within 60 s lock out session opening for 1 s, but not for a key holder."""
     sessions = DeviceSessions(KEY)
-    pending, _ = sessions.open(b"h" * 16, 0.0)
+    pending, _ = opened(sessions, b"h" * 16, 0.0)
     assert [sessions.record_failure(t) for t in (10.0, 20.0, 30.0, 40.0)] == [False] * 4
-    sessions.open(b"h" * 16, 41.0)  # four failures: not locked
+    with pytest.raises(MacError):  # four failures: a wrong proof is still judged, not locked out
+        sessions.open(b"g" * 16, bytes(16), 41.0)
     assert sessions.record_failure(50.0) is True
-    assert sessions.pending is None  # the lockout drops the pending session
+    assert sessions.pending is pending  # only a key holder could have opened it: it stays
     with pytest.raises(LockedOut) as info:
-        sessions.open(b"h" * 16, 50.25)
+        sessions.open(b"x" * 16, bytes(16), 50.25)
     assert info.value.retry_after_s == pytest.approx(0.75)
     assert info.value.code == ErrorCode.LOCKED_OUT
     assert isinstance(info.value, AuthError)
-    sessions.open(b"h" * 16, 51.0)  # the lock is over after 1 s
-    assert pending is not sessions.pending
+    served, _ = opened(sessions, b"k" * 16, 50.5)  # a key holder is served during the lockout
+    assert sessions.pending is served and served is not pending
+    with pytest.raises(MacError):
+        sessions.open(b"y" * 16, bytes(16), 51.0)  # the lock is over after 1 s
+
+
+def test_a_wrong_proof_never_creates_a_session():
+    sessions = DeviceSessions(KEY)
+    with pytest.raises(MacError, match="proof of the pairing key"):
+        sessions.open(b"a" * 16, open_proof(bytes(32), b"a" * 16), 0.0)
+    assert sessions.pending is None
+
+
+def test_a_used_host_nonce_is_a_replay_except_the_retry_of_the_pending_open():
+    sessions = DeviceSessions(KEY, rng=random.Random(5).randbytes)
+    first, _ = opened(sessions, b"1" * 16, 0.0)
+    assert opened(sessions, b"1" * 16, 0.5)[0] is first  # the re-sent open of the pending session
+    opened(sessions, b"2" * 16, 1.0)  # another open replaces the pending one
+    with pytest.raises(ReplayError, match="used before"):
+        opened(sessions, b"1" * 16, 2.0)  # a recorded open sent again
+    assert sessions.record_failure(3.0) is False  # (the endpoint does not count replays)
 
 
 def test_failures_spread_beyond_the_window_never_lock():
     sessions = DeviceSessions(KEY)
     for index in range(20):
         assert sessions.record_failure(index * 15.1) is False  # at most 4 within any 60 s
-    sessions.open(b"h" * 16, 400.0)
+    opened(sessions, b"h" * 16, 400.0)
 
 
 def test_lockout_doubles_up_to_60_seconds_and_resets_after_confirm():
@@ -517,7 +546,7 @@ def test_lockout_doubles_up_to_60_seconds_and_resets_after_confirm():
             sessions.record_failure(now)
         lengths.append(round(sessions.locked_until - now, 6))
         with pytest.raises(LockedOut) as info:
-            sessions.open(b"h" * 16, now)
+            sessions.open(b"h" * 16, bytes(16), now)
         assert info.value.retry_after_s == pytest.approx(lengths[-1])
         now = sessions.locked_until + 61.0  # past the lock and the failure window
     assert lengths == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
@@ -536,4 +565,4 @@ def test_confirm_clears_counted_failures():
     open_confirmed(sessions, 5.0)
     for t in (6.0, 7.0, 8.0, 9.0):
         assert sessions.record_failure(t) is False
-    sessions.open(b"h" * 16, 10.0)
+    opened(sessions, b"h" * 16, 10.0)

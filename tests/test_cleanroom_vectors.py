@@ -462,6 +462,7 @@ def test_client_rejects_replayed_reply():
 
 def test_client_rejects_forged_challenge():
     script = _handshake_script()
+    script[1] = (None, script[1][1])  # another key makes another open proof: any open gets the vector's challenge
     client = cc.CleanroomClient(ScriptedPort(script), bytes(32), rng=_vector_rng(), timeout=0.2, retries=0)
     client.identify()
     with pytest.raises(cc.MacError):

@@ -201,11 +201,12 @@ def test_close_ends_the_session_on_the_device(link):
 
 
 def test_client_with_another_pairing_key_does_not_trust_the_device(link):
-    """The challenge's tag does not verify under a different key: an AuthError, no session."""
+    """Another key's open proof does not verify: the device refuses it with BAD_MAC, no session."""
     pair, _ = link
     with DeviceClient(pair.host, bytes(32), timeout=0.3) as other:
-        with pytest.raises(AuthError):
+        with pytest.raises(DeviceRejected) as refused:
             other.open_session()
+        assert refused.value.code == ErrorCode.BAD_MAC and "proof" in str(refused.value)
         assert other.session is None
 
 

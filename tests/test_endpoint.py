@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from cobs import cobs
 
-from protocols.auth import AuthPolicy, Session, host_session_from_challenge
+from protocols.auth import AuthPolicy, Session, host_session_from_challenge, session_open
 from protocols.codec import REGISTRY, SCHEMA_FINGERPRINT, decode_payload, encode_payload
 from protocols.endpoint import DeviceEndpoint
 from protocols.errors import DeviceRejected, ErrorCode
@@ -90,7 +90,7 @@ class Host:
 
     def handshake(self) -> CommandAck:
         host_nonce = random.Random(self.next_id).randbytes(16)
-        frames = self.send_plain(SessionOpen(host_nonce))
+        frames = self.send_plain(session_open(KEY, host_nonce))
         assert len(frames) == 1 and frames[0].authenticated
         challenge = decode_payload(frames[0].msg_type, frames[0].payload)
         assert isinstance(challenge, SessionChallenge)
@@ -200,7 +200,7 @@ def test_full_handshake_by_hand(ep):
     endpoint, sink = ep
     host = Host(endpoint)
     host_nonce = bytes(range(16))
-    frames = host.send_plain(SessionOpen(host_nonce), command_id=9)
+    frames = host.send_plain(session_open(KEY, host_nonce), command_id=9)
     assert len(frames) == 1
     challenge_frame = frames[0]
     assert challenge_frame.authenticated and challenge_frame.counter == 1 and challenge_frame.command_id == 9
@@ -224,8 +224,8 @@ def test_resent_session_open_gets_the_same_challenge(ep):
     """SPEC 3.5 retries: the same host nonce again -> same session id and device nonce, next counter."""
     endpoint, _ = ep
     host = Host(endpoint)
-    first = host.send_plain(SessionOpen(b"n" * 16), command_id=3)[0]
-    second = host.send_plain(SessionOpen(b"n" * 16), command_id=3)[0]
+    first = host.send_plain(session_open(KEY, b"n" * 16), command_id=3)[0]
+    second = host.send_plain(session_open(KEY, b"n" * 16), command_id=3)[0]
     assert second.session_id == first.session_id
     assert (first.counter, second.counter) == (1, 2)
     assert decode_payload(second.msg_type, second.payload) == decode_payload(first.msg_type, first.payload)
@@ -257,7 +257,7 @@ def test_pending_session_accepts_only_confirm(ep, device):
     endpoint, _ = ep
     host = Host(endpoint)
     host_nonce = bytes(16)
-    frames = host.send_plain(SessionOpen(host_nonce))
+    frames = host.send_plain(session_open(KEY, host_nonce))
     challenge = decode_payload(frames[0].msg_type, frames[0].payload)
     host.session = host_session_from_challenge(KEY, host_nonce, challenge.device_nonce, frames[0], T0)
     for message in (TherapySet(False), SessionClose()):
@@ -272,7 +272,7 @@ def test_pending_session_accepts_only_confirm(ep, device):
 def test_stranger_session_open_does_not_end_the_active_session(host):
     """A SessionOpen from someone else replaces only the pending slot; the working session goes on."""
     stranger = Host(host.endpoint)
-    stranger.send_plain(SessionOpen(b"s" * 16))
+    stranger.send_plain(session_open(KEY, b"s" * 16))
     assert isinstance(host.reply(host.send(StatusRequest())), ScsStatus)
 
 
@@ -477,8 +477,9 @@ def test_tick_expires_sessions_and_reports_them(host, ep):
     assert sink.events[-1] == (EventCode.SESSION_EXPIRED, host.session.session_id)
 
 
-def test_repeated_bad_tags_lock_out_session_opening(host, ep):
-    """5 BAD_MAC frames -> LOCKOUT event; SessionOpen then gets LOCKED_OUT with retry_after_ms."""
+def test_repeated_bad_tags_lock_out_session_opening_except_for_a_key_holder(host, ep):
+    """5 BAD_MAC frames -> LOCKOUT event; an open without a valid proof then gets LOCKED_OUT with
+    retry_after_ms, and one with a valid proof is served (SPEC 3.6)."""
     endpoint, sink = ep
     for _ in range(5):
         good = host.sealed(StatusRequest.TYPE, b"")
@@ -487,10 +488,13 @@ def test_repeated_bad_tags_lock_out_session_opening(host, ep):
         assert reply.code == ErrorCode.BAD_MAC
     assert sink.codes().count(EventCode.AUTH_FAILURE) == 5
     assert sink.codes()[-1] == EventCode.LOCKOUT
-    reply, frame = error_of(Host(endpoint, now=host.now + 0.25).send_plain(SessionOpen(b"x" * 16)))
+    stranger = Host(endpoint, now=host.now + 0.25)
+    reply, frame = error_of(stranger.send_plain(SessionOpen(b"x" * 16, bytes(16))))
     assert reply.code == ErrorCode.LOCKED_OUT
     assert reply.retry_after_ms == 750
     assert not frame.authenticated
+    frames = stranger.send_plain(session_open(KEY, b"y" * 16))
+    assert [f.msg_type for f in frames] == [MsgType.SESSION_CHALLENGE]
     # The lockout is for opening only: the working session still answers.
     assert isinstance(host.reply(host.send(StatusRequest())), ScsStatus)
 

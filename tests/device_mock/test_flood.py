@@ -17,7 +17,7 @@ from device_mock.clock import ManualClock
 from device_mock.device import Device
 from device_mock.pump import Pump, PumpConfig
 from device_mock.stimulator import ScsConfig, Stimulator
-from protocols.auth import AuthPolicy, Session, host_session_from_challenge
+from protocols.auth import AuthPolicy, Session, host_session_from_challenge, session_open
 from protocols.codec import decode_payload, encode_payload
 from protocols.framing import Frame, FrameDecoder, FrameFlags, encode_frame
 from protocols.messages import (
@@ -33,7 +33,6 @@ from protocols.messages import (
     Message,
     Priority,
     SessionConfirm,
-    SessionOpen,
     StatusRequest,
     StimProgramSet,
     TherapySet,
@@ -94,7 +93,8 @@ class Rig:
 
     def pair(self) -> None:
         nonce = bytes(16)
-        opened = self.exchange(encode_frame(Frame(SessionOpen.TYPE, 0, 0, 0, 1, encode_payload(SessionOpen(nonce)))))
+        request = session_open(KEY, nonce)
+        opened = self.exchange(encode_frame(Frame(request.TYPE, 0, 0, 0, 1, encode_payload(request))))
         challenge = decode_payload(opened[0].msg_type, opened[0].payload)
         self.session = host_session_from_challenge(KEY, nonce, challenge.device_nonce, opened[0], self.wall[0])
         assert isinstance(self.request(SessionConfirm()), CommandAck)

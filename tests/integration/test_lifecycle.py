@@ -27,12 +27,13 @@ NO_PATIENT_BOLUS = PatientBolusSettings(False, 0, 0, 0, 0)
 def _snapshot(state: Path) -> dict[str, bytes | None]:
     """Every file and directory of a state directory (file contents; None for a directory).
 
-    ``state.json`` and the holder's own temporary save files are left out: the running holder
-    rewrites them itself every second; what they hold is checked through the device instead.
+    ``state.json``, the holder's own temporary save files and its device-time heartbeat (``clock``)
+    are left out: the running holder rewrites them itself; what they hold is checked through the
+    device instead.
     """
     found: dict[str, bytes | None] = {}
     for path in sorted(state.rglob("*")):
-        if path.name == "state.json" or path.name.startswith(".state-"):
+        if path.name in ("state.json", "clock") or path.name.startswith(".state-"):
             continue
         found[str(path.relative_to(state))] = None if path.is_dir() else path.read_bytes()
     return found
