@@ -4,14 +4,18 @@ boluses resolved exactly once, and the bounded clock step, against the real ``im
 from __future__ import annotations
 
 import json
+import os
+import random
 import threading
 import time
 
 import pytest
 
 from protocols.client import DeviceClient
+from protocols.codec import encode_payload
 from protocols.errors import CommandNotHandled, CommandUnresolved, DeviceRejected, ErrorCode, LinkTimeout, ProtocolError
-from protocols.messages import BolusKind, BolusReply, EventCode
+from protocols.framing import Frame, FrameFlags, encode_frame
+from protocols.messages import BolusKind, BolusReply, EventCode, MsgType, SessionOpen
 from tests.integration.relay import Relay
 
 DAY_MS = 86_400_000
@@ -182,3 +186,45 @@ def test_after_a_kill_9_device_time_resumes_at_or_after_what_a_reply_revealed(ru
     after = connect(again.devices["pump-1"]).status()
     assert after.time_ms >= before.time_ms, f"device time ran back {before.time_ms - after.time_ms} ms"
     assert after.reservoir_ul <= before.reservoir_ul, "the reservoir refilled by itself"
+
+
+def test_forged_frames_on_the_real_pty_never_keep_the_programmer_out(run_mock, connect):
+    """An attacker writing to the device's pty (wrong open proofs, guessed tags on the programmer's
+    session, 20 a second) drives the lockout; the programmer re-opens its session every half second."""
+    mock = run_mock("--device", "pump")
+    device = mock.devices["pump-1"]
+    programmer = connect(device)
+    attacker = os.open(device.port, os.O_WRONLY | os.O_NOCTTY)  # writes only: every reply goes to the programmer
+    guesses = random.Random(5)
+    stop = threading.Event()
+
+    def attack() -> None:
+        while not stop.wait(0.05):
+            nonce = guesses.randbytes(16)
+            forged_open = SessionOpen(nonce, guesses.randbytes(16))
+            os.write(
+                attacker,
+                encode_frame(Frame(forged_open.TYPE, FrameFlags(0), 0, 0, 0x7F00, encode_payload(forged_open))),
+            )
+            session = programmer.session
+            if session is not None:
+                flags = FrameFlags.AUTH
+                guess = Frame(
+                    MsgType.STATUS_REQUEST, flags, session.session_id, 1 << 40, 0x7F01, b"", guesses.randbytes(16)
+                )
+                os.write(attacker, encode_frame(guess))
+
+    flood = threading.Thread(target=attack)
+    flood.start()
+    try:
+        for _ in range(10):
+            time.sleep(0.5)
+            programmer.open_session()
+            assert programmer.status().time_ms > 0
+    finally:
+        stop.set()
+        flood.join(timeout=DUE_S)
+        os.close(attacker)
+    codes = [e.code for e in programmer.events_since(1)]
+    assert EventCode.LOCKOUT in codes and codes.count(EventCode.AUTH_FAILURE) >= 10
+    assert codes.count(EventCode.SESSION_OPENED) == 11
