@@ -114,4 +114,5 @@ def test_devices_named_with_a_space_or_brackets_have_pages_and_exports(page, nam
     assert Path(download.path()).read_text(encoding="utf-8").startswith("time_utc,time_ms")
     page.goto(named_stack.url + "device/stim%3C1%3E")
     page.locator("h1", has_text="stim<1>").wait_for()
-    page.wait_for_selector("#device-status >> text=Therapy", timeout=15_000)  # the tick finds the device too
+    # The tick finds the device too; 30 s like the first alarm: the stack starts cold on a busy machine.
+    page.wait_for_selector("#device-status >> text=Therapy", timeout=30_000)
