@@ -16,6 +16,7 @@ from typing import Any
 
 from protocols.codec import to_json
 from protocols.errors import (
+    AUTH_REFUSALS,
     CodecError,
     CommandNotHandled,
     CommandUnresolved,
@@ -115,6 +116,8 @@ def settle(client: Any, lost: CommandUnresolved) -> tuple[Message | None, BaseEx
         try:
             return client.resolve(lost.command_id, lost.request), None  # type: ignore[return-value]
         except (DeviceRejected, CommandNotHandled) as answer:
+            if isinstance(answer, DeviceRejected) and answer.code in AUTH_REFUSALS:
+                continue  # the session was refused, not the command: its fate is still unknown
             return None, answer
         except (ProtocolError, OSError):
             continue

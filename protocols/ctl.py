@@ -18,6 +18,7 @@ from typing import Any
 from .client import DeviceClient
 from .codec import to_json
 from .errors import (
+    AUTH_REFUSALS,
     AuthError,
     CommandNotHandled,
     CommandUnresolved,
@@ -298,7 +299,9 @@ def _settle(args: argparse.Namespace, client: DeviceClient, lost: CommandUnresol
                 command_id=lost.command_id,
                 applied=False,
             )
-        except (LinkError, LinkTimeout, AuthError) as exc:
+        except (LinkError, LinkTimeout, AuthError, DeviceRejected) as exc:
+            if isinstance(exc, DeviceRejected) and exc.code not in AUTH_REFUSALS:
+                raise  # the device's refusal of the command itself
             if time.monotonic() >= deadline:
                 return _fail(
                     EXIT_UNKNOWN,

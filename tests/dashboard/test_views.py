@@ -10,11 +10,12 @@ import pytest
 from dash import no_update
 
 from dashboard import figures, ids
-from dashboard.commands import readback_mismatches
+from dashboard.commands import readback_mismatches, settle
 from dashboard.series import info, series_from_status
 from dashboard.views.device import extend_charts
 from dashboard.views.programming import FormError, build_command, contacts_mask, render_result
 from protocols.codec import to_json
+from protocols.errors import CommandUnresolved, DeviceRejected, ErrorCode
 from protocols.messages import BolusKind, PatientBolusSettings, StimProgramSet, TherapySet
 from tests.fakes import scs_status
 
@@ -149,3 +150,14 @@ def test_an_unknown_outcome_never_says_nothing_was_changed():
     assert "may have been partly applied" in fault and "Nothing was changed" not in fault
     confirmed = str(render_result(FakeResult(False, "NOT_APPLIED", "the device confirmed it")).children)
     assert "Not applied" in confirmed and "Nothing was changed" in confirmed
+
+
+def test_settle_treats_a_refused_session_as_not_asked_yet():
+    """A lockout or lost session while asking says nothing of the command: its fate stays unknown."""
+
+    class Refusing:
+        def resolve(self, command_id, request):
+            raise DeviceRejected(ErrorCode.LOCKED_OUT, "locked out", "", 0, 0, 1000)
+
+    lost = CommandUnresolved("no reply", 7, TherapySet(True))
+    assert settle(Refusing(), lost) == (None, lost)
