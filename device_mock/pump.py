@@ -83,6 +83,7 @@ class _Totals:
     wakeups: int = 0  # receiver wake-ups for frames outside a session (R10): wake energy
     refills: int = 0
     delivered_ul: float = 0.0  # drug that reached the patient (not under occlusion, not from an empty reservoir)
+    held_units: int = 0  # programmed units since the refill that an occluded catheter kept in the reservoir
     patient_boluses: list[int] = field(default_factory=list)  # start times within the last 24 h
     stable_until_ms: int = 0  # the last fill's drug-stability limit (0 = none)
     drugs_held: list[int] = field(default_factory=list)  # every drug the pump has held: first-fill limits
@@ -139,8 +140,12 @@ class Pump:
 
     @property
     def true_reservoir_ul(self) -> float:
-        """The drug really left, µL: the programmed drain scaled by this fill's flow error."""
-        return max(0.0, self.totals.fill_ul - (1.0 + self.flow_error) * self.totals.since_refill / UNITS_PER_UL)
+        """The drug really left, µL: the programmed drain scaled by this fill's flow error.
+
+        Drug an occluded catheter did not take stays in the reservoir, unknown to the device's estimate.
+        """
+        drained = self.totals.since_refill - self.totals.held_units
+        return max(0.0, self.totals.fill_ul - (1.0 + self.flow_error) * drained / UNITS_PER_UL)
 
     @property
     def powered(self) -> bool:
@@ -259,7 +264,9 @@ class Pump:
         totals.pumped += units
         if self.powered:
             totals.powered_ms += end - self.now_ms
-        if not self.faults.occluded:
+        if self.faults.occluded:  # the motor turns, but the drug has nowhere to go
+            totals.held_units += units
+        else:
             totals.delivered_ul += true_before - self.true_reservoir_ul
         self.now_ms = end
         self._sync_battery()
@@ -385,7 +392,7 @@ class Pump:
         discrepancy = m.withdrawn_ul - expected
         flagged = refill.residual_flag(discrepancy, drained, self.config) is not None
         self.totals.refills += 1
-        self.totals.fill_ul, self.totals.since_refill = m.added_ul, 0
+        self.totals.fill_ul, self.totals.since_refill, self.totals.held_units = m.added_ul, 0, 0
         self.program.drugs = drugs
         self._record_fill(drugs)
         self.flow_error = self._draw_flow_error()  # a new fill, a new error
@@ -484,12 +491,13 @@ class Pump:
         self.alarms.clear_condition(EventCode.MOTOR_STALL, self.now_ms)
 
     def _occlude(self) -> None:
+        # A blocked catheter is not sensed by the pump: the clinician infers it from a residual larger
+        # than expected [V Medtronic UK risks page; residual comparison, South Shore]. No alarm, and
+        # status reads as normal; the refill check says so.
         self.faults.occluded = True
-        self.alarms.raise_alarm(EventCode.OCCLUSION, self.now_ms)
 
     def _clear_occlusion(self) -> None:
         self.faults.occluded = False
-        self.alarms.clear_condition(EventCode.OCCLUSION, self.now_ms)
 
     def _fail_battery(self) -> None:
         self._end_bolus()
@@ -536,11 +544,11 @@ class Pump:
         projected = self._projections(basal)
         rate = program.schedule.rate_at(now) if program.therapy_on else 0
         eri_ms, eos_ms = self._battery_dates(basal)
-        motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
+        motor = MotorState.STALLED if faults.stalled else MotorState.OK  # an occlusion is not sensed
         return PumpStatus(
             time_ms=now,
             mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
-            infusing=pumping and not faults.occluded,
+            infusing=pumping,
             reservoir_ul=self.reservoir_ul,
             capacity_ul=self.config.capacity_ul,
             alarm_volume_ul=program.alarm_volume_ul,

