@@ -15,14 +15,17 @@ events, each at a device-time offset from the scenario start::
     [[event]]
     at = "38d"               # s, m, h, d suffixes; plain numbers are seconds
     action = "refill"        # a programming command, by its message name or alias
-    withdrawn_ul = 1500
+    withdrawn_ul = 1500      # or "true": what the nurse really finds, the pump's true residual
     ...
 
 Actions: the programming commands (``refill``, ``dosing``, ``bolus``, ``program``, ``therapy``)
 with their message fields; ``fault`` (``name`` plus the model's fault parameters); ``line_noise``
 (``flip_rate``, ``drop_rate``, ``duplicate_rate``, ``delay_rate``, ``delay_ms``, ``duration``);
-``disconnect`` (``duration``); ``speed`` (``factor``). Actions run at their exact device times
-as the model is advanced, so a scenario gives the same event log at any speed.
+``disconnect`` (``duration``); ``speed`` (``factor``). A ``refill`` may give ``withdrawn_ul = "true"``:
+the residual withdrawn is then the drug really left (with the pump's flow error, and any drug an
+occluded catheter kept back), rounded to a µL, which the device's residual check judges as usual.
+Actions run at their exact device times as the model is advanced, so a scenario gives the same
+event log at any speed.
 
 Owns line faults, the scenario format and running its actions. A scenario drives whatever meets
 ``ScenarioTarget`` (``device.Device`` does); this module must not import ``device`` (which
@@ -35,7 +38,7 @@ import logging
 import random
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +59,7 @@ COMMANDS: dict[str, type[Message]] = {
     "program": StimProgramSet,
     "therapy": TherapySet,
 }
+TRUE_RESIDUAL = "true"  # a refill's withdrawn_ul: the residual really in the pump
 LINK_ACTIONS = ("line_noise", "disconnect")
 OTHER_ACTIONS = ("fault", "speed")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|y)?\s*$")
@@ -225,7 +229,10 @@ def _parse_action(entry: dict[str, Any], where: str) -> Action:
         raise ScenarioError(f"{where}: missing 'at'")
     at_ms = parse_duration_ms(params.pop("at"), where)
     if name in COMMANDS:
-        params = {"message": message_from_params(COMMANDS[name], params, where)}
+        true_residual = name == "refill" and params.get("withdrawn_ul") == TRUE_RESIDUAL
+        if true_residual:
+            params["withdrawn_ul"] = 0  # filled in when the action runs, from the pump's true reservoir
+        params = {"message": message_from_params(COMMANDS[name], params, where), "true_residual": true_residual}
     elif name in LINK_ACTIONS or name in OTHER_ACTIONS:
         for key in ("duration",):
             if key in params:
@@ -270,7 +277,13 @@ def _run(action: Action, device: ScenarioTarget, due_ms: int) -> None:
 
 def _dispatch(action: Action, params: dict[str, Any], device: ScenarioTarget, due_ms: int) -> None:
     if action.action in COMMANDS:
-        device.model.apply(params["message"])
+        message = params["message"]
+        if params["true_residual"]:
+            true_ul = getattr(device.model, "true_reservoir_ul", None)
+            if true_ul is None:
+                raise ValueError('withdrawn_ul = "true" needs a pump')
+            message = replace(message, withdrawn_ul=round(true_ul))
+        device.model.apply(message)
     elif action.action == "fault":
         device.model.inject_fault(params["name"], {k: v for k, v in params.items() if k != "name"})
     elif action.action == "line_noise":

@@ -29,6 +29,7 @@ from protocols.messages import (
     DeviceKind,
     DosingMode,
     DosingSet,
+    Drug,
     DrugConcentration,
     DrugLevel,
     EventCode,
@@ -41,6 +42,7 @@ from protocols.messages import (
 )
 
 from . import pump_dosing as dosing
+from . import pump_refill as refill
 from .alarms import AlarmManager, EventLog
 from .battery import PrimaryBattery
 from .model import require, unsupported
@@ -81,7 +83,10 @@ class _Totals:
     wakeups: int = 0  # receiver wake-ups for frames outside a session (R10): wake energy
     refills: int = 0
     delivered_ul: float = 0.0  # drug that reached the patient (not under occlusion, not from an empty reservoir)
+    held_units: int = 0  # programmed units since the refill that an occluded catheter kept in the reservoir
     patient_boluses: list[int] = field(default_factory=list)  # start times within the last 24 h
+    stable_until_ms: int = 0  # the last fill's drug-stability limit (0 = none)
+    drugs_held: list[int] = field(default_factory=list)  # every drug the pump has held: first-fill limits
 
 
 class Pump:
@@ -113,6 +118,7 @@ class Pump:
         schedule = dosing.Schedule(DosingMode.CONTINUOUS, config.initial_rate_ul_per_day)
         self.program = Program(schedule, dosing.NO_PATIENT_BOLUS, config.alarm_volume_ul, config.initial_drugs)
         self.totals = _Totals(config.initial_fill_ul)
+        self._record_fill(config.initial_drugs)
         self.faults = _Faults()
         self.reached = _Reached()
         self.bolus: ActiveBolus | None = None
@@ -134,8 +140,12 @@ class Pump:
 
     @property
     def true_reservoir_ul(self) -> float:
-        """The drug really left, µL: the programmed drain scaled by this fill's flow error."""
-        return max(0.0, self.totals.fill_ul - (1.0 + self.flow_error) * self.totals.since_refill / UNITS_PER_UL)
+        """The drug really left, µL: the programmed drain scaled by this fill's flow error.
+
+        Drug an occluded catheter did not take stays in the reservoir, unknown to the device's estimate.
+        """
+        drained = self.totals.since_refill - self.totals.held_units
+        return max(0.0, self.totals.fill_ul - (1.0 + self.flow_error) * drained / UNITS_PER_UL)
 
     @property
     def powered(self) -> bool:
@@ -254,7 +264,9 @@ class Pump:
         totals.pumped += units
         if self.powered:
             totals.powered_ms += end - self.now_ms
-        if not self.faults.occluded:
+        if self.faults.occluded:  # the motor turns, but the drug has nowhere to go
+            totals.held_units += units
+        else:
             totals.delivered_ul += true_before - self.true_reservoir_ul
         self.now_ms = end
         self._sync_battery()
@@ -375,20 +387,30 @@ class Pump:
         return self._start_bolus(BolusKind(m.kind), volume, duration)
 
     def _apply_refill(self, m: Refill) -> RefillReply:
+        drained = self.totals.since_refill
         drugs, expected = self._validate_refill(m)
         discrepancy = m.withdrawn_ul - expected
+        flagged = refill.residual_flag(discrepancy, drained, self.config) is not None
         self.totals.refills += 1
-        self.totals.fill_ul, self.totals.since_refill = m.added_ul, 0
+        self.totals.fill_ul, self.totals.since_refill, self.totals.held_units = m.added_ul, 0, 0
         self.program.drugs = drugs
+        self._record_fill(drugs)
         self.flow_error = self._draw_flow_error()  # a new fill, a new error
         seq = self.events.append(self.now_ms, EventCode.REFILL, arg0=m.added_ul, arg1=discrepancy).seq
-        if abs(discrepancy) > self.config.refill_discrepancy_ul:
+        if flagged:
             self.events.append(self.now_ms, EventCode.REFILL_DISCREPANCY, arg0=m.added_ul, arg1=discrepancy)
         self._clear_reservoir_alarms()
         if m.bridge_bolus:
             self._start_bolus(BolusKind.BRIDGE, self.config.bridge_volume_ul, self.config.bridge_duration_min)
         self._check()
         return RefillReply(seq, expected, discrepancy, m.added_ul, self.projections().next_refill_ms)
+
+    def _record_fill(self, drugs: tuple[DrugConcentration, ...]) -> None:
+        """Date the new contents' stability limit, then remember them as held (DOMAIN.md 2.6)."""
+        totals = self.totals
+        held = {Drug(d) for d in totals.drugs_held}
+        totals.stable_until_ms = refill.stable_until_ms(self.now_ms, drugs, held, self.config)
+        totals.drugs_held = sorted(held | {d.drug for d in drugs})
 
     def _validate_refill(self, m: Refill) -> tuple[tuple[DrugConcentration, ...], int]:
         """Every check of a refill; returns the new contents and the residual the device expected."""
@@ -402,9 +424,11 @@ class Pump:
         drugs = dosing.validate_drugs(m.drugs, self.program.worst_daily_ul(), cfg)
         expected = self.reservoir_ul
         discrepancy = m.withdrawn_ul - expected
-        if abs(discrepancy) > cfg.refill_discrepancy_ul and not m.discrepancy_accepted:
-            bound = expected + (cfg.refill_discrepancy_ul if discrepancy > 0 else -cfg.refill_discrepancy_ul)
-            reason = f"residual off by {discrepancy} µL: investigate, then accept it"
+        reason = refill.residual_flag(discrepancy, self.totals.since_refill, cfg)
+        if reason is not None and not m.discrepancy_accepted:
+            allowed = min(cfg.refill_discrepancy_ul, refill.flow_band_ul(self.totals.since_refill, cfg))
+            bound = expected + (allowed if discrepancy > 0 else -allowed)
+            reason += ": investigate, then accept it"
             raise DeviceRejected(ErrorCode.STATE_CONFLICT, reason, "withdrawn_ul", m.withdrawn_ul, bound)
         if m.bridge_bolus:
             self._require_bolus_possible(cfg.bridge_volume_ul, m.added_ul, ignore_reservoir=True)
@@ -467,12 +491,13 @@ class Pump:
         self.alarms.clear_condition(EventCode.MOTOR_STALL, self.now_ms)
 
     def _occlude(self) -> None:
+        # A blocked catheter is not sensed by the pump: the clinician infers it from a residual larger
+        # than expected [V Medtronic UK risks page; residual comparison, South Shore]. No alarm, and
+        # status reads as normal; the refill check says so.
         self.faults.occluded = True
-        self.alarms.raise_alarm(EventCode.OCCLUSION, self.now_ms)
 
     def _clear_occlusion(self) -> None:
         self.faults.occluded = False
-        self.alarms.clear_condition(EventCode.OCCLUSION, self.now_ms)
 
     def _fail_battery(self) -> None:
         self._end_bolus()
@@ -494,6 +519,9 @@ class Pump:
         )
         if reached.low:  # once the low alarm has sounded, it is refill time
             return Projections(reached.low, dates.empty_ms, dates.empty_earliest_ms, dates.empty_latest_ms, now)
+        stable = self.totals.stable_until_ms
+        if stable and stable < dates.next_refill_ms:  # the drug expires before the threshold is reached
+            return dates._replace(next_refill_ms=max(now, stable))
         return dates
 
     def _battery_dates(self, pumping: bool) -> tuple[int, int]:
@@ -516,11 +544,11 @@ class Pump:
         projected = self._projections(basal)
         rate = program.schedule.rate_at(now) if program.therapy_on else 0
         eri_ms, eos_ms = self._battery_dates(basal)
-        motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
+        motor = MotorState.STALLED if faults.stalled else MotorState.OK  # an occlusion is not sensed
         return PumpStatus(
             time_ms=now,
             mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
-            infusing=pumping and not faults.occluded,
+            infusing=pumping,
             reservoir_ul=self.reservoir_ul,
             capacity_ul=self.config.capacity_ul,
             alarm_volume_ul=program.alarm_volume_ul,

@@ -16,20 +16,28 @@ from .battery import PrimaryCellConfig
 
 @dataclass(frozen=True)
 class DrugLimit:
-    """Highest concentration and daily dose the pump accepts for a drug (0 = no daily cap)."""
+    """Highest concentration and daily dose the pump accepts for a drug (0 = no daily cap).
+
+    ``stability_days`` caps the next refill date after a fill (0 = no published limit);
+    ``first_fill_stability_days`` replaces it for the first fill of a drug the pump never held (0 = same).
+    """
 
     drug: Drug
     max_conc_ng_per_ml: int
     max_dose_ng_per_day: int = 0
+    stability_days: float = 0.0
+    first_fill_stability_days: float = 0.0
 
 
 DEFAULT_DRUG_LIMITS = (
-    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000),  # Infumorph 25 mg/mL [V]; PACC ~15 mg/day [L]
+    # Morphine stable up to 90 days after refill [V UW nursing]
+    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000, 90.0),  # Infumorph 25 mg/mL [V]; PACC ~15 mg/day [L]
     DrugLimit(Drug.HYDROMORPHONE, 15_000_000, 10_000_000),  # PACC ~15 mg/mL, ~10 mg/day [L]
     DrugLimit(Drug.BUPIVACAINE, 30_000_000),  # PACC ~30 mg/mL [L]
     DrugLimit(Drug.CLONIDINE, 1_000_000),  # commercial 100/500 µg/mL, 1 mg/mL ceiling [E]
-    DrugLimit(Drug.ZICONOTIDE, 100_000, 19_200),  # 25/100 µg/mL [V/L]; max 19.2 µg/day [V]
-    DrugLimit(Drug.BACLOFEN, 2_000_000),  # up to 2,000 µg/mL [V]
+    # Ziconotide: 40 days in a new pump, 84 days later (undiluted) [L Prialt labeling]
+    DrugLimit(Drug.ZICONOTIDE, 100_000, 19_200, 84.0, 40.0),  # 25/100 µg/mL [V/L]; max 19.2 µg/day [V]
+    DrugLimit(Drug.BACLOFEN, 2_000_000, 0, 180.0),  # up to 2,000 µg/mL [V]; stable 6 months [V 2004 data]
     DrugLimit(Drug.SUFENTANIL, 50_000),  # commercial 50 µg/mL [E]
     DrugLimit(Drug.FENTANYL, 50_000),  # commercial 50 µg/mL [E]
 )
@@ -85,7 +93,12 @@ class PumpConfig:
     # as a longevity driver but gives no figure. Same radio assumption as the stimulator: ~25 ms at
     # 2 mW [A]. A flood at the 50 frames/s budget then costs 2.5 mW, ~28x the quiescent draw.
     wake_j: float = 50e-6
-    next_refill_margin_days: float = 7.0  # refill this long before the low alarm [E]
+    next_refill_margin_days: float = 7.0  # refill this long before the refill threshold is reached [E]
+    # The refill-threshold rule of the next refill date: the residual it aims at (0 = the programmed
+    # low-reservoir alarm volume) and whether every allowed patient bolus is assumed taken. Prometra
+    # PTC: 3.0 mL with all boluses used, no margin [V PTC guide p5].
+    refill_threshold_ul: int = 0
+    refill_threshold_all_boluses: bool = True
 
     def __post_init__(self) -> None:
         if any(isinstance(d, dict) for d in self.initial_drugs):  # a scenario's [config] gives tables
@@ -98,6 +111,8 @@ class PumpConfig:
             raise ValueError(f"initial rate {self.initial_rate_ul_per_day} µL/day outside the flow range")
         if not self.min_alarm_ul <= self.alarm_volume_ul <= min(self.max_alarm_ul, self.capacity_ul):
             raise ValueError(f"alarm volume {self.alarm_volume_ul} µL outside its range")
+        if not 0 <= self.refill_threshold_ul <= self.capacity_ul:
+            raise ValueError(f"refill threshold {self.refill_threshold_ul} µL outside 0..{self.capacity_ul}")
         if self.wake_j < 0:
             raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
 
@@ -110,9 +125,7 @@ class PumpConfig:
         """Rebuild from ``to_dict`` output (also after a JSON round trip)."""
         values = dict(data)
         values["initial_drugs"] = drugs_from(data["initial_drugs"])
-        values["drug_limits"] = tuple(
-            DrugLimit(Drug(d["drug"]), d["max_conc_ng_per_ml"], d["max_dose_ng_per_day"]) for d in data["drug_limits"]
-        )
+        values["drug_limits"] = tuple(DrugLimit(**{**d, "drug": Drug(d["drug"])}) for d in data["drug_limits"])
         values["cell"] = PrimaryCellConfig(**data["cell"])
         return cls(**values)
 

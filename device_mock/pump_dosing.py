@@ -235,9 +235,11 @@ def project(
     fill = fill_ul * UNITS_PER_UL
     reservoir = fill - since_refill
     low_need = reservoir - program.alarm_volume_ul * UNITS_PER_UL
-    # Prometra-style: the refill date assumes every allowed patient bolus is taken [V DOMAIN.md 2.6].
+    # The refill-threshold rule; Prometra-style, every allowed patient bolus is taken [V DOMAIN.md 2.6].
+    threshold_ul = cfg.refill_threshold_ul or program.alarm_volume_ul
     ptm = program.patient_bolus
-    worst_low = when(low_need, ptm.dose_ul * ptm.max_per_day)
+    extra = ptm.dose_ul * ptm.max_per_day if cfg.refill_threshold_all_boluses else 0
+    worst_low = when(reservoir - threshold_ul * UNITS_PER_UL, extra)
     # The accuracy band applies to all drained since the fill: the true residual may already differ.
     band = cfg.flow_accuracy
     return Projections(

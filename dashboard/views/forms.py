@@ -115,6 +115,12 @@ def pump_form(status: PumpStatus | None) -> html.Div:
                 className="form-grid",
             ),
             dcc.Checklist([{"label": " I confirm the new concentrations", "value": "yes"}], [], id=ids.REFILL_CONFIRM),
+            # The device refuses a residual off the expected one until the clinician has investigated it.
+            dcc.Checklist(
+                [{"label": " I have investigated the residual discrepancy and accept it", "value": "yes"}],
+                [],
+                id=ids.REFILL_ACCEPT,
+            ),
         ]
     )
     return html.Div(

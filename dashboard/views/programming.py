@@ -144,7 +144,7 @@ def build_command(trigger: str, values: dict) -> Message:
             _number(values["added_ml"], "Volume added", 1000),
             _drugs(values["drugs"]),
             bool(values["confirm"]),
-            False,
+            bool(values.get("accept", False)),
             False,
         )
     raise FormError(f"unknown form action {trigger!r}")
@@ -240,9 +240,10 @@ def register(app: Dash, deps: Deps) -> None:
         State(ids.REFILL_ADDED, "value"),
         State(ids.REFILL_DRUGS, "value"),
         State(ids.REFILL_CONFIRM, "value"),
+        State(ids.REFILL_ACCEPT, "value"),
         prevent_initial_call=True,
     )
-    def pump(_a, _b, _c, name, rate_ml, alarm_ml, bolus_ml, bolus_min, withdrawn_ml, added_ml, drugs, confirm):
+    def pump(_a, _b, _c, name, rate_ml, alarm_ml, bolus_ml, bolus_min, withdrawn_ml, added_ml, drugs, confirm, accept):
         values = dict(
             rate_ml=rate_ml,
             alarm_ml=alarm_ml,
@@ -252,6 +253,7 @@ def register(app: Dash, deps: Deps) -> None:
             added_ml=added_ml,
             drugs=drugs,
             confirm=bool(confirm),
+            accept=bool(accept),
         )
         return _submit(deps, name, ctx.triggered_id, values, from_link=_patient_bolus)
 

@@ -62,6 +62,12 @@ def test_pump_forms_convert_millilitres_to_microlitres():
         ("MORPHINE", 10_000_000),
         ("BUPIVACAINE", 20_000_000),
     ]
+    assert not refill.discrepancy_accepted  # a discrepancy is accepted only when the clinician ticks it
+    accepted = build_command(
+        ids.SEND_REFILL,
+        {"withdrawn_ml": "1.5", "added_ml": "18", "drugs": "morphine:10", "confirm": True, "accept": True},
+    )
+    assert accepted.discrepancy_accepted and accepted.concentration_confirmed
     with pytest.raises(FormError, match="unknown drug 'aspirin'"):
         build_command(ids.SEND_REFILL, {"withdrawn_ml": 1, "added_ml": 1, "drugs": "aspirin:1", "confirm": True})
     assert build_command(ids.THERAPY_OFF, {}) == TherapySet(False)

@@ -221,3 +221,14 @@ def test_shipped_scenario_noisy_link_turns_noise_on_then_drops_the_link():
     device.sync()
     assert not device.link_faults.connected(clock.now_ms())
     assert device.link_faults.connected(T0 + 620_000)
+
+
+def test_shipped_scenario_occlusion_is_found_by_the_true_residual_at_the_refill():
+    scenario = Scenario.load(SCENARIOS / "pump-occlusion.toml")
+    device = _run_scenario("pump-occlusion.toml", Pump(PumpConfig(**scenario.config), T0, 3), T0 + 31 * DAY_MS)
+    log = device.model.events.read(1, 1000)
+    assert not [e for e in log if e.code == EventCode.OCCLUSION]  # the pump never sensed it
+    (refill,) = [e for e in log if e.code == EventCode.REFILL]  # the first, unaccepted, was refused
+    (flag,) = [e for e in log if e.code == EventCode.REFILL_DISCREPANCY]
+    assert refill.time_ms == T0 + 30 * DAY_MS
+    assert (refill.arg0, refill.arg1, flag.arg1) == (10_000, 5_000, 5_000)  # 10 mL found, 5 mL expected

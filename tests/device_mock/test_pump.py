@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -455,8 +456,9 @@ def test_refill_refusals():
     over = rejected(pump, refill(15_000, added=20_001))
     assert (over.code, over.field, over.value, over.limit) == (ErrorCode.OUT_OF_RANGE, "added_ul", 20_001, 20_000)
     assert rejected(pump, refill(15_000, confirmed=False)).field == "concentration_confirmed"
-    off = rejected(pump, refill(12_999))
-    assert (off.code, off.field, off.value, off.limit) == (ErrorCode.STATE_CONFLICT, "withdrawn_ul", 12_999, 13_000)
+    off = rejected(pump, refill(12_999))  # over 2 mL off; the bound is the tighter flow band: 14.5 % of 5 mL
+    assert (off.code, off.field, off.value, off.limit) == (ErrorCode.STATE_CONFLICT, "withdrawn_ul", 12_999, 14_275)
+    assert "more than 2000 µL" in off.reason
     reply = pump.apply(refill(12_999, accepted=True))
     assert (reply.expected_residual_ul, reply.discrepancy_ul, reply.reservoir_ul) == (15_000, -2_001, 20_000)
     (flag,) = events(pump, EventCode.REFILL_DISCREPANCY)
@@ -466,11 +468,71 @@ def test_refill_refusals():
 def test_refill_within_the_limit_needs_no_acceptance_and_is_logged():
     pump = new_pump()
     pump.advance_to(T0 + 10 * DAY_MS)
-    reply = pump.apply(refill(17_000, added=18_000))
+    reply = pump.apply(refill(15_725, added=18_000))  # +725 µL: the edge of the ±14.5 % band of 5 mL drained
     (logged,) = events(pump, EventCode.REFILL)
-    assert (logged.seq, logged.arg0, logged.arg1) == (reply.event_seq, 18_000, 2_000)
+    assert (logged.seq, logged.arg0, logged.arg1) == (reply.event_seq, 18_000, 725)
     assert not events(pump, EventCode.REFILL_DISCREPANCY)
     assert reply.next_refill_ms == T0 + 10 * DAY_MS + 25 * DAY_MS  # (18000 - 2000) / 500 days, less 7
+
+
+def test_a_residual_under_2_ml_off_but_outside_the_flow_accuracy_band_is_a_discrepancy():
+    pump = new_pump()
+    pump.advance_to(T0 + 10 * DAY_MS)  # 5 mL drained: the true residual lies within 15000 ± 725 µL
+    off = rejected(pump, refill(14_000))  # 1 mL off: within the 2 mL rule, outside the band
+    assert (off.code, off.field, off.value, off.limit) == (ErrorCode.STATE_CONFLICT, "withdrawn_ul", 14_000, 14_275)
+    assert "outside the ±725 µL flow-accuracy band" in off.reason
+    assert not events(pump, EventCode.REFILL)  # nothing half-applied
+    reply = pump.apply(refill(14_000, accepted=True))
+    (flag,) = events(pump, EventCode.REFILL_DISCREPANCY)
+    assert (reply.discrepancy_ul, flag.arg0, flag.arg1) == (-1_000, 20_000, -1_000)
+
+
+def test_a_scripted_true_residual_passes_the_check_and_a_false_one_does_not():
+    """A test can withdraw what a nurse really finds: the true residual, with the seeded flow error."""
+    pump = new_pump(replace(EXACT, flow_error_mean=0.1, flow_error_sd=0.0))  # a pump running 10 % fast
+    pump.advance_to(T0 + 20 * DAY_MS)
+    true_residual = round(pump.true_reservoir_ul)
+    assert (pump.reservoir_ul, true_residual) == (10_000, 9_000)  # within the ±1450 µL band of 10 mL
+    assert "flow-accuracy band" in rejected(pump, refill(8_000)).reason  # 2 mL off: a leak, or a misread syringe
+    reply = pump.apply(refill(true_residual))
+    assert reply.discrepancy_ul == -1_000 and not events(pump, EventCode.REFILL_DISCREPANCY)
+
+
+def test_next_refill_is_the_earlier_of_the_threshold_and_morphine_stability():
+    pump = new_pump()
+    pump.apply(dosing(rate=100))  # 0.1 mL/day: the 2 mL alarm is 180 days away, less 7 = day 173
+    assert pump.status().next_refill_ms == T0 + 90 * DAY_MS  # morphine stable 90 days after the fill
+    pump.apply(dosing(rate=1_000))  # 1 mL/day: alarm at day 18, less 7
+    assert pump.status().next_refill_ms == T0 + 11 * DAY_MS
+
+
+ZICONOTIDE = (DrugConcentration(Drug.ZICONOTIDE, 25_000),)  # 25 µg/mL [V]
+
+
+def test_ziconotide_is_stable_40_days_in_a_new_pump_and_84_after_a_refill():
+    pump = new_pump(replace(EXACT, initial_drugs=ZICONOTIDE, initial_rate_ul_per_day=100))  # 2.5 µg/day
+    assert pump.status().next_refill_ms == T0 + 40 * DAY_MS  # threshold: day 173
+    pump.advance_to(T0 + 35 * DAY_MS)
+    reply = pump.apply(refill(16_500, drugs=ZICONOTIDE))
+    assert reply.next_refill_ms == T0 + (35 + 84) * DAY_MS
+    restored = Pump.from_state(json.loads(json.dumps(pump.to_state())))
+    assert restored.status().next_refill_ms == T0 + (35 + 84) * DAY_MS
+
+
+def test_a_morphine_pump_switched_to_ziconotide_gets_the_new_pump_limit():
+    pump = new_pump(replace(EXACT, initial_rate_ul_per_day=100))
+    pump.advance_to(T0 + 30 * DAY_MS)
+    assert pump.apply(refill(17_000, drugs=ZICONOTIDE)).next_refill_ms == T0 + (30 + 40) * DAY_MS
+
+
+def test_prometra_refill_threshold_3_ml_with_every_patient_bolus_taken():
+    prometra = replace(EXACT, refill_threshold_ul=3_000, next_refill_margin_days=0.0)
+    pump = new_pump(prometra)
+    pump.apply(dosing(rate=400, ptm=PTM))  # 0.4 mL/day + 3 x 50 µL allowed a day = 0.55 mL/day
+    assert pump.status().next_refill_ms == T0 + math.ceil(17_000 / 550 * DAY_MS)  # 30.9 days to 3.0 mL
+    no_boluses = new_pump(replace(prometra, refill_threshold_all_boluses=False))
+    no_boluses.apply(dosing(rate=400, ptm=PTM))
+    assert no_boluses.status().next_refill_ms == T0 + math.ceil(17_000 / 400 * DAY_MS)  # 42.5 days
 
 
 def test_refill_clears_low_and_empty_and_sets_the_new_concentration():
@@ -567,16 +629,33 @@ def test_motor_stall_stops_delivery_and_clear_motor_resumes():
     assert held - pump.reservoir_units == 500 * UNITS_PER_UL and pump.status().motor_state is MotorState.OK
 
 
-def test_occlusion_drains_the_reservoir_but_delivers_nothing():
+def test_occlusion_is_not_sensed_and_shows_as_a_larger_residual_at_the_refill():
     pump = new_pump()
     pump.inject_fault("occlusion", {})
-    pump.advance_to(T0 + DAY_MS)
+    pump.advance_to(T0 + 10 * DAY_MS)
     status = pump.status()
-    assert (status.motor_state, status.infusing, status.reservoir_ul) == (MotorState.OCCLUDED, False, 19_500)
-    assert pump.totals.delivered_ul == 0 and EventCode.OCCLUSION in {a.code for a in status.alarms}
+    assert (status.motor_state, status.infusing, status.reservoir_ul) == (MotorState.OK, True, 15_000)
+    assert status.alarms == () and not events(pump, EventCode.OCCLUSION)  # the pump does not know
+    assert (pump.totals.delivered_ul, pump.true_reservoir_ul) == (0, 20_000)  # the drug stayed in the reservoir
     pump.inject_fault("clear_occlusion", {})
-    pump.advance_to(T0 + 2 * DAY_MS)
-    assert pump.totals.delivered_ul == pytest.approx(500)
+    pump.advance_to(T0 + 12 * DAY_MS)
+    assert pump.totals.delivered_ul == pytest.approx(1_000)
+    true_residual = round(pump.true_reservoir_ul)
+    off = rejected(pump, refill(true_residual))  # 19000 withdrawn where 14000 was expected
+    assert (true_residual, off.code, off.field, off.limit) == (19_000, ErrorCode.STATE_CONFLICT, "withdrawn_ul", 14_870)
+    assert "more drug left than expected: check the catheter for occlusion" in off.reason
+    reply = pump.apply(refill(true_residual, accepted=True))
+    (flag,) = events(pump, EventCode.REFILL_DISCREPANCY)
+    assert (reply.discrepancy_ul, flag.arg1) == (5_000, 5_000)
+
+
+def test_a_stalled_motor_stays_a_detected_high_priority_alarm_beside_an_occlusion():
+    pump = new_pump()
+    pump.inject_fault("occlusion", {})
+    pump.inject_fault("motor_stall", {})
+    status = pump.status()
+    assert status.motor_state is MotorState.STALLED and not status.infusing
+    assert [(a.code, a.priority) for a in status.alarms] == [(EventCode.MOTOR_STALL, Priority.HIGH)]
 
 
 def test_battery_failure_stops_everything_and_unknown_faults_are_named():

