@@ -645,6 +645,8 @@ def _flag(params: dict[str, Any], name: str, default: bool) -> bool:
     if unknown:
         raise ValueError(f"unknown fault parameter {', '.join(unknown)}; valid: {name}")
     value = params.get(name, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # --fault memory_error:critical=false
+        value = value.lower() == "true"
     if not isinstance(value, bool):
         raise ValueError(f"fault parameter {name} must be true or false, not {value!r}")
     return value

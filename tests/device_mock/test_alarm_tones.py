@@ -111,7 +111,7 @@ def test_a_saved_state_from_before_the_sounder_still_loads():
 
 def test_a_critical_memory_error_stops_delivery_and_a_minor_one_does_not():
     pump = pump_at(HOUR)
-    pump.inject_fault("memory_error", {"critical": False})
+    pump.inject_fault("memory_error", {"critical": "false"})  # as the command line gives it
     assert pump.status().infusing and pump.alarms.is_active(EventCode.MEMORY_ERROR_MINOR)
     assert pump.status().tone is ToneKind.SINGLE
     pump.inject_fault("memory_error", {})
