@@ -9,6 +9,9 @@ Alarms follow IEC 60601-1-8 priorities. A condition raises its alarm (ACTIVE). W
 goes away a non-latching alarm clears by itself; a latching one stays until acknowledged. An
 acknowledged alarm whose condition persists stays listed as ACKNOWLEDGED and clears when the
 condition ends. Each state change is one event-log entry carrying the new state.
+
+A device with a sounder (``alarm_tones.Sounder``) also sounds its unacknowledged alarms, each
+from the time it was raised, and plays the clinician's alarm test.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import MAX_ALARMS, ActiveAlarm, AlarmState, EventCode, EventRecord, Priority
+
+from .alarm_tones import SILENT, Sounder, ToneState
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ ALARMS: dict[EventCode, AlarmSpec] = {
     EventCode.BATTERY_FAILURE: AlarmSpec(Priority.HIGH, latching=True),
     EventCode.LEAD_OPEN: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.LEAD_SHORT: AlarmSpec(Priority.MEDIUM, latching=True),
-    EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),
+    EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),  # critical memory error [V SynchroMed II]
+    EventCode.MEMORY_ERROR_MINOR: AlarmSpec(Priority.MEDIUM, latching=True),  # non-critical memory error [V]
     EventCode.CHARGE_DENSITY_LIMIT: AlarmSpec(Priority.LOW, latching=False),
     EventCode.TELEMETRY_FLOOD: AlarmSpec(Priority.LOW, latching=True),
     EventCode.LOCKOUT: AlarmSpec(Priority.LOW, latching=True),
@@ -132,13 +138,16 @@ def _i32(value: int) -> int:
 class _Alarm:
     state: AlarmState
     condition: bool
+    since_ms: int  # raised at: its tone repeats from here
 
 
 class AlarmManager:
-    """Alarm conditions of one device, logged to its event log."""
+    """Alarm conditions of one device, logged to its event log (and sounded, if it has a sounder)."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, sounder: Sounder | None = None) -> None:
         self.log = log
+        self.sounder = sounder
+        self.test_ms = 0  # start of the last alarm test, 0 if none
         self._alarms: dict[EventCode, _Alarm] = {}
         self._listed: tuple[ActiveAlarm, ...] | None = None  # what active() returns; None after any change
 
@@ -153,7 +162,7 @@ class AlarmManager:
         if alarm is not None:
             alarm.condition = True
             return
-        self._alarms[code] = _Alarm(AlarmState.ACTIVE, True)
+        self._alarms[code] = _Alarm(AlarmState.ACTIVE, True, time_ms)
         self.log.append(time_ms, code, ALARMS[code].priority, AlarmState.ACTIVE, arg0, arg1)
 
     def clear_condition(self, code: EventCode, time_ms: int, arg0: int = 0, arg1: int = 0) -> None:
@@ -193,11 +202,38 @@ class AlarmManager:
             )
         return self._listed
 
+    def start_test(self, time_ms: int) -> int:
+        """Play every alarm tone once (the clinician's alarm test); return the ALARM_TEST entry's number."""
+        if self.sounder is None:
+            raise DeviceRejected(
+                ErrorCode.UNSUPPORTED, "this device has no alarm sounder: its alerts show on the patient's controller"
+            )
+        self.test_ms = time_ms
+        return self.log.append(time_ms, EventCode.ALARM_TEST, arg0=self.sounder.test_duration_ms()).seq
+
+    def tone_state(self, time_ms: int) -> ToneState:
+        """What the sounder plays at ``time_ms``: unacknowledged alarms and a test in progress."""
+        if self.sounder is None:
+            return SILENT
+        active = [(code, a) for code, a in self._alarms.items() if a.state is AlarmState.ACTIVE]
+        sounding = [(code, ALARMS[code].priority, a.since_ms) for code, a in active]
+        return self.sounder.state(time_ms, sounding, self.test_ms)
+
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state."""
-        return {str(int(code)): [int(a.state), a.condition] for code, a in self._alarms.items()}
+        return {
+            "listed": {str(int(code)): [int(a.state), a.condition, a.since_ms] for code, a in self._alarms.items()},
+            "test_ms": self.test_ms,
+        }
 
     def load_state(self, data: dict[str, Any]) -> None:
-        """Restore from ``to_state`` output."""
-        self._alarms = {EventCode(int(code)): _Alarm(AlarmState(s), c) for code, (s, c) in data.items()}
+        """Restore from ``to_state`` output (or the older form: the listed alarms alone, without raise times)."""
+        listed = data["listed"] if "listed" in data else data
+        self.test_ms = int(data.get("test_ms", 0)) if "listed" in data else 0
+        # An alarm saved without its raise time sounds as if raised at the epoch: its repeats stay on a
+        # fixed grid, and the next one is at most one interval away.
+        self._alarms = {
+            EventCode(int(code)): _Alarm(AlarmState(entry[0]), entry[1], int(entry[2]) if len(entry) > 2 else 0)
+            for code, entry in listed.items()
+        }
         self._listed = None

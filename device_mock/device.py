@@ -26,6 +26,7 @@ from protocols.endpoint import DeviceEndpoint
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
     AlarmAck,
+    AlarmTest,
     ClockRead,
     ClockReply,
     ClockSet,
@@ -157,6 +158,10 @@ class Device:
         if isinstance(message, AlarmAck):
             self._dirty = True
             return CommandAck(self.model.alarms.acknowledge(message.code, self.model.now_ms))
+        if isinstance(message, AlarmTest):
+            seq = self.model.alarms.start_test(self.model.now_ms)  # refused before anything changes
+            self._dirty = True
+            return CommandAck(seq)
         if isinstance(message, ClockRead):
             return ClockReply(self.model.now_ms, round(self.clock.speed * 1000))
         if isinstance(message, ClockSet):

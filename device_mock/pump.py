@@ -35,14 +35,17 @@ from protocols.messages import (
     EventCode,
     Message,
     MotorState,
+    Priority,
     PumpStatus,
     Refill,
     RefillReply,
     TherapySet,
+    ToneKind,
 )
 
 from . import pump_dosing as dosing
 from . import pump_refill as refill
+from .alarm_tones import Sounder, TonePattern
 from .alarms import AlarmManager, EventLog
 from .battery import PrimaryBattery
 from .model import require, unsupported
@@ -70,6 +73,8 @@ class _Faults:
     stalled: bool = False
     occluded: bool = False
     battery_failed: bool = False
+    memory_error: bool = False  # critical: delivery stops until the fault is cleared
+    memory_error_minor: bool = False  # non-critical: delivery goes on
 
 
 @dataclass
@@ -99,7 +104,15 @@ class Pump:
     alone, then the pump is stopped again.
     """
 
-    FAULTS = ("motor_stall", "clear_motor", "occlusion", "clear_occlusion", "battery_failure")
+    FAULTS = (
+        "motor_stall",
+        "clear_motor",
+        "occlusion",
+        "clear_occlusion",
+        "battery_failure",
+        "memory_error",
+        "clear_memory_error",
+    )
 
     kind = DeviceKind.PUMP
     capabilities = Capability.DRUG_DELIVERY | Capability.PATIENT_BOLUS | Capability.EVENT_PUSH | Capability.CLOCK_SET
@@ -113,7 +126,7 @@ class Pump:
         self.model_name, self.serial, self.firmware = config.model_name, config.serial, config.firmware
         self.start_ms, self.seed, self.now_ms = start_ms, seed, start_ms
         self.events = events if events is not None else EventLog()
-        self.alarms = AlarmManager(self.events)
+        self.alarms = AlarmManager(self.events, _sounder(config))
         self.battery = PrimaryBattery(config.cell, start_ms)
         schedule = dosing.Schedule(DosingMode.CONTINUOUS, config.initial_rate_ul_per_day)
         self.program = Program(schedule, dosing.NO_PATIENT_BOLUS, config.alarm_volume_ul, config.initial_drugs)
@@ -165,6 +178,8 @@ class Pump:
             return "the battery is at end of service" if self.reached.eos else "the battery has failed"
         if self.faults.stalled:
             return "the motor is stalled"
+        if self.faults.memory_error:
+            return "a critical memory error stopped the pump"
         if not ignore_reservoir and self.reservoir_units <= 0:
             return "the reservoir is empty"
         return None
@@ -463,20 +478,42 @@ class Pump:
 
     # --- faults ----------------------------------------------------------------------------------
     def inject_fault(self, fault: str, params: dict[str, Any]) -> None:
-        """Start or end a device fault: motor_stall, clear_motor, occlusion, clear_occlusion, battery_failure.
+        """Start or end a device fault (``FAULTS``); a clear of a fault that is not present does nothing.
 
-        None of them takes ``params``; a clear of a fault that is not present does nothing.
+        Only ``memory_error`` takes a parameter: ``critical`` (default true). A critical memory error
+        raises MEMORY_ERROR (HIGH) and stops delivery; a non-critical one raises MEMORY_ERROR_MINOR
+        (MEDIUM) and delivery goes on. ``clear_memory_error`` ends both (the device was reset).
         """
+        if fault == "memory_error":
+            self._memory_error(_flag(params, "critical", True))
+            return
         handlers = {
             "motor_stall": self._stall,
             "clear_motor": self._clear_stall,
             "occlusion": self._occlude,
             "clear_occlusion": self._clear_occlusion,
             "battery_failure": self._fail_battery,
+            "clear_memory_error": self._clear_memory_error,
         }
         if fault not in handlers:
             raise ValueError(f"unknown pump fault {fault!r}; valid: {', '.join(self.FAULTS)}")
+        if params:
+            raise ValueError(f"pump fault {fault!r} takes no parameters, got {', '.join(sorted(params))}")
         handlers[fault]()
+
+    def _memory_error(self, critical: bool) -> None:
+        if critical:
+            self._end_bolus()
+            self.faults.memory_error = True
+            self.alarms.raise_alarm(EventCode.MEMORY_ERROR, self.now_ms)
+        else:
+            self.faults.memory_error_minor = True
+            self.alarms.raise_alarm(EventCode.MEMORY_ERROR_MINOR, self.now_ms)
+
+    def _clear_memory_error(self) -> None:
+        self.faults.memory_error = self.faults.memory_error_minor = False
+        self.alarms.clear_condition(EventCode.MEMORY_ERROR, self.now_ms)
+        self.alarms.clear_condition(EventCode.MEMORY_ERROR_MINOR, self.now_ms)
 
     def _stall(self) -> None:
         self._end_bolus()
@@ -545,6 +582,7 @@ class Pump:
         rate = program.schedule.rate_at(now) if program.therapy_on else 0
         eri_ms, eos_ms = self._battery_dates(basal)
         motor = MotorState.STALLED if faults.stalled else MotorState.OK  # an occlusion is not sensed
+        tones = self.alarms.tone_state(now)
         return PumpStatus(
             time_ms=now,
             mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
@@ -570,6 +608,10 @@ class Pump:
             next_refill_ms=projected.next_refill_ms,
             alarms=self.alarms.active(),
             last_event_seq=self.events.last_seq,
+            tone=tones.tone,
+            tone_code=tones.code,
+            next_tone=tones.next_tone,
+            next_tone_ms=tones.next_ms,
         )
 
     def _drug_levels(self, drugs: tuple[DrugConcentration, ...], rate: int) -> tuple[DrugLevel, ...]:
@@ -616,3 +658,23 @@ class Pump:
         pump.flow_error = pump._draw_flow_error()
         pump._sync_battery()
         return pump
+
+
+def _sounder(config: PumpConfig) -> Sounder:
+    """The pump's alarm sounder from its config."""
+    critical = TonePattern(ToneKind.DUAL, config.critical_tone_ms, config.critical_repeat_s * 1000)
+    noncritical = TonePattern(ToneKind.SINGLE, config.noncritical_tone_ms, config.noncritical_repeat_s * 1000)
+    return Sounder({Priority.HIGH: critical, Priority.MEDIUM: noncritical})
+
+
+def _flag(params: dict[str, Any], name: str, default: bool) -> bool:
+    """A boolean fault parameter; anything else in ``params`` is refused by name."""
+    unknown = sorted(set(params) - {name})
+    if unknown:
+        raise ValueError(f"unknown fault parameter {', '.join(unknown)}; valid: {name}")
+    value = params.get(name, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # --fault memory_error:critical=false
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"fault parameter {name} must be true or false, not {value!r}")
+    return value

@@ -99,6 +99,13 @@ class PumpConfig:
     # PTC: 3.0 mL with all boluses used, no margin [V PTC guide p5].
     refill_threshold_ul: int = 0
     refill_threshold_all_boluses: bool = True
+    # The sounder: critical alarms (HIGH) a 3 s dual tone, non-critical (MEDIUM) a 1 s single tone
+    # repeating about hourly [V SynchroMed II product advisory]; critical repeats about every
+    # 10 min [L]. LOW-priority alarms (telemetry flood, lockout) do not sound [E].
+    critical_tone_ms: int = 3_000
+    critical_repeat_s: int = 600
+    noncritical_tone_ms: int = 1_000
+    noncritical_repeat_s: int = 3_600
 
     def __post_init__(self) -> None:
         if any(isinstance(d, dict) for d in self.initial_drugs):  # a scenario's [config] gives tables
@@ -113,6 +120,10 @@ class PumpConfig:
             raise ValueError(f"alarm volume {self.alarm_volume_ul} µL outside its range")
         if not 0 <= self.refill_threshold_ul <= self.capacity_ul:
             raise ValueError(f"refill threshold {self.refill_threshold_ul} µL outside 0..{self.capacity_ul}")
+        if not 0 < self.critical_tone_ms < self.critical_repeat_s * 1000:
+            raise ValueError(f"critical tone {self.critical_tone_ms} ms: not shorter than its repeat interval")
+        if not 0 < self.noncritical_tone_ms < self.noncritical_repeat_s * 1000:
+            raise ValueError(f"non-critical tone {self.noncritical_tone_ms} ms: not shorter than its repeat interval")
         if self.wake_j < 0:
             raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
 

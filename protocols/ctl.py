@@ -32,6 +32,7 @@ from .errors import (
 )
 from .messages import (
     AlarmAck,
+    AlarmTest,
     Area,
     Bolus,
     BolusKind,
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     therapy = sub.add_parser("therapy", help="turn therapy on or off")
     therapy.add_argument("state", choices=["on", "off"])
     sub.add_parser("impedance", help="measure every contact's impedance")
+    sub.add_parser("alarm-test", help="sound every alarm tone once (a pump's sounder)")
     program = sub.add_parser("program", help="store and activate a stimulation program")
     program.add_argument("--program", type=int, default=1, help="program number (default 1)")
     program.add_argument(
@@ -233,6 +235,8 @@ def _command_message(args: argparse.Namespace) -> Message | None:
         return TherapySet(args.state == "on")
     if command == "impedance":
         return ImpedanceCheck()
+    if command == "alarm-test":
+        return AlarmTest()
     if command == "program":
         return StimProgramSet(args.program, not args.no_activate, tuple(args.area), args.patient_max_ua, args.ramp_s)
     if command == "dose":

@@ -40,6 +40,7 @@ class MsgType(IntEnum):
     CLOCK_READ = 0x13
     CLOCK_SET = 0x14
     COMMAND_QUERY = 0x15
+    ALARM_TEST = 0x16
     STIM_PROGRAM_SET = 0x20
     THERAPY_SET = 0x21
     IMPEDANCE_CHECK = 0x22
@@ -120,6 +121,7 @@ class EventCode(IntEnum):
     TELEMETRY_FLOOD = 0x000A
     ALARM_TEST = 0x000B
     MEMORY_ERROR = 0x000C
+    MEMORY_ERROR_MINOR = 0x0010
     BATTERY_LOW = 0x0100
     RECHARGE_NOW = 0x0101
     BATTERY_ERI = 0x0102
@@ -147,6 +149,14 @@ class EventCode(IntEnum):
     REFILL_DISCREPANCY = 0x030A
     PUMP_STOPPED = 0x030B
     PUMP_STARTED = 0x030C
+
+
+class ToneKind(IntEnum):
+    """An alarm sound of a device with a sounder (SynchroMed-style pump)."""
+
+    NONE = 0
+    SINGLE = 1  # non-critical: one tone
+    DUAL = 2  # critical: two alternating tones
 
 
 class BatteryKind(IntEnum):
@@ -435,6 +445,10 @@ class PumpStatus(Message):
     next_refill_ms: Annotated[int, U64, "recommended refill date, ms since epoch"]
     alarms: Annotated[tuple[ActiveAlarm, ...], ListOf(ActiveAlarm, MAX_ALARMS), "alarms not cleared"]
     last_event_seq: Annotated[int, U32, "newest event-log sequence number"]
+    tone: Annotated[ToneKind, Enum(ToneKind), "alarm tone sounding now"]
+    tone_code: Annotated[int, U16, "event code of the alarm sounding now (ALARM_TEST during a test), 0 if silent"]
+    next_tone: Annotated[ToneKind, Enum(ToneKind), "pattern of the next alarm tone to start"]
+    next_tone_ms: Annotated[int, U64, "when the next alarm tone starts, ms since epoch; 0 if none will"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +530,18 @@ class CommandOutcome(Message):
     fate: Annotated[CommandFate, Enum(CommandFate), "handled, or never handled and now never will be"]
     reply_type: Annotated[int, U8, "HANDLED: message type of the reply it got; 0 otherwise"]
     reply: Annotated[bytes, Blob(MAX_STORED_REPLY), "HANDLED: that reply's payload, as first sent; empty otherwise"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTest(Message):
+    """Sound every alarm tone once, highest priority first (the clinician's alarm test).
+
+    Answered with ``CommandAck`` naming the ALARM_TEST entry; a device without a sounder refuses
+    it with UNSUPPORTED. Status shows the test's tones while they sound.
+    """
+
+    TYPE = MsgType.ALARM_TEST
+    MUTATING = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +687,7 @@ MESSAGES: tuple[type[Message], ...] = (
     ClockSet,
     CommandQuery,
     CommandOutcome,
+    AlarmTest,
     StimProgramSet,
     TherapySet,
     ImpedanceCheck,

@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x609EF65E
+SCHEMA_FINGERPRINT = 0x1EF0E275
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -565,6 +565,7 @@ ENUMS: dict[str, dict[int, str]] = {
     "BolusKind": {1: "CLINICIAN", 2: "PATIENT", 3: "BRIDGE", 4: "PRIMING"},
     "MotorState": {0: "OK", 1: "STALLED", 2: "OCCLUDED"},
     "CommandFate": {1: "HANDLED", 2: "NOT_HANDLED"},
+    "ToneKind": {0: "NONE", 1: "SINGLE", 2: "DUAL"},
     "Drug": {
         1: "MORPHINE",
         2: "HYDROMORPHONE",
@@ -588,6 +589,7 @@ ENUMS: dict[str, dict[int, str]] = {
         0x0A: "TELEMETRY_FLOOD",
         0x0B: "ALARM_TEST",
         0x0C: "MEMORY_ERROR",
+        0x10: "MEMORY_ERROR_MINOR",
         0x100: "BATTERY_LOW",
         0x101: "RECHARGE_NOW",
         0x102: "BATTERY_ERI",
@@ -725,6 +727,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     0x13: ("ClockRead", []),
     0x14: ("ClockSet", [("time_ms", U64)]),
     0x15: ("CommandQuery", [("command_id", U32), ("request_type", U8), ("request_digest", BYTES(16))]),
+    0x16: ("AlarmTest", []),
     0x20: (
         "StimProgramSet",
         [
@@ -829,6 +832,10 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("next_refill_ms", U64),
             ("alarms", LIST(RECORD("ActiveAlarm"), 8)),
             ("last_event_seq", U32),
+            ("tone", ENUM("ToneKind")),
+            ("tone_code", U16),
+            ("next_tone", ENUM("ToneKind")),
+            ("next_tone_ms", U64),
         ],
     ),
     0x92: (

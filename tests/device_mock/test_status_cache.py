@@ -153,6 +153,12 @@ def reference_pump_projections(pump: Pump) -> dict[str, int]:
     }
 
 
+def reference_tones(pump: Pump) -> dict[str, object]:
+    """The sounder's state from the alarm list as it is now."""
+    tones = pump.alarms.tone_state(pump.now_ms)
+    return {"tone": tones.tone, "tone_code": tones.code, "next_tone": tones.next_tone, "next_tone_ms": tones.next_ms}
+
+
 def reference_pump_status(pump: Pump) -> PumpStatus:
     """Every field computed from the model's plain methods, nothing kept from an earlier call."""
     program, now = pump.program, pump.now_ms
@@ -184,6 +190,7 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
         alarms=pump.alarms.active(),
         last_event_seq=pump.events.last_seq,
         **reference_pump_projections(pump),
+        **reference_tones(pump),
     )
 
 

@@ -24,6 +24,7 @@ from protocols.messages import (
     Priority,
     StimProgramSet,
     TherapySet,
+    ToneKind,
     Waveform,
 )
 from tests.integration.mock_process import STOPPED_LINE
@@ -271,3 +272,32 @@ def test_spy_url_traces_every_byte_of_a_real_session(run_mock, tmp_path):
         client.status()
     text = trace.read_text()
     assert "TX" in text.upper() and "RX" in text.upper() and "0000" in text
+
+
+def test_implant_ctl_alarm_test_sounds_the_pump_and_the_stimulator_refuses_it(run_mock, connect):
+    mock = run_mock("--device", "scs", "--device", "pump", "--speed", "1")
+
+    def ctl_alarm_test(name: str) -> subprocess.CompletedProcess:
+        device = mock.devices[name]
+        argv = ["--port", device.port, "--key", str(device.key), "--json", "alarm-test"]
+        return subprocess.run(
+            [sys.executable, "-m", "protocols.ctl", *argv], capture_output=True, text=True, timeout=30
+        )
+
+    refused = ctl_alarm_test("scs-1")
+    assert refused.returncode == 6, refused.stderr
+    assert json.loads(refused.stdout)["code"] == "UNSUPPORTED"
+    done = ctl_alarm_test("pump-1")
+    assert done.returncode == 0, done.stderr
+    pump = connect(mock.devices["pump-1"])
+    entry = next(e for e in pump.events_since(1) if e.seq == json.loads(done.stdout)["event_seq"])
+    assert (entry.code, entry.arg0) == (EventCode.ALARM_TEST, 4_000)
+    # What sounds depends only on the device time since the test: judged by it, not by wall timing.
+    status = pump.status()
+    while status.time_ms < entry.time_ms + 5_000:
+        offset = status.time_ms - entry.time_ms
+        expected = ToneKind.DUAL if offset < 3_000 else ToneKind.SINGLE if offset < 4_000 else ToneKind.NONE
+        assert status.tone is expected, f"{offset} ms into the test"
+        time.sleep(0.2)
+        status = pump.status()
+    assert status.tone is ToneKind.NONE and status.next_tone is ToneKind.NONE
