@@ -43,6 +43,7 @@ from protocols.messages import (
     ToneKind,
 )
 
+from . import pump_doses as doses
 from . import pump_dosing as dosing
 from . import pump_refill as refill
 from .alarm_tones import Sounder, TonePattern
@@ -92,6 +93,8 @@ class _Totals:
     patient_boluses: list[int] = field(default_factory=list)  # start times within the last 24 h
     stable_until_ms: int = 0  # the last fill's drug-stability limit (0 = none)
     drugs_held: list[int] = field(default_factory=list)  # every drug the pump has held: first-fill limits
+    boluses_given: list[list[int]] = field(default_factory=list)  # [start_ms, drug, ng] of the last 24 h
+    ziconotide_raised_ms: int = 0  # last rise of the ziconotide daily dose (0 = never)
 
 
 class Pump:
@@ -319,8 +322,14 @@ class Pump:
             self.reached.eos = now
 
     # --- boluses ---------------------------------------------------------------------------------
-    def _start_bolus(self, kind: BolusKind, volume_ul: int, duration_min: int) -> BolusReply:
+    def _start_bolus(
+        self, kind: BolusKind, volume_ul: int, duration_min: int, drugs: tuple[DrugConcentration, ...] | None = None
+    ) -> BolusReply:
+        """Start a bolus and record the drug it carries (``drugs``: the contents it pushes, if not the reservoir's)."""
         self.bolus = ActiveBolus(kind, volume_ul, self.now_ms, self.now_ms + duration_min * MINUTE_MS)
+        given = doses.recent(self.totals.boluses_given, self.now_ms)
+        carried = self.program.drugs if drugs is None else drugs
+        self.totals.boluses_given = given + doses.given_rows(self.now_ms, volume_ul, carried)
         seq = self.events.append(self.now_ms, EventCode.BOLUS_STARTED, arg0=volume_ul, arg1=kind).seq
         return BolusReply(seq, volume_ul, self.bolus.end_ms)
 
@@ -345,10 +354,26 @@ class Pump:
                 ErrorCode.STATE_CONFLICT, "bolus larger than the reservoir holds", "volume_ul", volume_ul, reservoir_ul
             )
 
+    def _basal_ul_per_day(self) -> int:
+        """The programmed basal volume of a whole day (0 while the pump is stopped)."""
+        return 0 if self.stopped else self._programmed_ul_per_day()
+
+    def _require_within_caps(self, volume_ul: int) -> None:
+        """Refuse a bolus that would take a drug past its 24-hour cap with the basal dose and the
+        boluses of the last 24 h (every kind counts)."""
+        given = doses.recent(self.totals.boluses_given, self.now_ms)
+        doses.check_bolus_cap(volume_ul, self.program.drugs, self._basal_ul_per_day(), given, self.config)
+
     def _require_patient_allowance(self) -> None:
         """Enforce lockout and boluses per 24 h; a denial is logged and refused."""
         now, starts = self.now_ms, self.totals.patient_boluses
         reason, wait = dosing.patient_bolus_wait(starts, now, self.program.patient_bolus)
+        if not reason:
+            try:
+                self._require_within_caps(self.program.patient_bolus.dose_ul)
+            except DeviceRejected as over:
+                self.events.append(now, EventCode.PATIENT_BOLUS_DENIED, arg0=3, arg1=0)
+                raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"patient bolus denied: {over.reason}") from None
         if reason:
             minutes = dosing.ceil_div(wait, MINUTE_MS)
             self.events.append(now, EventCode.PATIENT_BOLUS_DENIED, arg0=reason, arg1=minutes)
@@ -377,6 +402,10 @@ class Pump:
         ptm = dosing.validate_patient_bolus(m.patient_bolus, cfg)
         require("alarm_volume_ul", m.alarm_volume_ul, cfg.min_alarm_ul, min(cfg.max_alarm_ul, cfg.capacity_ul), "µL")
         dosing.check_daily_dose(schedule, ptm, self.program.drugs, cfg)
+        new_daily_ul = dosing.ceil_div(schedule.daily_units(), UNITS_PER_UL)
+        raised = self._check_ziconotide(self.program.drugs, new_daily_ul, "rate_ul_per_day")
+        if raised:
+            self.totals.ziconotide_raised_ms = self.now_ms
         if schedule.mode is DosingMode.STOPPED:
             self._end_bolus()
         self.program.schedule, self.program.patient_bolus = schedule, ptm
@@ -393,10 +422,12 @@ class Pump:
                 raise DeviceRejected(ErrorCode.STATE_CONFLICT, "patient bolus is not enabled", "kind", m.kind)
             volume, duration = dosing.patient_bolus_size(m.volume_ul, m.duration_min, self.program.patient_bolus)
         else:
-            dosing.validate_bolus_size(m.volume_ul, m.duration_min, self.config)
+            dosing.validate_bolus_size(m.volume_ul, m.duration_min, self.config, priming=m.kind == BolusKind.PRIMING)
             volume, duration = m.volume_ul, m.duration_min
         # Only the clinician gives a single bolus from a stopped pump; the patient's needs therapy running.
         self._require_bolus_possible(volume, self.reservoir_ul, from_stopped=m.kind == BolusKind.CLINICIAN)
+        if m.kind != BolusKind.PATIENT:  # the patient's is judged with its allowance, and a denial logged
+            self._require_within_caps(volume)
         if m.kind == BolusKind.PATIENT:
             self._require_patient_allowance()
         return self._start_bolus(BolusKind(m.kind), volume, duration)
@@ -404,11 +435,17 @@ class Pump:
     def _apply_refill(self, m: Refill) -> RefillReply:
         drained = self.totals.since_refill
         drugs, expected = self._validate_refill(m)
+        zic = next((i for i, d in enumerate(drugs) if d.drug is Drug.ZICONOTIDE), 0)
+        # The last check, so nothing has changed yet if it refuses.
+        raised = self._check_ziconotide(drugs, self._programmed_ul_per_day(), f"drugs[{zic}].conc_ng_per_ml")
+        old_drugs = self.program.drugs
         discrepancy = m.withdrawn_ul - expected
         flagged = refill.residual_flag(discrepancy, drained, self.config) is not None
         self.totals.refills += 1
         self.totals.fill_ul, self.totals.since_refill, self.totals.held_units = m.added_ul, 0, 0
         self.program.drugs = drugs
+        if raised:
+            self.totals.ziconotide_raised_ms = self.now_ms
         self._record_fill(drugs)
         self.flow_error = self._draw_flow_error()  # a new fill, a new error
         seq = self.events.append(self.now_ms, EventCode.REFILL, arg0=m.added_ul, arg1=discrepancy).seq
@@ -416,9 +453,28 @@ class Pump:
             self.events.append(self.now_ms, EventCode.REFILL_DISCREPANCY, arg0=m.added_ul, arg1=discrepancy)
         self._clear_reservoir_alarms()
         if m.bridge_bolus:
-            self._start_bolus(BolusKind.BRIDGE, self.config.bridge_volume_ul, self.config.bridge_duration_min)
+            cfg = self.config
+            self._start_bolus(BolusKind.BRIDGE, cfg.bridge_volume_ul, cfg.bridge_duration_min, old_drugs)
         self._check()
         return RefillReply(seq, expected, discrepancy, m.added_ul, self.projections().next_refill_ms)
+
+    def _check_ziconotide(self, drugs: tuple[DrugConcentration, ...], daily_ul: int, field: str) -> bool:
+        """Ziconotide's titration rule for new contents (``field`` names the refill's concentration)
+        or a new daily volume (``rate_ul_per_day``); True if the daily dose rises."""
+        conc = next((d.conc_ng_per_ml for d in drugs if d.drug is Drug.ZICONOTIDE), 0)
+        old_conc = next((d.conc_ng_per_ml for d in self.program.drugs if d.drug is Drug.ZICONOTIDE), 0)
+        old = doses.daily_ng(old_conc, self._programmed_ul_per_day())
+        new = doses.daily_ng(conc, daily_ul)
+        if field == "rate_ul_per_day":  # a dosing change: the limit is a rate
+            value, limit_of = daily_ul, lambda ng: ng * 1000 // max(conc, 1)
+        else:  # a refill: the limit is a concentration
+            value, limit_of = conc, lambda ng: ng * 1000 // max(daily_ul, 1)
+        last = self.totals.ziconotide_raised_ms
+        return doses.check_ziconotide_change(old, new, last, self.now_ms, field, value, limit_of, self.config)
+
+    def _programmed_ul_per_day(self) -> int:
+        """The programmed schedule's volume for a whole day, running or not."""
+        return dosing.ceil_div(self.program.schedule.daily_units(), UNITS_PER_UL)
 
     def _record_fill(self, drugs: tuple[DrugConcentration, ...]) -> None:
         """Date the new contents' stability limit, then remember them as held (DOMAIN.md 2.6)."""
@@ -437,6 +493,9 @@ class Pump:
         require("withdrawn_ul", m.withdrawn_ul, 0, cfg.capacity_ul, "µL")
         require("added_ul", m.added_ul, 0, cfg.capacity_ul, "µL")
         drugs = dosing.validate_drugs(m.drugs, self.program.worst_daily_ul(), cfg)
+        limits = {limit.drug: limit for limit in cfg.drug_limits}
+        for i, item in enumerate(drugs):
+            doses.check_concentration(i, item, limits.get(item.drug))
         expected = self.reservoir_ul
         discrepancy = m.withdrawn_ul - expected
         reason = refill.residual_flag(discrepancy, self.totals.since_refill, cfg)
@@ -447,6 +506,7 @@ class Pump:
             raise DeviceRejected(ErrorCode.STATE_CONFLICT, reason, "withdrawn_ul", m.withdrawn_ul, bound)
         if m.bridge_bolus:
             self._require_bolus_possible(cfg.bridge_volume_ul, m.added_ul, ignore_reservoir=True)
+            self._require_within_caps(cfg.bridge_volume_ul)  # it pushes out the old contents
         return drugs, expected
 
     def _clear_reservoir_alarms(self) -> None:

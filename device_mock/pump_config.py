@@ -20,6 +20,8 @@ class DrugLimit:
 
     ``stability_days`` caps the next refill date after a fill (0 = no published limit);
     ``first_fill_stability_days`` replaces it for the first fill of a drug the pump never held (0 = same).
+    ``advised_conc_ng_per_ml`` is the advised ceiling (0 = none): a stronger fill is accepted only at
+    the exact strength of a labelled product (``labelled_conc_ng_per_ml``), up to ``max_conc_ng_per_ml``.
     """
 
     drug: Drug
@@ -27,20 +29,32 @@ class DrugLimit:
     max_dose_ng_per_day: int = 0
     stability_days: float = 0.0
     first_fill_stability_days: float = 0.0
+    advised_conc_ng_per_ml: int = 0
+    labelled_conc_ng_per_ml: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:  # after a JSON round trip the labelled strengths are a list
+        object.__setattr__(self, "labelled_conc_ng_per_ml", tuple(int(c) for c in self.labelled_conc_ng_per_ml))
 
 
 DEFAULT_DRUG_LIMITS = (
-    # Morphine stable up to 90 days after refill [V UW nursing]
-    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000, 90.0),  # Infumorph 25 mg/mL [V]; PACC ~15 mg/day [L]
+    # Morphine: PACC advises at most ~20 mg/mL and ~15 mg/day [L]; Infumorph is labelled at 10 and
+    # 25 mg/mL [V 25, L 10], so 25 mg/mL is accepted as that product only. Stable 90 days [V UW nursing].
+    DrugLimit(Drug.MORPHINE, 25_000_000, 15_000_000, 90.0, 0.0, 20_000_000, (10_000_000, 25_000_000)),
     DrugLimit(Drug.HYDROMORPHONE, 15_000_000, 10_000_000),  # PACC ~15 mg/mL, ~10 mg/day [L]
-    DrugLimit(Drug.BUPIVACAINE, 30_000_000),  # PACC ~30 mg/mL [L]
-    DrugLimit(Drug.CLONIDINE, 1_000_000),  # commercial 100/500 µg/mL, 1 mg/mL ceiling [E]
+    DrugLimit(Drug.BUPIVACAINE, 30_000_000, 20_000_000),  # PACC ~30 mg/mL [L]; top of 6-20 mg/day [V aneskey]
+    # Clonidine: commercial 100/500 µg/mL, 1 mg/mL ceiling [E]; top of 250-2,000 µg/day [V aneskey]
+    DrugLimit(Drug.CLONIDINE, 1_000_000, 2_000_000),
     # Ziconotide: 40 days in a new pump, 84 days later (undiluted) [L Prialt labeling]
     DrugLimit(Drug.ZICONOTIDE, 100_000, 19_200, 84.0, 40.0),  # 25/100 µg/mL [V/L]; max 19.2 µg/day [V]
-    DrugLimit(Drug.BACLOFEN, 2_000_000, 0, 180.0),  # up to 2,000 µg/mL [V]; stable 6 months [V 2004 data]
-    DrugLimit(Drug.SUFENTANIL, 50_000),  # commercial 50 µg/mL [E]
-    DrugLimit(Drug.FENTANYL, 50_000),  # commercial 50 µg/mL [E]
+    # Baclofen: up to 2,000 µg/mL [V]; stable 6 months [V 2004 data]; maintenance mostly 300-800 µg/day
+    # with a wide range [L]: the cap is 2,000 µg/day [E].
+    DrugLimit(Drug.BACLOFEN, 2_000_000, 2_000_000, 180.0),
+    DrugLimit(Drug.SUFENTANIL, 50_000, 100_000),  # commercial 50 µg/mL [E]; top of 10-100 µg/day [V aneskey]
+    # Fentanyl: commercial 50 µg/mL [E]; no daily figure in our sources: sufentanil's 100 µg/day at a
+    # potency ratio of about 5 gives 500 µg/day [E].
+    DrugLimit(Drug.FENTANYL, 50_000, 500_000),
 )
+
 
 # Sized so 0.5 mL/day lasts ~6.5 years, 2 mL/day ~5 and 0.048 mL/day reaches the 7-year cap first [E].
 PUMP_CELL = PrimaryCellConfig(
@@ -77,6 +91,13 @@ class PumpConfig:
     max_bolus_ul: int = 5_000  # [E]
     max_bolus_duration_min: int = 1_440  # [E]
     max_bolus_rate_ul_per_day: int = 24_000  # same ceiling as the basal flow range [L]
+    # A priming bolus fills pump tubing and catheter at the high flow [V Medtronic 8637 priming-bolus
+    # labeling]; its rate is not published in our sources: 10 mL/h [E].
+    max_priming_rate_ul_per_day: int = 240_000
+    # Ziconotide titration: steps of at most 2.4 µg/day [V aneskey]; at most 2-3 rises a week, so
+    # 48 h between rises [E after the Prialt label's titration advice].
+    ziconotide_step_ng_per_day: int = 2_400
+    ziconotide_min_interval_h: float = 48.0
     bridge_volume_ul: int = 250  # pump tubing + catheter dead volume [E]
     bridge_duration_min: int = 60  # [E]
     min_ptm_dose_ul: int = 1  # [E]; myPTM limits not published (DOMAIN.md known gaps)

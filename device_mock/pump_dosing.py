@@ -351,10 +351,14 @@ def validate_drugs(
     return tuple(DrugConcentration(Drug(d.drug), d.conc_ng_per_ml) for d in drugs)
 
 
-def validate_bolus_size(volume_ul: int, duration_min: int, cfg: PumpConfig) -> None:
-    """Volume and duration of a clinician, bridge or priming bolus; the duration bounds the rate."""
+def validate_bolus_size(volume_ul: int, duration_min: int, cfg: PumpConfig, priming: bool = False) -> None:
+    """Volume and duration of a clinician, bridge or priming bolus; the duration bounds the rate.
+
+    A priming bolus may run at the pump's high flow, every other bolus at most at the bolus rate.
+    """
     require("volume_ul", volume_ul, 1, cfg.max_bolus_ul, "µL")
-    shortest = min_duration_min(volume_ul, cfg.max_bolus_rate_ul_per_day)
+    top_rate = cfg.max_priming_rate_ul_per_day if priming else cfg.max_bolus_rate_ul_per_day
+    shortest = min_duration_min(volume_ul, top_rate)
     require("duration_min", duration_min, shortest, cfg.max_bolus_duration_min, "min")
 
 

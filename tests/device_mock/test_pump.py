@@ -184,22 +184,23 @@ LIMIT_CASES = [
     (dosing(rate=47), "rate_ul_per_day", 47, 48),
     (dosing(rate=24_001), "rate_ul_per_day", 24_001, 24_000),
     (dosing(rate=-5), "rate_ul_per_day", -5, 48),
-    (dosing(rate=1_600), "rate_ul_per_day", 1_600, 1_500),  # morphine 10 mg/mL, 15 mg/day cap
+    (dosing(rate=1_600), "rate_ul_per_day", 1_600, 1_000),  # bupivacaine 20 mg/mL, 20 mg/day cap (morphine's: 1.5 mL)
     (dosing(DosingMode.FLEX, steps=()), "steps", 0, 1),
     (dosing(DosingMode.FLEX, steps=STEPS_UNSORTED), "steps[2].start_min", 600, 601),
     (dosing(DosingMode.FLEX, steps=(FlexStep(1440, 500),)), "steps[0].start_min", 1440, 1439),
     (dosing(DosingMode.FLEX, steps=(FlexStep(0, 500), FlexStep(60, 10))), "steps[1].rate_ul_per_day", 10, 48),
-    (dosing(DosingMode.FLEX, steps=(FlexStep(0, 1000), FlexStep(720, 2100))), "steps", 1550, 1500),
+    (dosing(DosingMode.FLEX, steps=(FlexStep(0, 1000), FlexStep(720, 2100))), "steps", 1550, 1000),
     (dosing(alarm=999), "alarm_volume_ul", 999, 1_000),
     (dosing(alarm=10_001), "alarm_volume_ul", 10_001, 10_000),
     (dosing(ptm=replace(PTM, dose_ul=0)), "patient_bolus.dose_ul", 0, 1),
     (dosing(ptm=replace(PTM, dose_ul=1_000, duration_min=59)), "patient_bolus.duration_min", 59, 60),
     (dosing(ptm=replace(PTM, lockout_min=5)), "patient_bolus.lockout_min", 5, 10),
     (dosing(ptm=replace(PTM, max_per_day=0)), "patient_bolus.max_per_day", 0, 1),
-    (dosing(rate=1_000, ptm=replace(PTM, dose_ul=100, max_per_day=6)), "patient_bolus.max_per_day", 6, 5),
+    (dosing(rate=500, ptm=replace(PTM, dose_ul=100, max_per_day=6)), "patient_bolus.max_per_day", 6, 5),
     (Bolus(BolusKind.CLINICIAN, 0, 10), "volume_ul", 0, 1),
     (Bolus(BolusKind.CLINICIAN, 5_001, 600), "volume_ul", 5_001, 5_000),
-    (Bolus(BolusKind.PRIMING, 100, 5), "duration_min", 5, 6),  # 24 mL/day top rate
+    (Bolus(BolusKind.CLINICIAN, 100, 5), "duration_min", 5, 6),  # 24 mL/day top bolus rate
+    (Bolus(BolusKind.PRIMING, 5_000, 29), "duration_min", 29, 30),  # priming: the 240 mL/day high flow
     (Bolus(BolusKind.CLINICIAN, 100, 1_441), "duration_min", 1_441, 1_440),
     (refill(-1), "withdrawn_ul", -1, 0),
     (refill(20_000, added=-1), "added_ul", -1, 0),
@@ -520,9 +521,9 @@ def test_ziconotide_is_stable_40_days_in_a_new_pump_and_84_after_a_refill():
 
 
 def test_a_morphine_pump_switched_to_ziconotide_gets_the_new_pump_limit():
-    pump = new_pump(replace(EXACT, initial_rate_ul_per_day=100))
+    pump = new_pump(replace(EXACT, initial_rate_ul_per_day=96))  # 2.4 µg/day of 25 µg/mL: a first step
     pump.advance_to(T0 + 30 * DAY_MS)
-    assert pump.apply(refill(17_000, drugs=ZICONOTIDE)).next_refill_ms == T0 + (30 + 40) * DAY_MS
+    assert pump.apply(refill(17_120, drugs=ZICONOTIDE)).next_refill_ms == T0 + (30 + 40) * DAY_MS
 
 
 def test_prometra_refill_threshold_3_ml_with_every_patient_bolus_taken():
