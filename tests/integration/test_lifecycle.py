@@ -67,7 +67,7 @@ def test_a_second_emulator_on_the_same_state_is_refused_naming_the_holder_and_ch
         with DeviceClient.connect(device.port, device.key, timeout=2.0, retries=3) as pump:
             pump.identify()
             pump.open_session()
-            ack = pump.set_dosing(DosingMode.CONTINUOUS, 1234, NO_PATIENT_BOLUS, 2000)
+            ack = pump.set_dosing(DosingMode.CONTINUOUS, 777, NO_PATIENT_BOLUS, 2000)
             assert ack.event_seq > 0
             before = _snapshot(state)
             assert (state / ".lock").read_text().strip() == str(first.proc.pid)
@@ -79,7 +79,7 @@ def test_a_second_emulator_on_the_same_state_is_refused_naming_the_holder_and_ch
             assert "device(s)" not in second.stdout and "pump-1:" not in second.stdout, second.stdout
             assert _snapshot(state) == before, "the refused emulator changed the state directory"
             assert first.proc.poll() is None, "the first emulator did not survive the attempt"
-            assert pump.status().rate_ul_per_day == 1234
+            assert pump.status().rate_ul_per_day == 777
         _stopped_cleanly(first)
     finally:
         first.stop()
@@ -91,7 +91,7 @@ def test_a_second_emulator_on_the_same_state_is_refused_naming_the_holder_and_ch
         with DeviceClient.connect(device.port, device.key, timeout=2.0, retries=3) as pump:
             pump.identify()
             pump.open_session()
-            assert pump.status().rate_ul_per_day == 1234, "the acknowledged dosing change was lost"
+            assert pump.status().rate_ul_per_day == 777, "the acknowledged dosing change was lost"
     finally:
         again.stop()
 
