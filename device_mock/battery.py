@@ -123,7 +123,17 @@ class RechargeableCellConfig:
     recharge_now_fraction: float = 0.10  # "recharge now" [E]
     eos_capacity_fraction: float = 0.50  # end of service when capacity has faded to this [E]
     eri_min_days_per_charge: float = 1.0  # ERI when a full charge lasts less than this (Eterna rule) [V]
+    # ERI also once the faded capacity is within reach of EOS, so ERI always comes first: 2 points above
+    # EOS, about a year ahead at the calendar fade [E].
+    eri_capacity_fraction: float = 0.52
     charge_power_w: float = 0.2  # into the cell at perfect coupling: full in ~4 h (Boston) [V/E]
+
+    def __post_init__(self) -> None:
+        if not self.eos_capacity_fraction < self.eri_capacity_fraction < 1.0:
+            raise ValueError(
+                f"eri_capacity_fraction {self.eri_capacity_fraction} must lie between "
+                f"eos_capacity_fraction {self.eos_capacity_fraction} and 1: ERI comes before EOS"
+            )
 
 
 class RechargeableBattery:
@@ -188,6 +198,8 @@ class RechargeableBattery:
         c = self.config
         if capacity_j <= c.eos_capacity_fraction * c.capacity_j:
             return BatteryState.EOS
+        if capacity_j <= c.eri_capacity_fraction * c.capacity_j:
+            return BatteryState.ERI
         if drain_w > 0 and capacity_j / drain_w < c.eri_min_days_per_charge * DAY_S:
             return BatteryState.ERI
         if soc <= c.recharge_now_fraction:

@@ -419,8 +419,10 @@ class RechargeDrive:
         return (capacity_j - target_j) / fade_w if capacity_j > target_j and fade_w > 0.0 else math.inf
 
     def _eri_j(self, program_w: float) -> float:
-        """Eterna rule: ERI once a full charge would last less than this many joules of program."""
-        return program_w * self.battery.config.eri_min_days_per_charge * DAY_S
+        """The capacity at which ERI is reached: a full charge lasting less than a day of the program
+        (Eterna rule), or the faded capacity near EOS, whichever comes first."""
+        c = self.battery.config
+        return max(program_w * c.eri_min_days_per_charge * DAY_S, c.eri_capacity_fraction * c.capacity_j)
 
     def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
         """Seconds until each state-of-charge or capacity threshold this segment crosses."""
@@ -479,7 +481,7 @@ class RechargeDrive:
     def _projections_ms(self, now_ms: int, program_w: float, capacity_j: float) -> tuple[int, int]:
         c = self.battery.config
         fade = self._fade_w(program_w, capacity_j)
-        eri = self._seconds_to_capacity(self._eri_j(program_w), fade, capacity_j) if program_w > 0 else math.inf
+        eri = self._seconds_to_capacity(self._eri_j(program_w), fade, capacity_j)
         eos = self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity_j)
         return _at(now_ms, eri, None), _at(now_ms, eos, None)
 

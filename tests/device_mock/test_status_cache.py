@@ -121,7 +121,7 @@ def reference_cell_projections(cell: Any, now: int, draw_w: float, program_w: fl
         return eri_ms, reference_at(now, b.seconds_until_empty(draw_w), b.age_limit_ms(False))
     c, capacity = b.config, b.capacity_j(now)
     fade = cell._fade_w(program_w, capacity)
-    eri = cell._seconds_to_capacity(cell._eri_j(program_w), fade, capacity) if program_w > 0 else math.inf
+    eri = cell._seconds_to_capacity(cell._eri_j(program_w), fade, capacity)
     eos = cell._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity)
     return reference_at(now, eri, None), reference_at(now, eos, None)
 

@@ -376,7 +376,9 @@ def test_rechargeable_soon_now_and_depleted_at_their_state_of_charge():
 
 
 def test_rechargeable_eri_when_a_full_charge_lasts_under_a_day():
-    cell = RechargeableCellConfig(fade_per_year=0.1, fade_per_cycle=0.0, eos_capacity_fraction=0.1)
+    cell = RechargeableCellConfig(
+        fade_per_year=0.1, fade_per_cycle=0.0, eos_capacity_fraction=0.1, eri_capacity_fraction=0.12
+    )
     stim = running(area(**HF), rechargeable=cell)
     target = stim.program_power_w() * DAY_S
     expected = T0 + (cell.capacity_j - target) / (cell.capacity_j * 0.1 / YEAR_S) * 1000
@@ -555,3 +557,20 @@ def test_config_reads_back_from_json_and_scenario_overrides():
     scenario = ScsConfig(battery_kind="primary", primary={"capacity_j": 5000.0})  # as a TOML [config] gives it
     assert scenario.battery_kind is PRIMARY
     assert (scenario.primary.capacity_j, scenario.primary.nominal_power_w) == (5000.0, 300e-6)
+
+
+@pytest.mark.parametrize("program", [dict(amp=1000, pw=60, rate=20), {}, HF])
+def test_a_rechargeable_projects_eri_before_eos_at_any_program(program):
+    """A low-power program never needs a charge a day; ERI then comes from fade, ahead of EOS."""
+    stim = running(area(**program))
+    status = stim.status()
+    assert 0 < status.eri_ms < status.eos_ms
+    cell = RechargeableCellConfig()
+    if stim.program_power_w() * DAY_S < cell.eri_capacity_fraction * cell.capacity_j:  # the fade rule decides
+        fade_per_s = status.eos_ms - status.eri_ms
+        assert fade_per_s > 0.5 * YEAR_S * 1000  # months of warning, not a coincident ERI and EOS
+
+
+def test_eri_capacity_must_lie_between_eos_and_new():
+    with pytest.raises(ValueError, match="ERI comes before EOS"):
+        RechargeableCellConfig(eos_capacity_fraction=0.5, eri_capacity_fraction=0.5)
