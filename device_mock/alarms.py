@@ -46,6 +46,8 @@ ALARMS: dict[EventCode, AlarmSpec] = {
     EventCode.BATTERY_ERI: AlarmSpec(Priority.MEDIUM, latching=False),
     EventCode.BATTERY_EOS: AlarmSpec(Priority.HIGH, latching=True),
     EventCode.BATTERY_FAILURE: AlarmSpec(Priority.HIGH, latching=True),
+    # The pump's battery advisory: the flow rate may be reset to a very low level [V Medtronic advisory].
+    EventCode.BATTERY_REDUCED_PERFORMANCE: AlarmSpec(Priority.HIGH, latching=True),
     EventCode.LEAD_OPEN: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.LEAD_SHORT: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),  # critical memory error [V SynchroMed II]

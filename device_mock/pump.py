@@ -113,6 +113,7 @@ class Pump:
         "occlusion",
         "clear_occlusion",
         "battery_failure",
+        "reduced_battery_performance",
         "memory_error",
         "clear_memory_error",
     )
@@ -553,6 +554,7 @@ class Pump:
             "occlusion": self._occlude,
             "clear_occlusion": self._clear_occlusion,
             "battery_failure": self._fail_battery,
+            "reduced_battery_performance": self._reduce_battery_performance,
             "clear_memory_error": self._clear_memory_error,
         }
         if fault not in handlers:
@@ -601,6 +603,16 @@ class Pump:
         self.faults.battery_failed = True
         pct = round(self.battery.fraction * 10_000)
         self.alarms.raise_alarm(EventCode.BATTERY_FAILURE, self.now_ms, pct, self.battery.voltage_mv())
+
+    def _reduce_battery_performance(self) -> None:
+        """The battery can no longer drive the programmed flow: the rate falls to the pump's minimum
+        (a continuous program at ``min_rate_ul_per_day``), as the SynchroMed battery advisory describes."""
+        self._end_bolus()
+        rate = self.config.min_rate_ul_per_day
+        self.program.schedule = dosing.Schedule(DosingMode.CONTINUOUS, rate)
+        self.events.append(self.now_ms, EventCode.DOSING_CHANGED, arg0=rate, arg1=DosingMode.CONTINUOUS)
+        pct = round(self.battery.fraction * 10_000)
+        self.alarms.raise_alarm(EventCode.BATTERY_REDUCED_PERFORMANCE, self.now_ms, pct, self.battery.voltage_mv())
 
     # --- telemetry -------------------------------------------------------------------------------
     def projections(self) -> Projections:

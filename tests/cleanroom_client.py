@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x1EF0E275
+SCHEMA_FINGERPRINT = 0x9252838F
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -597,6 +597,7 @@ ENUMS: dict[str, dict[int, str]] = {
         0x104: "CHARGING_STARTED",
         0x105: "CHARGING_COMPLETE",
         0x106: "BATTERY_FAILURE",
+        0x107: "BATTERY_REDUCED_PERFORMANCE",
         0x200: "THERAPY_ON",
         0x201: "THERAPY_OFF",
         0x202: "PROGRAM_CHANGED",

@@ -148,3 +148,23 @@ def test_a_stronger_ziconotide_refill_is_a_rise_and_is_held_to_the_step():
     assert (error.field, error.value, error.limit) == ("drugs[0].conc_ng_per_ml", 100_000, 50_000)
     pump.apply(refill((DrugConcentration(Drug.ZICONOTIDE, 50_000),)))  # 4.8 µg/day
     assert pump.totals.ziconotide_raised_ms == T0
+
+
+def test_reduced_battery_performance_drops_the_rate_to_the_minimum_with_a_latching_high_alarm():
+    pump = Pump(EXACT, T0, 1)
+    pump.apply(clinician(100))
+    pump.advance_to(T0 + HOUR)
+    pump.inject_fault("reduced_battery_performance", {})
+    status = pump.status()
+    assert (status.mode, status.rate_ul_per_day, status.bolus_active) == (DosingMode.CONTINUOUS, 48, False)
+    alarm = next(a for a in status.alarms if a.code is EventCode.BATTERY_REDUCED_PERFORMANCE)
+    assert alarm.priority.name == "HIGH"
+    changed = [e for e in pump.events.read(1, 100) if e.code is EventCode.DOSING_CHANGED]
+    assert changed[-1].arg0 == 48
+    before = pump.reservoir_ul
+    pump.advance_to(T0 + HOUR + 10 * DAY)
+    assert before - pump.reservoir_ul == 480  # 48 µL/day for 10 days
+    restored = Pump.from_state(json.loads(json.dumps(pump.to_state())))
+    assert restored.alarms.is_active(EventCode.BATTERY_REDUCED_PERFORMANCE)
+    with pytest.raises(ValueError, match="takes no parameters"):
+        pump.inject_fault("reduced_battery_performance", {"rate": 10})
