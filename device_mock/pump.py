@@ -259,9 +259,38 @@ class Pump:
             if need > 0 and (hit := dosing.reach_in_segment(rate, bolus, now, end, need)) is not None:
                 end = hit
         if self.powered:
-            for level_j in (self.battery.eri_reserve_j, 0.0):
+            if self.reached.eri:  # the stop date fixed at ERI
+                end = min(end, max(now + 1, self._eri_stop_ms()))
+            for level_j in (self._eri_level_j(), 0.0):
                 end = self._energy_stop(level_j, rate, bolus, end)
         return end
+
+    def _program_power_w(self, pumping: bool) -> float:
+        """The programmed average drain: electronics plus the motor at the schedule's daily volume."""
+        cfg = self.config
+        daily = self.program.schedule.daily_units() if pumping else 0
+        return cfg.quiescent_power_w + cfg.motor_j_per_ul * daily / UNITS_PER_UL / (DAY_MS / 1000)
+
+    def _eri_level_j(self) -> float:
+        """Energy left at ERI: the reserve days at the programmed drain (at least the nominal one), so
+        that the pump runs the ERI-to-stop interval at any flow rate."""
+        cell = self.config.cell
+        watts = max(cell.nominal_power_w, self._program_power_w(self.basal_pumping))
+        return watts * cell.eri_reserve_days * DAY_MS / 1000
+
+    def _eri_stop_ms(self) -> int:
+        """The device time the pump stops after its ERI (0 before ERI)."""
+        reached = self.reached.eri
+        return reached + round(self.config.cell.eri_reserve_days * DAY_MS) if reached else 0
+
+    def _battery_state(self) -> BatteryState:
+        """OK, ERI or EOS: the cell's own rules (energy and age) with the ERI level of the programmed drain."""
+        state = self.battery.state(self.now_ms)
+        if state is BatteryState.EOS or (self.reached.eri and self.now_ms >= self._eri_stop_ms()):
+            return BatteryState.EOS
+        if state is BatteryState.ERI or self.battery.remaining_j <= self._eri_level_j():
+            return BatteryState.ERI
+        return state
 
     def _energy_stop(self, level_j: float, rate: int, bolus: ActiveBolus | None, end: int) -> int:
         """``end``, or the first ms before it at which the cell is down to ``level_j``."""
@@ -312,7 +341,7 @@ class Pump:
             self._check_battery()
 
     def _check_battery(self) -> None:
-        now, state = self.now_ms, self.battery.state(self.now_ms)
+        now, state = self.now_ms, self._battery_state()
         args = (round(self.battery.fraction * 10_000), self.battery.voltage_mv())
         if state >= state.ERI and not self.reached.eri:
             self.alarms.raise_alarm(EventCode.BATTERY_ERI, now, *args)
@@ -637,10 +666,12 @@ class Pump:
         """Reached or projected ERI and EOS times at the program's average drain (0 after a failure)."""
         if self.faults.battery_failed:
             return 0, 0
-        daily = self.program.schedule.daily_units() if pumping else 0
-        watts = self.config.quiescent_power_w + self.config.motor_j_per_ul * daily / UNITS_PER_UL / (DAY_MS / 1000)
-        eri = self.now_ms + math.ceil(self.battery.seconds_until_eri(watts) * 1000)
-        eos = self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000)
+        watts = self._program_power_w(pumping)
+        to_level = max(0.0, self.battery.remaining_j - self._eri_level_j()) / watts
+        eri = self.reached.eri or self.now_ms + math.ceil(to_level * 1000)
+        # The pump stops the reserve days after ERI, or when the energy runs out if that comes first.
+        stop = eri + round(self.config.cell.eri_reserve_days * DAY_MS)
+        eos = min(stop, self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000))
         # The 7-year age limit ends service even with energy left [V DOMAIN.md 2.7].
         eri, eos = min(eri, self._age_eri or eri), min(eos, self._age_eos or eos)
         return self.reached.eri or eri, self.reached.eos or eos
@@ -667,7 +698,7 @@ class Pump:
             patient_bolus=program.patient_bolus,
             patient_boluses_today=min(255, sum(t + DAY_MS > now for t in self.totals.patient_boluses)),
             bolus_active=self.bolus is not None,
-            battery_state=BatteryState.FAILED if faults.battery_failed else battery.state(now),
+            battery_state=BatteryState.FAILED if faults.battery_failed else self._battery_state(),
             battery_pct_x100=round(battery.fraction * 10_000),
             battery_mv=battery.voltage_mv(),
             eri_ms=eri_ms,

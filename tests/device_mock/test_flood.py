@@ -270,10 +270,11 @@ def test_a_lump_that_crosses_eri_raises_it_at_that_millisecond():
     """The cached next breakpoint is stale after a lump: the crossing it caused is handled at once."""
     cell = PrimaryCellConfig(capacity_j=100.0, nominal_power_w=1e-6)
     stim = Stimulator(ScsConfig(battery_kind=BatteryKind.PRIMARY, primary=cell, wake_j=1.0), T0_MS, 1)
-    pump = Pump(PumpConfig(cell=PrimaryCellConfig(capacity_j=100.0, nominal_power_w=1e-6), wake_j=1.0), T0_MS, 1)
+    # The pump's ERI reserve is 90 days at its programmed drain (about 760 J): a cell well above that.
+    pump = Pump(PumpConfig(cell=PrimaryCellConfig(capacity_j=2_000.0, nominal_power_w=1e-6), wake_j=1.0), T0_MS, 1)
     for model in (stim, pump):
         model.advance_to(T0_MS + 60_000)
-        reserve = cell.nominal_power_w * cell.eri_reserve_days * 86_400
+        reserve = model._eri_level_j() if model is pump else cell.nominal_power_w * cell.eri_reserve_days * 86_400
         model.charge_wakeups(int(cell_j(model) - reserve) + 1)
         eri = [e for e in model.events.read(1, 100) if e.code == EventCode.BATTERY_ERI]
         assert [(e.time_ms, e.state) for e in eri] == [(T0_MS + 60_000, AlarmState.ACTIVE)], type(model).__name__

@@ -37,7 +37,8 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a UTC midnight, so flex minutes 
 HOUR_MS = 3_600_000
 EXACT = PumpConfig(flow_error_mean=0.0, flow_error_sd=0.0)  # true flow = programmed flow
 MIX = (DrugConcentration(Drug.MORPHINE, 10_000_000), DrugConcentration(Drug.BUPIVACAINE, 20_000_000))
-BACLOFEN = (DrugConcentration(Drug.BACLOFEN, 500_000),)  # no daily-dose cap: the flow range alone limits
+# 50 µg/mL (the screening strength): its 2 mg/day cap allows 40 mL/day, so the flow range alone limits.
+BACLOFEN = (DrugConcentration(Drug.BACLOFEN, 50_000),)
 NO_PTM = PatientBolusSettings(False, 0, 0, 0, 0)
 PTM = PatientBolusSettings(True, 50, 10, 60, 3)
 
@@ -587,16 +588,34 @@ def test_battery_eri_then_delivery_stops_about_90_days_later():
     _run_with_refills(pump, T0 + int(6.8 * YEAR_S * 1000), 60)
     (eos,) = events(pump, EventCode.BATTERY_EOS)
     assert eos.time_ms == projected_eos and eos.priority is Priority.HIGH
-    assert 88 * DAY_MS < eos.time_ms - eri.time_ms < 92 * DAY_MS
+    assert eos.time_ms - eri.time_ms == 90 * DAY_MS  # the stop date fixed at ERI [V SynchroMed II]
     assert 6.0 < (eos.time_ms - T0) / 1000 / YEAR_S < 7.0  # 0.5 mL/day: 5-7 years [V DOMAIN.md 2.7]
     status = pump.status()
-    assert (status.battery_state, status.infusing, status.battery_pct_x100) == (BatteryState.EOS, False, 0)
+    assert (status.battery_state, status.infusing) == (BatteryState.EOS, False)
+    assert status.battery_pct_x100 <= 1  # the reserve was sized for exactly these 90 days
     held = pump.reservoir_units
     pump.advance_to(pump.now_ms + 30 * DAY_MS)
     assert pump.reservoir_units == held
     assert "end of service" in rejected(pump, Bolus(BolusKind.CLINICIAN, 100, 60)).reason
     pump.apply(TherapySet(False))
     assert rejected(pump, TherapySet(True)).code is ErrorCode.STATE_CONFLICT
+
+
+@pytest.mark.parametrize("rate_ul_per_day", [48, 500, 2_000, 10_000, 24_000])
+def test_after_eri_the_pump_stops_90_days_later_at_any_flow_rate(rate_ul_per_day):
+    # A small cell, so ERI comes within months at every rate; baclofen 50 µg/mL allows the whole flow range.
+    cell = replace(EXACT.cell, capacity_j=5_000.0, max_life_years=0.0)
+    config = replace(EXACT, cell=cell, initial_drugs=BACLOFEN, initial_rate_ul_per_day=rate_ul_per_day)
+    pump = new_pump(replace(config, capacity_ul=40_000, initial_fill_ul=40_000))
+    every = max(1, min(30, 30_000 // rate_ul_per_day))  # refill before the reservoir runs low
+    while not events(pump, EventCode.BATTERY_EOS):
+        pump.advance_to(pump.now_ms + every * DAY_MS)
+        if pump.powered:
+            pump.apply(refill(pump.reservoir_ul, added=40_000, drugs=BACLOFEN))
+    (eri,) = events(pump, EventCode.BATTERY_ERI)
+    (eos,) = events(pump, EventCode.BATTERY_EOS)
+    assert eos.time_ms - eri.time_ms == 90 * DAY_MS
+    assert not events(pump, EventCode.EMPTY_RESERVOIR)  # delivered at the programmed rate throughout
 
 
 def test_age_limit_ends_service_at_7_years_even_at_low_drain():

@@ -181,7 +181,7 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
         patient_bolus=program.patient_bolus,
         patient_boluses_today=min(255, sum(t + DAY_MS > now for t in pump.totals.patient_boluses)),
         bolus_active=pump.bolus is not None,
-        battery_state=BatteryState.FAILED if faults.battery_failed else pump.battery.state(now),
+        battery_state=BatteryState.FAILED if faults.battery_failed else pump._battery_state(),
         battery_pct_x100=round(pump.battery.fraction * 10_000),
         battery_mv=pump.battery.voltage_mv(),
         eri_ms=eri_ms,
