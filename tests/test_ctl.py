@@ -131,7 +131,7 @@ def test_an_unreachable_device_after_a_bolus_exits_9_naming_the_command_then_res
     pair.device.manipulator = None  # the line is back
     code, out, err = run(link, pairing_key, [*options, "--resolve", f"0x{command_id:08x}", *BOLUS_ARGS], capsys)
     assert code == ctl.EXIT_OK, err
-    assert "volume_ul: 77" in out
+    assert "Bolus of 0.077 mL started" in out
     assert fake_device.boluses == 1  # asking never applies it again
 
 
