@@ -62,10 +62,10 @@ def ml(ul: int) -> str:
     return _num(ul / UL_PER_ML, 3)
 
 
-def mg(ng: int) -> str:
-    """ng as mg; below 1 mg the µg figure follows, since ziconotide and the opioids of low dose live there."""
-    text = _num(ng / NG_PER_MG, 6)
-    return text if ng >= NG_PER_MG or ng == 0 else f"{text} ({_num(ng / 1000, 3)} µg)"
+def mg(ng: int, per: str) -> str:
+    """ng per ``per`` as mg; below 1 mg the µg figure follows, since ziconotide and low-dose opioids live there."""
+    text = f"{_num(ng / NG_PER_MG, 6)} mg/{per}"
+    return text if ng >= NG_PER_MG or ng == 0 else f"{text} ({_num(ng / 1000, 3)} µg/{per})"
 
 
 def _pct(x100: int) -> str:
@@ -97,7 +97,7 @@ def _alarms(alarms: tuple[ActiveAlarm, ...]) -> str:
 
 
 def _drug(level: DrugLevel) -> str:
-    return f"{name(level.drug)} {mg(level.conc_ng_per_ml)} mg/mL, {mg(level.dose_ng_per_day)} mg/day"
+    return f"{name(level.drug)} {mg(level.conc_ng_per_ml, 'mL')}, {mg(level.dose_ng_per_day, 'day')}"
 
 
 def _impedance(values: tuple[int, ...]) -> str:

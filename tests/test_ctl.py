@@ -156,3 +156,16 @@ def test_a_bolus_that_never_reached_the_device_exits_4_saying_it_was_not_applied
 def test_resolve_of_a_read_only_command_is_a_usage_error(link, pairing_key, key_file, capsys):
     code, _, err = run(link, pairing_key, ["--port", "x", "--key", key_file, "--resolve", "5", "status"], capsys)
     assert code == ctl.EXIT_USAGE and "--resolve asks about a command that changes the device" in err
+
+
+def test_json_after_the_command_prints_json(link, pairing_key, key_file, capsys):
+    code, out, _ = run(link, pairing_key, ["--port", "x", "--key", key_file, "status", "--json"], capsys)
+    assert code == ctl.EXIT_OK and json.loads(out)["battery_kind"] == "RECHARGEABLE"
+
+
+def test_small_drug_amounts_read_in_mg_with_the_microgram_figure():
+    from protocols.ctl_text import iso, mg
+
+    assert mg(10_000_000, "mL") == "10 mg/mL"
+    assert mg(2_400, "day") == "0.0024 mg/day (2.4 µg/day)"
+    assert iso(1767422172552) == "2026-01-03T06:36:12.552Z" and iso(0) == "never"
