@@ -1,8 +1,10 @@
 """``implant-ctl``: talk to a device from a shell or a script.
 
 Every command identifies the device, opens a session with the pairing key (except ``identify``),
-does its one thing and closes the session. ``--json`` prints one JSON document (enumerations by
-name); the exit code tells the kind of failure, so scripts can branch without parsing text.
+does its one thing and closes the session. Text output is in the units a person reads
+(``ctl_text``); ``--json``, before or after the command, prints one JSON document per reply with
+the wire names and units (enumerations by name; SPEC.md section 11). The exit code tells the kind
+of failure, so scripts can branch without parsing text.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import ctl_text
 from .client import DeviceClient
 from .codec import to_json
 from .errors import (
@@ -61,6 +64,8 @@ EXIT_REFUSED = 6
 EXIT_SCHEMA = 7
 EXIT_KEY = 8
 EXIT_UNKNOWN = 9
+
+JSON_HELP = "print JSON with the wire field names and units instead of text (before or after the command)"
 
 EPILOG = """exit codes: 0 ok, 1 protocol error, 2 usage, 3 port cannot be opened or failed,
 4 no reply (timeout), 5 authentication or session refused (bad key, locked out),
@@ -173,20 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not send the command: ask what became of it when it was sent as command ID (exit code 9 "
         "names it); give the same command and arguments",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log every frame sent and received")
+    # People type the option after the command too; SUPPRESS keeps a subcommand without it from
+    # resetting the value given before the command.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("identify", help="who the device is (no key needed)")
-    sub.add_parser("status", help="one telemetry snapshot")
-    events = sub.add_parser("events", help="event log entries")
+    sub.add_parser("identify", help="who the device is (no key needed)", parents=[after])
+    sub.add_parser("status", help="one telemetry snapshot", parents=[after])
+    events = sub.add_parser("events", help="event log entries", parents=[after])
     events.add_argument("--from", dest="from_seq", type=int, default=1, help="first sequence number (default 1)")
-    ack = sub.add_parser("ack", help="acknowledge an alarm")
+    ack = sub.add_parser("ack", help="acknowledge an alarm", parents=[after])
     ack.add_argument("code", type=_event_code, help="alarm code name (e.g. LOW_RESERVOIR) or number")
-    therapy = sub.add_parser("therapy", help="turn therapy on or off")
+    therapy = sub.add_parser("therapy", help="turn therapy on or off", parents=[after])
     therapy.add_argument("state", choices=["on", "off"])
-    sub.add_parser("impedance", help="measure every contact's impedance")
-    sub.add_parser("alarm-test", help="sound every alarm tone once (a pump's sounder)")
-    program = sub.add_parser("program", help="store and activate a stimulation program")
+    sub.add_parser("impedance", help="measure every contact's impedance", parents=[after])
+    sub.add_parser("alarm-test", help="sound every alarm tone once (a pump's sounder)", parents=[after])
+    program = sub.add_parser("program", help="store and activate a stimulation program", parents=[after])
     program.add_argument("--program", type=int, default=1, help="program number (default 1)")
     program.add_argument(
         "--area",
@@ -200,16 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     program.add_argument("--ramp-s", type=int, default=2, help="ramp-up time, s (default 2)")
     program.add_argument("--no-activate", action="store_true", help="store without activating")
-    dose = sub.add_parser("dose", help="program pump dosing")
+    dose = sub.add_parser("dose", help="program pump dosing", parents=[after])
     dose.add_argument("--mode", choices=[m.name.lower() for m in DosingMode], default="continuous")
     dose.add_argument("--rate-ul-per-day", type=int, required=True, help="continuous rate, µL/day")
     dose.add_argument("--alarm-ul", type=int, default=2000, help="low-reservoir alarm volume, µL (default 2000)")
     dose.add_argument("--ptm", metavar="DOSE_UL/DURATION_MIN/LOCKOUT_MIN/MAX_PER_DAY", help="enable patient bolus")
-    bolus = sub.add_parser("bolus", help="deliver a bolus")
+    bolus = sub.add_parser("bolus", help="deliver a bolus", parents=[after])
     bolus.add_argument("--kind", choices=[k.name.lower() for k in BolusKind], default="clinician")
     bolus.add_argument("--volume-ul", type=int, required=True, help="volume, µL")
     bolus.add_argument("--duration-min", type=int, default=1, help="delivery time, min (default 1)")
-    refill = sub.add_parser("refill", help="record a refill")
+    refill = sub.add_parser("refill", help="record a refill", parents=[after])
     refill.add_argument("--withdrawn-ul", type=int, required=True, help="residual withdrawn, µL")
     refill.add_argument("--added-ul", type=int, required=True, help="volume added, µL")
     refill.add_argument(
@@ -218,9 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     refill.add_argument("--confirm-concentration", action="store_true", help="confirm the new concentrations")
     refill.add_argument("--accept-discrepancy", action="store_true", help="accept a residual discrepancy")
     refill.add_argument("--bridge-bolus", action="store_true", help="deliver a bridge bolus")
-    clock = sub.add_parser("clock", help="read (or set) the device clock")
+    clock = sub.add_parser("clock", help="read (or set) the device clock", parents=[after])
     clock.add_argument("--set-ms", type=int, help="set the device time, ms since epoch")
-    watch = sub.add_parser("watch", help="poll status and print events until interrupted")
+    watch = sub.add_parser("watch", help="poll status and print events until interrupted", parents=[after])
     watch.add_argument("--interval", type=float, default=1.0, help="poll interval, s (default 1.0)")
     watch.add_argument("--count", type=int, default=0, help="stop after this many polls (default: never)")
     return parser
@@ -342,16 +351,11 @@ def _watch(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any],
 
 def _printer(as_json: bool) -> Callable[[Any], None]:
     def emit(value: Any) -> None:
-        data = to_json(tuple(value) if isinstance(value, list) else value)
         if as_json:
+            data = to_json(tuple(value) if isinstance(value, list) else value)
             print(json.dumps(data, ensure_ascii=False), flush=True)
-        elif isinstance(data, list):
-            for item in data:
-                print("  ".join(f"{k}={v}" for k, v in item.items()), flush=True)
         else:
-            print(f"{type(value).__name__}:")
-            for key, item in data.items():
-                print(f"  {key}: {item}", flush=True)
+            print(ctl_text.render(value), flush=True)
 
     return emit
 

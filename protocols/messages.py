@@ -311,7 +311,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class IdentifyRequest(Message):
-    """Ask the device who it is. The only request answered without a session."""
+    """Ask the device who it is. Answered without a session (so is SessionOpen, section 3.5)."""
 
     TYPE = MsgType.IDENTIFY_REQUEST
     NEEDS_SESSION = False

@@ -86,8 +86,8 @@ _PTM = PatientBolusSettings(True, 50, 10, 120, 4)
 _ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
 _EVENT = EventRecord(42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
 _BOLUS = Bolus(BolusKind.CLINICIAN, 100, 30)
-_BOLUS_REPLY = BolusReply(49, 100, T0 + 1_800_000)
-_PUSHED = EventRecord(51, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1)
+_BOLUS_REPLY = BolusReply(50, 100, T0 + 1_800_000)
+_PUSHED = EventRecord(52, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1)
 
 # (direction, message, plain) in exchange order; plain frames carry no session and no tag.
 EXCHANGE: list[tuple[str, Message, bool]] = [
@@ -168,24 +168,24 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         ),
         False,
     ),
-    ("host", EventLogRead(41, 8), False),
+    ("host", EventLogRead(42, 8), False),  # status said 41: read what is new
     ("device", EventLogPage(1, 42, (_EVENT,)), False),
     ("host", AlarmAck(EventCode.LOW_RESERVOIR), False),
     ("device", CommandAck(43), False),
     ("host", AlarmTest(), False),
-    ("device", CommandAck(43), False),
+    ("device", CommandAck(44), False),
     ("host", ClockRead(), False),
     ("device", ClockReply(T0, 1_000_000), False),
     ("host", ClockSet(T0 + 60_000), False),
-    ("device", CommandAck(44), False),
-    ("host", StimProgramSet(2, True, (_AREA,), 5_000, 2), False),
     ("device", CommandAck(45), False),
-    ("host", TherapySet(False), False),
+    ("host", StimProgramSet(2, True, (_AREA,), 5_000, 2), False),
     ("device", CommandAck(46), False),
+    ("host", TherapySet(False), False),
+    ("device", CommandAck(47), False),
     ("host", ImpedanceCheck(), False),
-    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 47), False),
+    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 48), False),
     ("host", DosingSet(DosingMode.FLEX, 500, (FlexStep(0, 400), FlexStep(480, 600)), _PTM, 2_000), False),
-    ("device", CommandAck(48), False),
+    ("device", CommandAck(49), False),
     ("host", _BOLUS, False),
     ("device", _BOLUS_REPLY, False),
     (
@@ -193,12 +193,12 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         Refill(1_500, 38_000, (DrugConcentration(Drug.MORPHINE, 10_000_000),), True, False, False),
         False,
     ),
-    ("device", RefillReply(50, 1_700, -200, 38_000, T0 + 70 * 86_400_000), False),
+    ("device", RefillReply(51, 1_700, -200, 38_000, T0 + 70 * 86_400_000), False),
     ("device", EventPush(_PUSHED), False),
     ("host", Bolus(BolusKind.CLINICIAN, 90_000, 30), False),
     ("device", ErrorReply(ErrorCode.OUT_OF_RANGE, "volume_ul", 90_000, 18_500, 0, "bolus exceeds reservoir"), False),
     ("host", SessionClose(), False),
-    ("device", CommandAck(51), False),
+    ("device", CommandAck(53), False),
     ("host", StatusRequest(), True),
     ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
 ]

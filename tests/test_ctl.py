@@ -131,7 +131,7 @@ def test_an_unreachable_device_after_a_bolus_exits_9_naming_the_command_then_res
     pair.device.manipulator = None  # the line is back
     code, out, err = run(link, pairing_key, [*options, "--resolve", f"0x{command_id:08x}", *BOLUS_ARGS], capsys)
     assert code == ctl.EXIT_OK, err
-    assert "volume_ul: 77" in out
+    assert "Bolus of 0.077 mL started" in out
     assert fake_device.boluses == 1  # asking never applies it again
 
 
@@ -156,3 +156,16 @@ def test_a_bolus_that_never_reached_the_device_exits_4_saying_it_was_not_applied
 def test_resolve_of_a_read_only_command_is_a_usage_error(link, pairing_key, key_file, capsys):
     code, _, err = run(link, pairing_key, ["--port", "x", "--key", key_file, "--resolve", "5", "status"], capsys)
     assert code == ctl.EXIT_USAGE and "--resolve asks about a command that changes the device" in err
+
+
+def test_json_after_the_command_prints_json(link, pairing_key, key_file, capsys):
+    code, out, _ = run(link, pairing_key, ["--port", "x", "--key", key_file, "status", "--json"], capsys)
+    assert code == ctl.EXIT_OK and json.loads(out)["battery_kind"] == "RECHARGEABLE"
+
+
+def test_small_drug_amounts_read_in_mg_with_the_microgram_figure():
+    from protocols.ctl_text import iso, mg
+
+    assert mg(10_000_000, "mL") == "10 mg/mL"
+    assert mg(2_400, "day") == "0.0024 mg/day (2.4 µg/day)"
+    assert iso(1767422172552) == "2026-01-03T06:36:12.552Z" and iso(0) == "never"

@@ -15,3 +15,53 @@ def test_spec_names_every_message_type():
     text = SPEC_PATH.read_text(encoding="utf-8")
     for msg_type, cls in REGISTRY.items():
         assert f"### 0x{msg_type:02X} {cls.__name__}" in text
+
+
+def _headings(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"^#{2,4} (\d+(?:\.\d+)?)[. ]", text, flags=re.MULTILINE))
+
+
+def test_every_section_reference_names_a_section_that_exists():
+    """'section 3.5', 'see 4.1', '(3.7)': each number is a heading of SPEC.md."""
+    import re
+
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    headings = _headings(text)
+    assert {"2.4", "3.5", "4.1", "6", "10"} <= headings
+    pattern = r"(?:[Ss]ections? |[Ss]ee |SPEC )(\d+(?:\.\d+)?)|\((\d+\.\d+)\)"
+    cited = {a or b for a, b in re.findall(pattern, text)}
+    assert cited, "the pattern finds the document's references"
+    assert sorted(cited - headings) == []
+
+
+def test_the_device_limits_spec_states_are_the_emulator_defaults():
+    """SPEC 4.4 quotes the ScsConfig and PumpConfig defaults; a changed default must change the text."""
+    from device_mock.pump_config import PumpConfig
+    from device_mock.stim_physics import ScsConfig, charge_density
+
+    text = " ".join(SPEC_PATH.read_text(encoding="utf-8").split())
+    scs, pump = ScsConfig(), PumpConfig()
+
+    def span(low: int, high: int) -> str:
+        return f"{low}–{high}"
+
+    assert f"`program` 1–{scs.max_programs}; `areas` 1–{scs.max_areas}" in text
+    assert f"`amplitude_ua` {span(*scs.amplitude_ua)} µA, at most {scs.area_cap_ua} µA per area" in text
+    assert f"and {scs.contact_cap_ua} µA per contact" in text
+    assert f"`pulse_width_us` {span(*scs.pulse_width_us)} µs" in text
+    assert f"`rate_hz` {span(*scs.rate_hz)} Hz tonic, {span(*scs.hf_rate_hz)} Hz high frequency" in text
+    assert f"`cycle_on_s` and `cycle_off_s` {span(*scs.cycle_s)} s" in text and f"1–{scs.ramp_s[1]} s" in text
+    limit = f"{scs.charge_density_limit:g} µC/cm²/phase"
+    assert f"more than {limit} is refused" in text and f"above {limit}, and cleared" in text
+    assert f"/ {scs.contact_area_cm2}` µC/cm²/phase" in text
+    assert f"at 1000 µs ({charge_density(6000, 1000, 1, scs.contact_area_cm2):.1f} µC/cm²/phase) raises it" in text
+    assert f"at 300 µs ({charge_density(6000, 300, 1, scs.contact_area_cm2):.1f} µC/cm²/phase) does not" in text
+    rates = span(pump.min_rate_ul_per_day, pump.max_rate_ul_per_day)
+    assert f"every flex step's rate {rates} µL/day" in text
+    assert f"`alarm_volume_ul` {pump.min_alarm_ul} µL to the smaller of {pump.max_alarm_ul} µL" in text
+    assert f"`Bolus.volume_ul` 1–{pump.max_bolus_ul} µL" in text
+    assert f"`patient_bolus.dose_ul` {span(pump.min_ptm_dose_ul, pump.max_ptm_dose_ul)} µL" in text
+    assert f"`lockout_min` {span(pump.min_ptm_lockout_min, pump.max_ptm_lockout_min)}" in text
+    assert f"`max_per_day` 1–{pump.max_ptm_per_day}" in text

@@ -104,3 +104,25 @@ def test_bad_frames_give_their_error(vector):
     expected = getattr(errors, vector["error"])
     with pytest.raises(expected):
         _receive_as_device(bytes.fromhex(vector["frame_hex"]))
+
+
+def test_the_exchange_numbers_its_events_once_each_and_pages_answer_what_was_asked():
+    """No two replies claim one event-log entry; a page holds the entries from the one asked for."""
+    from protocols.messages import EventLogPage, EventLogRead, EventPush
+    from protocols.vectors import EXCHANGE
+
+    claimed: list[int] = []
+    asked = None
+    for _, message, _ in EXCHANGE:
+        if isinstance(message, EventLogRead):
+            asked = message
+        elif isinstance(message, EventLogPage):
+            seqs = [entry.seq for entry in message.entries]
+            expected = list(range(asked.from_seq, min(message.last_seq, asked.from_seq + asked.max_count - 1) + 1))
+            assert seqs == expected, f"EventLogRead from {asked.from_seq} answered with {seqs}"
+            claimed += seqs
+        elif isinstance(message, EventPush):
+            claimed.append(message.event.seq)
+        elif getattr(message, "event_seq", 0):
+            claimed.append(message.event_seq)
+    assert len(claimed) == len(set(claimed)), sorted(claimed)
