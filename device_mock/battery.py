@@ -70,7 +70,11 @@ class PrimaryBattery:
 
     def seconds_until_eri(self, power_w: float) -> float:
         """Seconds until the ERI energy level at ``power_w`` (0 if reached; inf if no drain)."""
-        return _seconds_to_level(self.remaining_j, self._eri_reserve_j, power_w)
+        return self.seconds_until_level(self._eri_reserve_j, power_w)
+
+    def seconds_until_level(self, level_j: float, power_w: float) -> float:
+        """Seconds until ``level_j`` joules are left at ``power_w`` (0 if reached; inf if no drain)."""
+        return _seconds_to_level(self.remaining_j, level_j, power_w)
 
     def seconds_until_empty(self, power_w: float) -> float:
         """Seconds until the energy runs out at ``power_w``."""
@@ -194,13 +198,17 @@ class RechargeableBattery:
         capacity = self.capacity_j(now_ms)
         return self._state(capacity, self._soc(capacity), drain_w)
 
+    def eri_capacity_j(self, drain_w: float) -> float:
+        """The faded capacity at which ERI is reached: a full charge lasting under ``eri_min_days_per_charge``
+        at ``drain_w`` (Eterna rule), or the capacity near EOS, whichever comes first."""
+        c = self.config
+        return max(drain_w * c.eri_min_days_per_charge * DAY_S, c.eri_capacity_fraction * c.capacity_j)
+
     def _state(self, capacity_j: float, soc: float, drain_w: float) -> BatteryState:
         c = self.config
         if capacity_j <= c.eos_capacity_fraction * c.capacity_j:
             return BatteryState.EOS
-        if capacity_j <= c.eri_capacity_fraction * c.capacity_j:
-            return BatteryState.ERI
-        if drain_w > 0 and capacity_j / drain_w < c.eri_min_days_per_charge * DAY_S:
+        if capacity_j <= self.eri_capacity_j(drain_w):
             return BatteryState.ERI
         if soc <= c.recharge_now_fraction:
             return BatteryState.RECHARGE_NOW

@@ -278,10 +278,13 @@ class Pump:
         watts = max(cell.nominal_power_w, self._program_power_w(self.basal_pumping))
         return watts * cell.eri_reserve_days * DAY_MS / 1000
 
+    def _eri_reserve_ms(self) -> int:
+        """How long the pump runs on after ERI."""
+        return round(self.config.cell.eri_reserve_days * DAY_MS)
+
     def _eri_stop_ms(self) -> int:
         """The device time the pump stops after its ERI (0 before ERI)."""
-        reached = self.reached.eri
-        return reached + round(self.config.cell.eri_reserve_days * DAY_MS) if reached else 0
+        return self.reached.eri + self._eri_reserve_ms() if self.reached.eri else 0
 
     def _battery_state(self) -> BatteryState:
         """OK, ERI or EOS: the cell's own rules (energy and age) with the ERI level of the programmed drain."""
@@ -386,7 +389,7 @@ class Pump:
 
     def _basal_ul_per_day(self) -> int:
         """The programmed basal volume of a whole day (0 while the pump is stopped)."""
-        return 0 if self.stopped else self._programmed_ul_per_day()
+        return 0 if self.stopped else self.program.schedule.daily_ul()
 
     def _require_within_caps(self, volume_ul: int) -> None:
         """Refuse a bolus that would take a drug past its 24-hour cap with the basal dose and the
@@ -432,8 +435,7 @@ class Pump:
         ptm = dosing.validate_patient_bolus(m.patient_bolus, cfg)
         require("alarm_volume_ul", m.alarm_volume_ul, cfg.min_alarm_ul, min(cfg.max_alarm_ul, cfg.capacity_ul), "µL")
         dosing.check_daily_dose(schedule, ptm, self.program.drugs, cfg)
-        new_daily_ul = dosing.ceil_div(schedule.daily_units(), UNITS_PER_UL)
-        raised = self._check_ziconotide(self.program.drugs, new_daily_ul, "rate_ul_per_day")
+        raised = self._check_ziconotide(self.program.drugs, schedule.daily_ul(), refill=False)
         if raised:
             self.totals.ziconotide_raised_ms = self.now_ms
         if schedule.mode is DosingMode.STOPPED:
@@ -465,9 +467,8 @@ class Pump:
     def _apply_refill(self, m: Refill) -> RefillReply:
         drained = self.totals.since_refill
         drugs, expected = self._validate_refill(m)
-        zic = next((i for i, d in enumerate(drugs) if d.drug is Drug.ZICONOTIDE), 0)
         # The last check, so nothing has changed yet if it refuses.
-        raised = self._check_ziconotide(drugs, self._programmed_ul_per_day(), f"drugs[{zic}].conc_ng_per_ml")
+        raised = self._check_ziconotide(drugs, self.program.schedule.daily_ul(), refill=True)
         old_drugs = self.program.drugs
         discrepancy = m.withdrawn_ul - expected
         flagged = refill.residual_flag(discrepancy, drained, self.config) is not None
@@ -488,23 +489,19 @@ class Pump:
         self._check()
         return RefillReply(seq, expected, discrepancy, m.added_ul, self.projections().next_refill_ms)
 
-    def _check_ziconotide(self, drugs: tuple[DrugConcentration, ...], daily_ul: int, field: str) -> bool:
-        """Ziconotide's titration rule for new contents (``field`` names the refill's concentration)
-        or a new daily volume (``rate_ul_per_day``); True if the daily dose rises."""
-        conc = next((d.conc_ng_per_ml for d in drugs if d.drug is Drug.ZICONOTIDE), 0)
+    def _check_ziconotide(self, drugs: tuple[DrugConcentration, ...], daily_ul: int, refill: bool) -> bool:
+        """Ziconotide's titration rule for new contents (``refill``: the refusal names the concentration)
+        or a new daily volume (the refusal names the rate); True if the daily dose rises."""
+        index, conc = next(((i, d.conc_ng_per_ml) for i, d in enumerate(drugs) if d.drug is Drug.ZICONOTIDE), (0, 0))
         old_conc = next((d.conc_ng_per_ml for d in self.program.drugs if d.drug is Drug.ZICONOTIDE), 0)
-        old = doses.daily_ng(old_conc, self._programmed_ul_per_day())
+        old = doses.daily_ng(old_conc, self.program.schedule.daily_ul())
         new = doses.daily_ng(conc, daily_ul)
-        if field == "rate_ul_per_day":  # a dosing change: the limit is a rate
-            value, limit_of = daily_ul, lambda ng: ng * 1000 // max(conc, 1)
-        else:  # a refill: the limit is a concentration
-            value, limit_of = conc, lambda ng: ng * 1000 // max(daily_ul, 1)
+        if refill:  # the limit is a concentration
+            field, value, limit_of = f"drugs[{index}].conc_ng_per_ml", conc, lambda ng: ng * 1000 // max(daily_ul, 1)
+        else:  # the limit is a rate
+            field, value, limit_of = "rate_ul_per_day", daily_ul, lambda ng: ng * 1000 // max(conc, 1)
         last = self.totals.ziconotide_raised_ms
         return doses.check_ziconotide_change(old, new, last, self.now_ms, field, value, limit_of, self.config)
-
-    def _programmed_ul_per_day(self) -> int:
-        """The programmed schedule's volume for a whole day, running or not."""
-        return dosing.ceil_div(self.program.schedule.daily_units(), UNITS_PER_UL)
 
     def _record_fill(self, drugs: tuple[DrugConcentration, ...]) -> None:
         """Date the new contents' stability limit, then remember them as held (DOMAIN.md 2.6)."""
@@ -523,9 +520,6 @@ class Pump:
         require("withdrawn_ul", m.withdrawn_ul, 0, cfg.capacity_ul, "µL")
         require("added_ul", m.added_ul, 0, cfg.capacity_ul, "µL")
         drugs = dosing.validate_drugs(m.drugs, self.program.worst_daily_ul(), cfg)
-        limits = {limit.drug: limit for limit in cfg.drug_limits}
-        for i, item in enumerate(drugs):
-            doses.check_concentration(i, item, limits.get(item.drug))
         expected = self.reservoir_ul
         discrepancy = m.withdrawn_ul - expected
         reason = refill.residual_flag(discrepancy, self.totals.since_refill, cfg)
@@ -667,11 +661,11 @@ class Pump:
         if self.faults.battery_failed:
             return 0, 0
         watts = self._program_power_w(pumping)
-        to_level = max(0.0, self.battery.remaining_j - self._eri_level_j()) / watts
-        eri = self.reached.eri or self.now_ms + math.ceil(to_level * 1000)
+        eri = self.reached.eri or self.now_ms + math.ceil(
+            self.battery.seconds_until_level(self._eri_level_j(), watts) * 1000
+        )
         # The pump stops the reserve days after ERI, or when the energy runs out if that comes first.
-        stop = eri + round(self.config.cell.eri_reserve_days * DAY_MS)
-        eos = min(stop, self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000))
+        eos = min(eri + self._eri_reserve_ms(), self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000))
         # The 7-year age limit ends service even with energy left [V DOMAIN.md 2.7].
         eri, eos = min(eri, self._age_eri or eri), min(eos, self._age_eos or eos)
         return self.reached.eri or eri, self.reached.eos or eos

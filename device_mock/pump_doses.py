@@ -1,5 +1,5 @@
-"""Dose safety of the pump: each drug's 24-hour cap over the basal dose and every bolus, the
-concentration ceiling with its labelled-product exception, and ziconotide's titration steps.
+"""Dose safety of the pump: each drug's 24-hour cap over the basal dose and every bolus, and
+ziconotide's titration steps (a fill's concentrations are judged in ``pump_dosing.validate_drugs``).
 
 The 24-hour check is prospective, as a clinician programmer's is: the programmed basal volume for a
 whole day plus every bolus started in the last 24 hours plus the one asked for, each at the
@@ -21,7 +21,7 @@ from protocols.messages import Drug, DrugConcentration
 from .pump_config import DrugLimit, PumpConfig
 from .pump_dosing import DAY_MS
 
-__all__ = ["check_bolus_cap", "check_concentration", "check_ziconotide_change", "daily_ng", "given_rows", "recent"]
+__all__ = ["check_bolus_cap", "check_ziconotide_change", "daily_ng", "given_rows", "recent"]
 
 
 # A bolus's drug as the pump records it: one row [start_ms, drug value, ng] per drug it carried
@@ -75,24 +75,6 @@ def check_bolus_cap(
                 volume_ul,
                 room_ul,
             )
-
-
-def check_concentration(index: int, item: DrugConcentration, limit: DrugLimit | None) -> None:
-    """A concentration above the advised ceiling is accepted only as a labelled product's exact strength."""
-    if limit is None or not limit.advised_conc_ng_per_ml:
-        return
-    if item.conc_ng_per_ml <= limit.advised_conc_ng_per_ml or item.conc_ng_per_ml in limit.labelled_conc_ng_per_ml:
-        return
-    labelled = ", ".join(f"{c / 1e6:g} mg/mL" for c in limit.labelled_conc_ng_per_ml) or "none"
-    field = f"drugs[{index}].conc_ng_per_ml"
-    raise DeviceRejected(
-        ErrorCode.OUT_OF_RANGE,
-        f"{item.drug.name.lower()} {item.conc_ng_per_ml / 1e6:g} mg/mL is above the advised "
-        f"{limit.advised_conc_ng_per_ml / 1e6:g} mg/mL; only a labelled product may be stronger ({labelled})",
-        field,
-        item.conc_ng_per_ml,
-        limit.advised_conc_ng_per_ml,
-    )
 
 
 def check_ziconotide_change(

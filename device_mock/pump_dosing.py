@@ -33,7 +33,7 @@ from protocols.messages import (
 )
 
 from .model import require
-from .pump_config import PumpConfig, drugs_from
+from .pump_config import DrugLimit, PumpConfig, drugs_from
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -83,6 +83,10 @@ class Schedule:
         """Units the basal program drains in any 24 h."""
         return self._daily_units
 
+    def daily_ul(self) -> int:
+        """µL the basal program drains in any 24 h, rounded up."""
+        return ceil_div(self._daily_units, UNITS_PER_UL)
+
     @cached_property
     def _daily_units(self) -> int:  # a schedule is immutable; projections ask for this several times a poll
         if self.mode is not DosingMode.FLEX:
@@ -127,7 +131,7 @@ class Program:
     def worst_daily_ul(self) -> int:
         """Daily volume with every allowed patient bolus taken, µL."""
         ptm = self.patient_bolus
-        return ceil_div(self.schedule.daily_units(), UNITS_PER_UL) + ptm.dose_ul * ptm.max_per_day
+        return self.schedule.daily_ul() + ptm.dose_ul * ptm.max_per_day
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Program:
@@ -333,7 +337,8 @@ def check_daily_dose(
 def validate_drugs(
     drugs: tuple[DrugConcentration, ...], daily_ul: int, cfg: PumpConfig
 ) -> tuple[DrugConcentration, ...]:
-    """New reservoir contents: known drugs, each once, within its concentration cap and daily-dose cap."""
+    """New reservoir contents: known drugs, each once, within its concentration cap and daily-dose cap,
+    and above an advised strength only at a labelled product's."""
     require("drugs", len(drugs), 1, MAX_DRUGS, "drugs")
     limits = {limit.drug: limit for limit in cfg.drug_limits}
     seen: set[int] = set()
@@ -348,7 +353,26 @@ def validate_drugs(
         if limit and limit.max_dose_ng_per_day and daily_ul > 0:
             highest = min(highest, limit.max_dose_ng_per_day * 1000 // daily_ul)
         require(f"drugs[{i}].conc_ng_per_ml", item.conc_ng_per_ml, 1, highest, "ng/mL")
+        check_concentration(i, item, limit)
     return tuple(DrugConcentration(Drug(d.drug), d.conc_ng_per_ml) for d in drugs)
+
+
+def check_concentration(index: int, item: DrugConcentration, limit: DrugLimit | None) -> None:
+    """A concentration above the advised ceiling is accepted only as a labelled product's exact strength."""
+    if limit is None or not limit.advised_conc_ng_per_ml:
+        return
+    if item.conc_ng_per_ml <= limit.advised_conc_ng_per_ml or item.conc_ng_per_ml in limit.labelled_conc_ng_per_ml:
+        return
+    labelled = ", ".join(f"{c / 1e6:g} mg/mL" for c in limit.labelled_conc_ng_per_ml) or "none"
+    field = f"drugs[{index}].conc_ng_per_ml"
+    raise DeviceRejected(
+        ErrorCode.OUT_OF_RANGE,
+        f"{item.drug.name.lower()} {item.conc_ng_per_ml / 1e6:g} mg/mL is above the advised "
+        f"{limit.advised_conc_ng_per_ml / 1e6:g} mg/mL; only a labelled product may be stronger ({labelled})",
+        field,
+        item.conc_ng_per_ml,
+        limit.advised_conc_ng_per_ml,
+    )
 
 
 def validate_bolus_size(volume_ul: int, duration_min: int, cfg: PumpConfig, priming: bool = False) -> None:

@@ -17,7 +17,6 @@ from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import Area, BatteryKind, BatteryState, EventCode, StimProgramSet, Waveform
 
 from .battery import (
-    DAY_S,
     MIN_CAPACITY_FRACTION,
     YEAR_S,
     PrimaryBattery,
@@ -419,10 +418,8 @@ class RechargeDrive:
         return (capacity_j - target_j) / fade_w if capacity_j > target_j and fade_w > 0.0 else math.inf
 
     def _eri_j(self, program_w: float) -> float:
-        """The capacity at which ERI is reached: a full charge lasting less than a day of the program
-        (Eterna rule), or the faded capacity near EOS, whichever comes first."""
-        c = self.battery.config
-        return max(program_w * c.eri_min_days_per_charge * DAY_S, c.eri_capacity_fraction * c.capacity_j)
+        """The capacity at which ERI is reached (see ``RechargeableBattery.eri_capacity_j``)."""
+        return self.battery.eri_capacity_j(program_w)
 
     def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
         """Seconds until each state-of-charge or capacity threshold this segment crosses."""
