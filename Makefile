@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/poll_rate.py
 	$(BIN)/python bench/dashboard_tick.py
 
-# SECURITY.md R24: an hour of noise, disconnects, replay and forgery bursts (not part of test or bench),
+# docs/security.md R24: an hour of noise, disconnects, replay and forgery bursts (not part of test or bench),
 # after 50 boluses through a noisy line with kill -9 restarts between replies and retries.
 soak: $(STAMP)
 	$(BIN)/python bench/bolus_restarts.py

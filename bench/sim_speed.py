@@ -29,7 +29,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 YEAR_MS = YEAR_S * 1000.0
 DAY_MS = 86_400_000
 
-# Bipolar (anode contact 0, cathode contact 1) areas; DOMAIN.md 1.5 worked examples.
+# Bipolar (anode contact 0, cathode contact 1) areas; docs/devices.md 1.5 worked examples.
 TONIC = Area(0b01, 0b10, 3_000, 200, 60, Waveform.TONIC, 0, 0, 0, 0)  # 3 mA, 200 µs, 60 Hz, continuous
 MICRODOSED_BURST = Area(0b01, 0b10, 600, 1_000, 40, Waveform.BURST, 5, 500, 30, 90)  # BurstDR, 30 s on / 90 s off
 

@@ -1,4 +1,4 @@
-"""Soak and fault injection (SECURITY.md R24): a gateway polls through a noisy, dropping link for hours.
+"""Soak and fault injection (docs/security.md R24): a gateway polls through a noisy, dropping link for hours.
 
 ``implant-mock`` runs as a subprocess serving an SCS and a pump, each on its own pty, with a
 scenario this script writes: line noise on what the device sends (bit flips, dropped and

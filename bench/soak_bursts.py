@@ -1,4 +1,4 @@
-"""The soak run's burst construction (SECURITY.md R24): replayed and forged frames built with the project's framing.
+"""The soak run's burst construction (docs/security.md R24): replayed and forged frames, built with our framing.
 
 ``replay_frames`` picks captured authenticated frames to send again verbatim; ``forged_frames``
 builds frames the key never signed (wrong tags, tampered payloads and counters with a recomputed

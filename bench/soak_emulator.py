@@ -1,4 +1,4 @@
-"""The soak run's emulator (SECURITY.md R24): ``implant-mock`` as a subprocess, its ``/proc`` figures, its scenario.
+"""The soak run's emulator (docs/security.md R24): ``implant-mock`` as a subprocess, its ``/proc`` figures and scenario.
 
 ``Emulator`` starts ``implant-mock``, parses the device lines it prints and stops it with SIGTERM
 (SIGKILL if it does not end); ``children.read_proc`` samples a process's figures.

@@ -1,4 +1,4 @@
-"""The soak run's gateway (SECURITY.md R24): a thread per device that polls it and attacks it between requests.
+"""The soak run's gateway (docs/security.md R24): a thread per device that polls it and attacks it between requests.
 
 ``Gateway`` drives a ``DeviceClient`` through its ``Relay`` the way a monitoring gateway does
 (status polls, event-log reads, therapy toggles, alarm acknowledges, back-off and reconnects,

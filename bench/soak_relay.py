@@ -1,4 +1,4 @@
-"""The soak run's host-side manipulator (SECURITY.md R24): a relay thread between the gateway and the emulator.
+"""The soak run's host-side manipulator (docs/security.md R24): a relay thread between the gateway and the emulator.
 
 ``Relay`` owns a pty pair the gateway opens and moves bytes between it and the emulator's pty,
 mangling the host-to-device direction through ``HostNoise`` (bit flips, dropped and inserted

@@ -1,4 +1,4 @@
-"""The soak run's report (SECURITY.md R24): the samples, the figures and a verdict per criterion.
+"""The soak run's report (docs/security.md R24): the samples, the figures and a verdict per criterion.
 
 ``Sample`` is one row of the table (``print_table``, ``write_csv``); ``report`` prints the table,
 the figures of the run and the ``Verdict`` of every R24 criterion (``resource_verdicts`` judges

@@ -2,7 +2,7 @@
 
 Owns the log-in and log-out views, the log-in gate, and the checks a callback calls:
 ``require_role(Role.CLINICIAN)`` as the first line of every programming callback refuses viewers
-and stale log-ins on the server, whatever the browser sends (SECURITY.md R18).
+and stale log-ins on the server, whatever the browser sends (docs/security.md R18).
 Log-in attempts pass a ``dashboard.throttle.LoginThrottle`` first; failed, throttled and refused
 attempts go to the log (stderr) and to the ``audit`` hook, which the app points at the audit log.
 What does not depend on users (Host allowlist, origin checks, headers, CSRF tokens, the session

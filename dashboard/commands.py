@@ -3,7 +3,7 @@
 Pure helpers of ``DeviceLink.submit()`` and the programming view: the status fields a command can
 change (its audit before/after), the ``CommandResult`` handed back to the UI, the audit text, and
 the read-back check that compares what the device reports after a command with what was sent
-(SECURITY.md R12), and ``settle()``, which asks the device what became of a command whose reply
+(docs/security.md R12), and ``settle()``, which asks the device what became of a command whose reply
 was lost (SPEC 4.2) so that no page reports a command as failed on a guess.
 """
 
@@ -179,7 +179,7 @@ def short(value: object, limit: int = 90) -> str:
 
 
 def readback_mismatches(command: Message, after: dict) -> list[str]:
-    """Where the status read back after a command disagrees with what was sent (SECURITY.md R12)."""
+    """Where the status read back after a command disagrees with what was sent (docs/security.md R12)."""
     expected: dict[str, object] = {}
     if isinstance(command, StimProgramSet) and command.activate:
         expected = {"active_program": command.program, "areas": to_json(command.areas)}

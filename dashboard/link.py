@@ -4,7 +4,7 @@ The link thread connects, identifies, opens the session, then polls status every
 copies the device's event log into the store without gaps, takes pushed events to react faster,
 and runs programming commands handed to it by ``submit()``, so no second thread ever touches the
 port. On a link failure it marks the device OFFLINE, records the reason as the technical alarm and
-reconnects with exponential backoff (0.5 s doubling to a 30 s cap, SECURITY.md R13). ``snapshot()``
+reconnects with exponential backoff (0.5 s doubling to a 30 s cap, docs/security.md R13). ``snapshot()``
 is cheap, thread-safe and never waits for the link thread; it computes the age of the last good
 status itself, so telemetry turns STALE with a technical alarm even while the thread is blocked.
 

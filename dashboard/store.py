@@ -28,7 +28,7 @@ numbers, see ``dashboard.csv_cells``):
   hash`` with ``before``/``after`` as canonical JSON. ``verify_audit_rows(csv.DictReader(f))``
   checks an exported log off the machine.
 
-The audit log (SECURITY.md R14) records settings, never secrets: callers pass the parameters of a
+The audit log (docs/security.md R14) records settings, never secrets: callers pass the parameters of a
 command (amplitudes, rates, modes), not keys, MAC tags, nonces or passwords. ``add_audit`` refuses
 ``bytes`` values and field names such as ``key``, ``tag``, ``password``, ``secret``, ``token``.
 """

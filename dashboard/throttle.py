@@ -1,6 +1,6 @@
 """The log-in throttle: after a few failures, attempts by that user name or from that address wait.
 
-Owns the failure counters and the delays (SECURITY.md R18, password guessing). Two counters per
+Owns the failure counters and the delays (docs/security.md R18, password guessing). Two counters per
 attempt, one keyed by the user name as typed and one by the client address, so neither guessing
 one account from many addresses nor many accounts from one address goes fast. After
 ``free_failures`` failures on a key, the next attempt on it is refused until ``first_delay_s``

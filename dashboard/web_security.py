@@ -1,6 +1,6 @@
 """Web hardening of the dashboard's Flask server that does not depend on who the users are.
 
-Owns (SECURITY.md R18-R21): the ``Host`` header allowlist (DNS rebinding); the ``Origin`` /
+Owns (docs/security.md R18-R21): the ``Host`` header allowlist (DNS rebinding); the ``Origin`` /
 ``Sec-Fetch-Site`` / ``Content-Type`` checks on state-changing requests (Dash dropped its CSRF
 tokens and relies on JSON-only POSTs, plotly/dash #141); the response headers (CSP with Dash's
 inline-script hashes, nosniff, no referrer, no caching of dynamic routes, no CORS); the session

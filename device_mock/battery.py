@@ -4,7 +4,7 @@ Both are energy accounts drained at a constant power between events, so a segmen
 closed form (``drain(power_w, seconds)``) and the time at which a threshold will be crossed is
 exact (``seconds_until_*``). Device models use those times as breakpoints, which is what makes the
 simulation give the same result at any speed. Capacities are not published by the makers
-(DOMAIN.md 1.5): the defaults are engineering estimates [E], sized so typical settings reach the
+(docs/devices.md 1.5): the defaults are engineering estimates [E], sized so typical settings reach the
 documented service lives, and every one is a configurable field.
 """
 
@@ -118,7 +118,7 @@ class PrimaryBattery:
 class RechargeableCellConfig:
     """A lithium-ion cell with capacity fade."""
 
-    capacity_j: float = 2_592.0  # 200 mAh x 3.6 V (DOMAIN.md 1.5 worked example) [E]
+    capacity_j: float = 2_592.0  # 200 mAh x 3.6 V (docs/devices.md 1.5 worked example) [E]
     full_mv: int = 4_100  # [E]
     empty_mv: int = 3_300  # [E]
     fade_per_year: float = 0.02  # calendar fade [E]

@@ -8,7 +8,7 @@ acknowledge, clock) are answered here; programming commands go to the model. Eve
 entry is pushed to the open session, and the state is saved before anything that reveals a new
 event or a change leaves the device, so a restart never renumbers what a client has seen.
 
-The endpoint's wake-up budget (SECURITY.md R10) reaches the model here: every frame examined
+The endpoint's wake-up budget (docs/security.md R10) reaches the model here: every frame examined
 outside the session is charged to the battery, and a flood raises the latching TELEMETRY_FLOOD
 alarm (its event-log entry is the audit record, pushed like any other event).
 """

@@ -49,7 +49,7 @@ class DeviceModel(Protocol):
         ...
 
     def charge_wakeups(self, count: int) -> None:
-        """Take the battery energy of ``count`` receiver wake-ups at ``now_ms`` (SECURITY.md R10).
+        """Take the battery energy of ``count`` receiver wake-ups at ``now_ms`` (docs/security.md R10).
 
         Each frame examined outside the verified session costs ``config.wake_j``; the energy goes
         through the model's own battery accounting, so ``to_state`` keeps it and later threshold

@@ -3,7 +3,7 @@
 A pure ``DeviceModel`` (see ``model.py``): no I/O and no clock reads. Time moves only through
 ``advance_to``, which integrates in closed form between breakpoints (flex step edges, bolus ends,
 the low-reservoir and empty crossings, battery ERI/EOS by energy and by age) and logs each event at
-its exact device millisecond. Numbers come from DOMAIN.md part 2; each default names its source and
+its exact device millisecond. Numbers come from docs/devices.md part 2; each default names its source and
 confidence tag, and every one is a ``PumpConfig`` field.
 
 Two reservoir volumes are kept apart, as in a real pump: the device's *estimate* drains at the
@@ -103,7 +103,7 @@ class Pump:
     ``TherapySet`` starts and stops the pump; ``DosingSet`` programs it (mode STOPPED also stops it).
     A bolus runs on top of the basal rate and is cut short by anything that stops delivery; its
     BOLUS_COMPLETE then carries the volume actually pumped. A clinician bolus may also be given
-    from a stopped pump (the "single bolus" mode of DOMAIN.md 2.4): the motor runs for the bolus
+    from a stopped pump (the "single bolus" mode of docs/devices.md 2.4): the motor runs for the bolus
     alone, then the pump is stopped again.
     """
 
@@ -504,7 +504,7 @@ class Pump:
         return doses.check_ziconotide_change(old, new, last, self.now_ms, field, value, limit_of, self.config)
 
     def _record_fill(self, drugs: tuple[DrugConcentration, ...]) -> None:
-        """Date the new contents' stability limit, then remember them as held (DOMAIN.md 2.6)."""
+        """Date the new contents' stability limit, then remember them as held (docs/devices.md 2.6)."""
         totals = self.totals
         held = {Drug(d) for d in totals.drugs_held}
         totals.stable_until_ms = refill.stable_until_ms(self.now_ms, drugs, held, self.config)
@@ -639,7 +639,7 @@ class Pump:
 
     # --- telemetry -------------------------------------------------------------------------------
     def projections(self) -> Projections:
-        """Alarm, empty and refill dates if the program runs on unchanged (DOMAIN.md 2.6); 0 = not applicable."""
+        """Alarm, empty and refill dates if the program runs on unchanged (docs/devices.md 2.6); 0 = not applicable."""
         return self._projections(self.basal_pumping)
 
     def _projections(self, pumping: bool) -> Projections:
@@ -666,7 +666,7 @@ class Pump:
         )
         # The pump stops the reserve days after ERI, or when the energy runs out if that comes first.
         eos = min(eri + self._eri_reserve_ms(), self.now_ms + math.ceil(self.battery.seconds_until_empty(watts) * 1000))
-        # The 7-year age limit ends service even with energy left [V DOMAIN.md 2.7].
+        # The 7-year age limit ends service even with energy left [V docs/devices.md 2.7].
         eri, eos = min(eri, self._age_eri or eri), min(eos, self._age_eos or eos)
         return self.reached.eri or eri, self.reached.eos or eos
 

@@ -1,6 +1,6 @@
 """The pump's tunables: ``PumpConfig``, per-drug limits and the battery cell, with their sources.
 
-Every number tagged [L], [E] or [A] in DOMAIN.md PART 2 is a field here, so a scenario's
+Every number tagged [L], [E] or [A] in docs/devices.md part 2 is a field here, so a scenario's
 ``[config]`` table can override it (drug lists may be given as tables with the drug by name).
 """
 
@@ -67,7 +67,7 @@ PUMP_CELL = PrimaryCellConfig(
 
 @dataclass(frozen=True)
 class PumpConfig:
-    """Every tunable of the pump, with its DOMAIN.md source and tag."""
+    """Every tunable of the pump, with its docs/devices.md source and tag."""
 
     model_name: str = "EMU-ITP-20"
     serial: str = "ITP0000001"
@@ -100,7 +100,7 @@ class PumpConfig:
     ziconotide_min_interval_h: float = 48.0
     bridge_volume_ul: int = 250  # pump tubing + catheter dead volume [E]
     bridge_duration_min: int = 60  # [E]
-    min_ptm_dose_ul: int = 1  # [E]; myPTM limits not published (DOMAIN.md known gaps)
+    min_ptm_dose_ul: int = 1  # [E]; myPTM limits not published (docs/devices.md known gaps)
     max_ptm_dose_ul: int = 1_000  # [E]
     max_ptm_duration_min: int = 240  # [E]
     min_ptm_lockout_min: int = 10  # [E]
@@ -110,7 +110,7 @@ class PumpConfig:
     cell: PrimaryCellConfig = PUMP_CELL
     quiescent_power_w: float = 88e-6  # electronics, telemetry, alarms [E]
     motor_j_per_ul: float = 1.7e-3  # motor strokes per µL pumped [E]
-    # One receiver wake-up for a frame outside the open session (R10); DOMAIN.md 2.7 names telemetry
+    # One receiver wake-up for a frame outside the open session (R10); docs/devices.md 2.7 names telemetry
     # as a longevity driver but gives no figure. Same radio assumption as the stimulator: ~25 ms at
     # 2 mW [A]. A flood at the 50 frames/s budget then costs 2.5 mW, ~28x the quiescent draw.
     wake_j: float = 50e-6

@@ -206,7 +206,7 @@ def time_to_drain(schedule: Schedule, bolus: ActiveBolus | None, t0: int, need: 
 
 
 class Projections(NamedTuple):
-    """Reservoir dates of DOMAIN.md 2.6, ms since epoch (0 = does not apply).
+    """Reservoir dates of docs/devices.md 2.6, ms since epoch (0 = does not apply).
 
     A named tuple rather than a dataclass: every status poll builds one, and a tuple is cheaper to build.
     """
@@ -239,7 +239,7 @@ def project(
     fill = fill_ul * UNITS_PER_UL
     reservoir = fill - since_refill
     low_need = reservoir - program.alarm_volume_ul * UNITS_PER_UL
-    # The refill-threshold rule; Prometra-style, every allowed patient bolus is taken [V DOMAIN.md 2.6].
+    # The refill-threshold rule; Prometra-style, every allowed patient bolus is taken [V docs/devices.md 2.6].
     threshold_ul = cfg.refill_threshold_ul or program.alarm_volume_ul
     ptm = program.patient_bolus
     extra = ptm.dose_ul * ptm.max_per_day if cfg.refill_threshold_all_boluses else 0

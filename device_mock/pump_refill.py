@@ -1,4 +1,4 @@
-"""The pump's refill rules (DOMAIN.md 2.6): the residual check and the drug-stability limit.
+"""The pump's refill rules (docs/devices.md 2.6): the residual check and the drug-stability limit.
 
 Owns two judgements a refill needs: whether the residual the nurse withdrew is a discrepancy
 (off by more than the ``refill_discrepancy_ul`` rule, or outside the flow-accuracy band of what

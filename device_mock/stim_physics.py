@@ -2,7 +2,7 @@
 program validation, and the two battery drives that turn a constant draw into exact crossing times.
 
 Pure functions and small classes: no event log, no clock. ``stimulator.py`` composes them. Numbers
-come from DOMAIN.md PART 1 with their section and confidence tag; every [L], [E] and [A] number is a
+come from docs/devices.md part 1 with their section and confidence tag; every [L], [E] and [A] number is a
 field of ``ScsConfig`` so a scenario can override it.
 """
 
@@ -34,7 +34,7 @@ PHASES = 2  # a biphasic pulse: a stimulating phase and an equal charge-balancin
 
 @dataclass(frozen=True)
 class ScsConfig:
-    """Every tunable of the stimulator model (DOMAIN.md section and tag after each)."""
+    """Every tunable of the stimulator model (docs/devices.md section and tag after each)."""
 
     model_name: str = "EMU-SCS16"
     serial: str = "SCS-000001"
@@ -69,7 +69,7 @@ class ScsConfig:
     supply_mv: int = 0  # > 0: the stage draws I x V_supply per phase instead, η = I·Z / V (1.5) [E]
     quiescent_w: float = 20e-6  # housekeeping drain, "tens of µW" (1.5) [E]
     telemetry_w: float = 2e-3  # extra drain while a session is open, "radio adds mW" (1.5) [E]
-    # One receiver wake-up for a frame outside the open session (R10): not in DOMAIN.md. Taken as the
+    # One receiver wake-up for a frame outside the open session (R10): not in docs/devices.md. Taken as the
     # radio and MCU on for ~25 ms at the telemetry_w above, to receive a frame, check it and answer [A].
     # A flood held to the 50 frames/s budget then costs 2.5 mW: about what one more open session draws.
     wake_j: float = 50e-6
@@ -126,7 +126,7 @@ def duty(area: Area) -> float:
 
 
 def effective_rate_hz(area: Area) -> float:
-    """Mean pulse rate over the cycling period (DOMAIN 1.5: f_eff = rate x duty)."""
+    """Mean pulse rate over the cycling period (docs/devices.md 1.5: f_eff = rate x duty)."""
     return pulse_rate_hz(area) * duty(area)
 
 
@@ -164,7 +164,7 @@ def charge_density(amplitude_ua: float, pulse_width_us: float, contacts: int, ar
 def load_ohm(area: Area, contact_ohm: Sequence[float]) -> float:
     """Load of an area [E]: mean of the anode-side and cathode-side parallel impedances.
 
-    A 1+/1- pair of 600 Ω contacts is a 600 Ω load, the convention of DOMAIN 1.5's worked examples.
+    A 1+/1- pair of 600 Ω contacts is a 600 Ω load, the convention of docs/devices.md 1.5's worked examples.
     An open contact (inf) makes the whole area open: its current source cannot drive it.
     """
     sides = []

@@ -71,7 +71,7 @@ class Stimulator:
 
     def __init__(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None = None) -> None:
         self._setup(config, start_ms, seed, events)
-        self._measure_impedance()  # the implant procedure ends with an impedance check (DOMAIN 1.4)
+        self._measure_impedance()  # the implant procedure ends with an impedance check (docs/devices.md 1.4)
         self._evaluate()
 
     def _setup(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None) -> None:
@@ -311,7 +311,7 @@ class Stimulator:
         ]
 
     def _update_density_alarm(self) -> None:
-        """CHARGE_DENSITY_LIMIT while the patient's range could exceed the limit (DOMAIN 1.3, 1.10)."""
+        """CHARGE_DENSITY_LIMIT while the patient's range could exceed the limit (docs/devices.md 1.3, 1.10)."""
         if any(d > self.config.charge_density_limit for d in self._densities(at_patient_max=True)):
             self.alarms.raise_alarm(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
         else:

@@ -233,7 +233,7 @@ def session_open(pairing_key: bytes, host_nonce: bytes) -> SessionOpen:
 # --- device side: sessions, expiry, lockout ------------------------------------------------------
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Session limits, the lockout after repeated failures and the wake-up budget (SECURITY.md R7, R10)."""
+    """Session limits, the lockout after repeated failures and the wake-up budget (docs/security.md R7, R10)."""
 
     idle_timeout_s: int = 300
     absolute_timeout_s: int = 3600

@@ -1,4 +1,4 @@
-"""The receiver's wake-up budget (SECURITY.md R10), sans-IO: time comes in as ``now``.
+"""The receiver's wake-up budget (docs/security.md R10), sans-IO: time comes in as ``now``.
 
 A device pays battery for every frame it wakes up to examine, so an attacker who can reach the
 radio could drain it with correctly formatted frames (CVE-2017-12714). ``WakeBudget`` bounds that

@@ -9,7 +9,7 @@ reply, a repeat of the same request with the same id gets the stored reply unapp
 ``CommandQuery`` is answered from it. The owner persists ``replies`` (its ``version`` moves with
 every new entry) before the reply bytes leave, so the promise holds across a restart.
 
-Wake-up budget (SECURITY.md R10, SPEC 3.7): a frame that claims the active confirmed session is
+Wake-up budget (docs/security.md R10, SPEC 3.7): a frame that claims the active confirmed session is
 always verified, and once verified it is served without limit. Everything else (unauthenticated
 frames, frames of other or pending sessions, session frames that fail verification, bad runs)
 draws on a ``WakeBudget`` of ``policy.flood_frames_per_s`` per second; beyond it the item is

@@ -1,5 +1,5 @@
 """Dashboard access control: users file, log-in, the gate on every route, role and freshness checks in
-callbacks, Host/origin/content-type checks, cookies and security headers (SECURITY.md R18-R21).
+callbacks, Host/origin/content-type checks, cookies and security headers (docs/security.md R18-R21).
 
 Each test builds a minimal Dash app with one layout and one programming callback that calls
 ``require_role(Role.CLINICIAN)`` first, installs auth with an injected clock, and drives it with

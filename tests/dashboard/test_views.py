@@ -135,7 +135,7 @@ def test_gauge_marks_the_threshold():
 
 
 def test_read_back_that_disagrees_with_the_command_is_flagged():
-    """SECURITY.md R12: a program applied but read back different is shown as a medium alarm."""
+    """docs/security.md R12: a program applied but read back different is shown as a medium alarm."""
     command = build_command(ids.SEND_PROGRAM, SCS_VALUES)
     good = {"active_program": 1, "areas": to_json(command.areas)}
     assert readback_mismatches(command, good) == []

@@ -1,4 +1,4 @@
-"""SECURITY.md R10 in the emulator: wake-ups cost battery, a flood raises TELEMETRY_FLOOD once.
+"""docs/security.md R10 in the emulator: wake-ups cost battery, a flood raises TELEMETRY_FLOOD once.
 
 Sans-IO: a ``Device`` driven with a hand-moved wall clock (the endpoint's ``now``) and a manual
 device clock moved in step with it, and a host written like the endpoint tests' one.

@@ -76,7 +76,7 @@ def rejected(pump: Pump, message) -> DeviceRejected:
     return info.value
 
 
-# --- drain arithmetic and the DOMAIN.md 2.6 example ---------------------------------------------
+# --- drain arithmetic and the docs/devices.md 2.6 example ---------------------------------------------
 @pytest.mark.parametrize("rate", [48, 500, 1_234])
 def test_reservoir_drains_rate_times_time(rate):
     pump = new_pump(replace(EXACT, capacity_ul=40_000, initial_fill_ul=40_000, initial_rate_ul_per_day=rate))
@@ -326,7 +326,7 @@ def test_bolus_refused_when_the_pump_cannot_deliver(setup, reason):
 
 @pytest.mark.parametrize("stop", [TherapySet(False), dosing(DosingMode.STOPPED)], ids=["therapy-off", "mode-stopped"])
 def test_single_bolus_from_a_stopped_pump_delivers_its_dose_then_the_pump_stays_stopped(stop):
-    """DOMAIN.md 2.4 "single bolus": a fixed dose over a set time, then back to a stopped pump."""
+    """docs/devices.md 2.4 "single bolus": a fixed dose over a set time, then back to a stopped pump."""
     pump = new_pump()
     pump.apply(stop)
     pump.advance_to(T0 + HOUR_MS)
@@ -589,7 +589,7 @@ def test_battery_eri_then_delivery_stops_about_90_days_later():
     (eos,) = events(pump, EventCode.BATTERY_EOS)
     assert eos.time_ms == projected_eos and eos.priority is Priority.HIGH
     assert eos.time_ms - eri.time_ms == 90 * DAY_MS  # the stop date fixed at ERI [V SynchroMed II]
-    assert 6.0 < (eos.time_ms - T0) / 1000 / YEAR_S < 7.0  # 0.5 mL/day: 5-7 years [V DOMAIN.md 2.7]
+    assert 6.0 < (eos.time_ms - T0) / 1000 / YEAR_S < 7.0  # 0.5 mL/day: 5-7 years [V docs/devices.md 2.7]
     status = pump.status()
     assert (status.battery_state, status.infusing) == (BatteryState.EOS, False)
     assert status.battery_pct_x100 <= 1  # the reserve was sized for exactly these 90 days

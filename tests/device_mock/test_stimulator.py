@@ -90,7 +90,7 @@ def no_fade(**kw) -> RechargeableCellConfig:
 @pytest.mark.parametrize(
     ("params", "ohm", "tissue_uw"),
     [
-        (dict(amp=5000, pw=300, rate=50), 600, 450.0),  # DOMAIN 1.5 worked examples
+        (dict(amp=5000, pw=300, rate=50), 600, 450.0),  # docs/devices.md 1.5 worked examples
         (dict(amp=3000, pw=200, rate=60), 800, 172.8),
         (HF, 600, 2250.0),
         (BURST, 525, 75.6),

@@ -1,4 +1,4 @@
-"""SECURITY.md R10 end to end: a wake-up flood on the real emulator's pty, and a clinician's stop.
+"""docs/security.md R10 end to end: a wake-up flood on the real emulator's pty, and a clinician's stop.
 
 A raw writer opens the device's pty a second time and floods it with unauthenticated identify
 requests at about 1,000 frames/s, while an authenticated ``DeviceClient`` on the same pty stops
