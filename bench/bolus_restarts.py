@@ -85,7 +85,7 @@ class Pump:
         """The volume of every bolus the saved event log says was started."""
         data = json.loads((self.state / "pump-1" / "state.json").read_text())
         entries = data["model"]["events"]["entries"]
-        return [arg0 for _, _, code, _, _, arg0, _ in entries if code == EventCode.BOLUS_STARTED]
+        return [arg0 for _, _, code, _, _, arg0, *_ in entries if code == EventCode.BOLUS_STARTED]
 
 
 @dataclass

@@ -18,13 +18,13 @@ from protocols.codec import decode_payload, encode_payload
 from protocols.crc import crc32c
 from protocols.framing import FrameDecoder, encode_frame
 from protocols.messages import StatusRequest
-from protocols.vectors import EXCHANGE
+from protocols.vectors import SCS_EXCHANGE
 
 KEYS = derive_session_keys(bytes(32), bytes(16), bytes(range(16)), 7)
 
 
 def _status_reply():
-    return next(m for d, m, _ in EXCHANGE if type(m).__name__ == "ScsStatus")
+    return next(m for d, m, _ in SCS_EXCHANGE if type(m).__name__ == "ScsStatus")
 
 
 def bench_encode(seconds: float) -> tuple[float, int]:

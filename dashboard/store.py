@@ -23,7 +23,7 @@ numbers, see ``dashboard.csv_cells``):
 * series, wide: ``time_utc,time_ms,<name>...`` one row per device timestamp, one column per
   series, an empty cell where a series has no value at that time (every series of one status share
   its ``time_ms``, so rows are full in practice);
-* events: ``device,seq,time_utc,time_ms,code,priority,state,arg0,arg1`` (enum names);
+* events: ``device,seq,time_utc,time_ms,code,priority,state,arg0,arg1,actor`` (enum names);
 * audit: ``id,time_utc,time_ms,user,role,device,action,before,after,result,command_id,prev_hash,
   hash`` with ``before``/``after`` as canonical JSON. ``verify_audit_rows(csv.DictReader(f))``
   checks an exported log off the machine.
@@ -52,13 +52,13 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from tsdownsample import M4Downsampler
 
-from protocols.messages import AlarmState, EventCode, EventRecord, Priority, PumpStatus, ScsStatus
+from protocols.messages import Actor, AlarmState, EventCode, EventRecord, Priority, PumpStatus, ScsStatus
 
 from . import csv_cells
 
 GENESIS_HASH = "0" * 64
 SUPPORTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:"
-EVENT_COLUMNS = ("device", "seq", "time_utc", "time_ms", "code", "priority", "state", "arg0", "arg1")
+EVENT_COLUMNS = ("device", "seq", "time_utc", "time_ms", "code", "priority", "state", "arg0", "arg1", "actor")
 AUDIT_COLUMNS = (
     "id",
     "time_utc",
@@ -404,7 +404,9 @@ def _enum_name(enum_cls: type[IntEnum], value: int) -> str:
         return f"0x{value:04x}"
 
 
-def event_dict(device: str, seq: int, time_ms: int, code: int, priority: int, state: int, arg0: int, arg1: int):
+def event_dict(
+    device: str, seq: int, time_ms: int, code: int, priority: int, state: int, arg0: int, arg1: int, actor: int = 0
+):
     """A stored event for display and JSON: enum fields by name (unknown codes as hex)."""
     return {
         "device": device,
@@ -415,6 +417,7 @@ def event_dict(device: str, seq: int, time_ms: int, code: int, priority: int, st
         "state": _enum_name(AlarmState, state),
         "arg0": arg0,
         "arg1": arg1,
+        "actor": _enum_name(Actor, actor),
     }
 
 

@@ -67,11 +67,18 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # the script below writes this number into schema_version
+SCHEMA_VERSION = 2  # the script below writes this number into schema_version
+# Version 1 stores lacked events.actor (who made each change, SPEC 3.8): opened, they gain it, 0 = the device.
+MIGRATE_1_TO_2 = """
+BEGIN IMMEDIATE;
+ALTER TABLE events ADD COLUMN actor INTEGER NOT NULL DEFAULT 0;
+UPDATE schema_version SET version = 2;
+COMMIT;
+"""
 SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE schema_version (version INTEGER NOT NULL);
-INSERT INTO schema_version VALUES (1);
+INSERT INTO schema_version VALUES (2);
 CREATE TABLE series (id INTEGER PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (device, name));
 CREATE TABLE samples (
     series_id INTEGER NOT NULL, t INTEGER NOT NULL, v REAL NOT NULL, PRIMARY KEY (series_id, t)
@@ -89,7 +96,7 @@ CREATE TABLE latest (
 CREATE TABLE events (
     device TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, code INTEGER NOT NULL,
     priority INTEGER NOT NULL, state INTEGER NOT NULL, arg0 INTEGER NOT NULL, arg1 INTEGER NOT NULL,
-    PRIMARY KEY (device, seq)
+    actor INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, seq)
 ) WITHOUT ROWID;
 CREATE INDEX events_by_time ON events (time_ms);
 CREATE INDEX alarms_by_device_time ON events (device, time_ms) WHERE state != 0;
@@ -138,32 +145,32 @@ SEQ_GAPS = (
 )
 EVENTS = {  # (one device?, newest first?) -> SQL; one static string each, so each gets its index plan
     (True, False): (
-        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events WHERE device = :device"
+        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events WHERE device = :device"
         " AND seq > :since AND (:codes IS NULL OR code IN (SELECT value FROM json_each(:codes)))"
         " ORDER BY seq LIMIT :limit"
     ),
     (True, True): (
-        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events WHERE device = :device"
+        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events WHERE device = :device"
         " AND seq > :since AND (:codes IS NULL OR code IN (SELECT value FROM json_each(:codes)))"
         " ORDER BY seq DESC LIMIT :limit"
     ),
     (False, False): (
-        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events"
+        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events"
         " WHERE seq > :since AND (:codes IS NULL OR code IN (SELECT value FROM json_each(:codes)))"
         " ORDER BY time_ms, device, seq LIMIT :limit"
     ),
     (False, True): (
-        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events"
+        "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events"
         " WHERE seq > :since AND (:codes IS NULL OR code IN (SELECT value FROM json_each(:codes)))"
         " ORDER BY time_ms DESC, device, seq DESC LIMIT :limit"
     ),
 }
 ALARMS_DEVICE = (
-    "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events"
+    "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events"
     " WHERE device = ? AND state != 0 ORDER BY time_ms DESC, seq DESC LIMIT ?"
 )
 ALARMS_ALL = (
-    "SELECT device, seq, time_ms, code, priority, state, arg0, arg1 FROM events"
+    "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events"
     " WHERE state != 0 ORDER BY time_ms DESC, device, seq DESC LIMIT ?"
 )
 AUDIT_ALL = (
@@ -184,9 +191,9 @@ INSERT_SERIES = "INSERT OR IGNORE INTO series (device, name) VALUES (?, ?)"
 SELECT_SERIES = "SELECT id FROM series WHERE device = ? AND name = ?"
 UPSERT_SAMPLE = "INSERT INTO samples VALUES (?, ?, ?) ON CONFLICT (series_id, t) DO UPDATE SET v = excluded.v"
 UPSERT_EVENT = (
-    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, seq) DO UPDATE SET"
+    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, seq) DO UPDATE SET"
     " time_ms = excluded.time_ms, code = excluded.code, priority = excluded.priority, state = excluded.state,"
-    " arg0 = excluded.arg0, arg1 = excluded.arg1"
+    " arg0 = excluded.arg0, arg1 = excluded.arg1, actor = excluded.actor"
 )
 UPSERT_LATEST = (
     "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET msg_type = excluded.msg_type,"
@@ -283,6 +290,9 @@ class SqliteStore(HistoryStore):
                 raise StoreError(f"{self.path} is a SQLite database but not a history store (no schema_version)")
             else:
                 version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+                if version == 1:
+                    conn.executescript(MIGRATE_1_TO_2)
+                    version = SCHEMA_VERSION
                 if version != SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.path} has history schema version {version}; this dashboard reads {SCHEMA_VERSION}"
@@ -372,7 +382,10 @@ class SqliteStore(HistoryStore):
             self._enqueue(_Samples(device, chunk), len(chunk), droppable=True)
 
     def add_events(self, device: str, events: Iterable[EventRecord]) -> None:
-        rows = [(device, e.seq, e.time_ms, int(e.code), int(e.priority), int(e.state), e.arg0, e.arg1) for e in events]
+        rows = [
+            (device, e.seq, e.time_ms, int(e.code), int(e.priority), int(e.state), e.arg0, e.arg1, int(e.actor))
+            for e in events
+        ]
         for start in range(0, len(rows), self._batch_rows):
             chunk = rows[start : start + self._batch_rows]
             self._enqueue(_Events(chunk), len(chunk), droppable=False)  # a dropped event would be a gap

@@ -17,12 +17,13 @@ from the time it was raised, and plays the clinician's alarm test.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.messages import MAX_ALARMS, ActiveAlarm, AlarmState, EventCode, EventRecord, Priority
+from protocols.messages import MAX_ALARMS, ActiveAlarm, Actor, AlarmState, EventCode, EventRecord, Priority
 
 from .alarm_tones import SILENT, Sounder, ToneState
 
@@ -68,6 +69,16 @@ class EventLog:
         self._entries: deque[EventRecord] = deque()
         self.next_seq = 1
         self.listeners: list[EventListener] = []
+        self.actor = Actor.DEVICE  # who entries are made for now: a session's role while its command runs
+
+    @contextmanager
+    def acting(self, actor: Actor) -> Iterator[None]:
+        """Record the entries made inside the block as ``actor``'s doing (who made each change)."""
+        before, self.actor = self.actor, actor
+        try:
+            yield
+        finally:
+            self.actor = before
 
     @property
     def first_seq(self) -> int:
@@ -89,7 +100,7 @@ class EventLog:
         arg1: int = 0,
     ) -> EventRecord:
         """Record an event and tell the listeners; return the entry."""
-        record = EventRecord(self.next_seq, time_ms, code, priority, state, _i32(arg0), _i32(arg1))
+        record = EventRecord(self.next_seq, time_ms, code, priority, state, _i32(arg0), _i32(arg1), self.actor)
         self.next_seq += 1
         self._entries.append(record)
         if len(self._entries) > self.capacity:
@@ -114,7 +125,8 @@ class EventLog:
             "capacity": self.capacity,
             "next_seq": self.next_seq,
             "entries": [
-                [e.seq, e.time_ms, int(e.code), int(e.priority), int(e.state), e.arg0, e.arg1] for e in self._entries
+                [e.seq, e.time_ms, int(e.code), int(e.priority), int(e.state), e.arg0, e.arg1, int(e.actor)]
+                for e in self._entries
             ],
         }
 
@@ -123,9 +135,10 @@ class EventLog:
         """Rebuild from ``to_state`` output."""
         log = cls(data["capacity"])
         log.next_seq = data["next_seq"]
-        for seq, time_ms, code, priority, state, arg0, arg1 in data["entries"]:
+        for seq, time_ms, code, priority, state, arg0, arg1, *actor in data["entries"]:  # no actor: saved before 3.8
+            who = Actor(actor[0]) if actor else Actor.DEVICE
             log._entries.append(
-                EventRecord(seq, time_ms, EventCode(code), Priority(priority), AlarmState(state), arg0, arg1)
+                EventRecord(seq, time_ms, EventCode(code), Priority(priority), AlarmState(state), arg0, arg1, who)
             )
         return log
 

@@ -272,6 +272,7 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
             _cli_faults(args, scenario, kind)
             model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
             key, new_key = store.pairing_key(f"{name} {model.serial}")
+            patient_key, new_patient_key = store.patient_key(f"{name} {model.serial}")
             now_ms = store.resume_time_ms(saved) if saved else start_ms
             scenario.resume(
                 saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0
@@ -284,13 +285,14 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
                 scenario=scenario,
                 link_faults=LinkFaults(random.Random(seed * 7919 + index)),
                 replies=_saved_replies(store, saved),
+                patient_key=patient_key,
             )
             if noise:  # a property of this process's line, not a scenario step: a restart has it too
                 device.link_faults.set_noise(None, **noise)
             transport = _transport(index, args, args.baud or 115200)
             item = Served(name, device, transport, args.baud, trace=args.verbose >= 1)
             served.append(item)
-            _announce(item, store, new_key, saved is not None)
+            _announce(item, store, (new_key, new_patient_key), saved is not None)
     except BaseException:
         for item in served:  # a --link symlink must not outlive a failed start
             item.transport.close()
@@ -317,11 +319,13 @@ def _saved_replies(store: StateStore, saved: dict[str, Any] | None) -> ReplyMemo
         raise StateError(f"{store.state_path}: {exc}; move it away to start afresh") from exc
 
 
-def _announce(item: Served, store: StateStore, new_key: bool, resumed: bool) -> None:
+def _announce(item: Served, store: StateStore, new: tuple[bool, bool], resumed: bool) -> None:
     model = item.device.model
+    marks = [" (new)" if made else "" for made in new]
     print(
         f"{item.name}: {model.kind.name} serial={model.serial} port={item.transport.description} "
-        f"key={store.key_path}{' (new)' if new_key else ''} state={'resumed' if resumed else 'new'}",
+        f"key={store.key_path}{marks[0]} patient-key={store.patient_key_path}{marks[1]} "
+        f"state={'resumed' if resumed else 'new'}",
         flush=True,
     )
 

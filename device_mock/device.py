@@ -25,6 +25,7 @@ from protocols.auth import AuthPolicy
 from protocols.endpoint import DeviceEndpoint
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
+    Actor,
     AlarmAck,
     AlarmTest,
     ClockRead,
@@ -78,6 +79,7 @@ class Device:
         save_interval_s: float = 1.0,
         replies: ReplyMemory | None = None,
         max_clock_step_ms: int = MAX_CLOCK_STEP_MS,
+        patient_key: bytes | None = None,
     ) -> None:
         self.model = model
         self.clock = clock
@@ -109,6 +111,7 @@ class Device:
             on_session_event=self._session_event,
             on_wake=self._wake,
             on_flood=self._flood,
+            patient_key=patient_key,
         )
 
     @property
@@ -146,8 +149,16 @@ class Device:
             self.model.set_telemetry_active(self.endpoint.sessions.active is not None)
 
     # --- requests ---------------------------------------------------------------------------------
-    def handle(self, message: Message) -> Message:
-        """Answer one verified request (the endpoint's handler)."""
+    def handle(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
+        """Answer one verified request of a ``role`` session (the endpoint's handler).
+
+        The event-log entries the request makes record ``role`` as their actor; what the clock or a
+        fault does is the device's own (``sync`` ran before, outside this).
+        """
+        with self.model.events.acting(role):
+            return self._handle(message, role)
+
+    def _handle(self, message: Message, role: Actor) -> Message:
         if isinstance(message, StatusRequest):
             return self.model.status()
         if isinstance(message, EventLogRead):
@@ -166,8 +177,8 @@ class Device:
             return ClockReply(self.model.now_ms, round(self.clock.speed * 1000))
         if isinstance(message, ClockSet):
             return self._set_clock(message.time_ms)
-        reply = self.model.apply(message)
-        self._dirty = True
+        reply = self.model.apply(message, role)
+        self._dirty = self._dirty or message.MUTATING
         return reply
 
     def _set_clock(self, time_ms: int) -> Message:
@@ -207,9 +218,11 @@ class Device:
             record.arg1,
         )
 
-    def _session_event(self, code: EventCode, arg: int) -> int:
+    def _session_event(self, code: EventCode, arg: int, actor: Actor) -> int:
         self._dirty = True
-        return self.model.events.append(self.model.now_ms, code, arg0=arg).seq
+        events = self.model.events
+        with events.acting(actor):
+            return events.append(self.model.now_ms, code, arg0=arg).seq
 
     def _wake(self, count: int) -> None:
         # Not marked dirty: a flood must not turn into a save per read; the periodic save keeps it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.messages import Capability, DeviceKind, Message, PumpStatus, ScsStatus
+from protocols.messages import Actor, Capability, DeviceKind, Message, PumpStatus, ScsStatus
 
 from .alarms import AlarmManager, EventLog
 
@@ -40,11 +40,12 @@ class DeviceModel(Protocol):
         """The telemetry snapshot at ``now_ms``."""
         ...
 
-    def apply(self, message: Message) -> Message:
-        """Apply a programming command of this device kind; all or nothing.
+    def apply(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
+        """Apply a command (or answer a read) of this device kind from a ``role`` session; all or nothing.
 
         Raises ``DeviceRejected`` (OUT_OF_RANGE with field, value and limit; STATE_CONFLICT;
-        UNSUPPORTED for another kind's commands) and then changes nothing.
+        NOT_PERMITTED beyond what ``role`` may do; UNSUPPORTED for another kind's commands) and
+        then changes nothing.
         """
         ...
 

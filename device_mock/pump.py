@@ -20,6 +20,7 @@ from typing import Any
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
+    Actor,
     BatteryState,
     Bolus,
     BolusKind,
@@ -416,8 +417,12 @@ class Pump:
         self.totals.patient_boluses = [t for t in starts if t + DAY_MS > now] + [now]
 
     # --- commands --------------------------------------------------------------------------------
-    def apply(self, message: Message) -> Message:
-        """Apply a pump command, all or nothing (see ``model.DeviceModel.apply``)."""
+    def apply(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
+        """Apply a pump command, all or nothing (see ``model.DeviceModel.apply``).
+
+        A patient's controller may only ask for a patient bolus (SPEC 3.8): a pump's infusion is
+        started and stopped, and its other boluses given, by the clinician.
+        """
         handlers = {
             DosingSet: self._apply_dosing,
             Bolus: self._apply_bolus,
@@ -427,6 +432,15 @@ class Pump:
         handler = handlers.get(type(message))
         if handler is None:
             raise unsupported(message, self.kind)
+        if role is Actor.PATIENT:
+            if not isinstance(message, Bolus):
+                raise DeviceRejected(
+                    ErrorCode.NOT_PERMITTED, f"the patient's controller may not send {type(message).__name__} to a pump"
+                )
+            if message.kind != BolusKind.PATIENT:
+                kind = BolusKind(message.kind).name.lower()
+                why = f"the patient's controller may give only a patient bolus, not a {kind} bolus"
+                raise DeviceRejected(ErrorCode.NOT_PERMITTED, why, "kind", message.kind, BolusKind.PATIENT)
         return handler(message)
 
     def _apply_dosing(self, m: DosingSet) -> CommandAck:

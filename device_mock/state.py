@@ -1,6 +1,7 @@
 """Crash-safe persistence of one device: its pairing key and its state, in a directory of its own.
 
-``DIR/pairing.key``  the pairing key (hex, mode 0600), generated on first start;
+``DIR/pairing.key``  the clinician's pairing key (hex, mode 0600), generated on first start;
+``DIR/patient.key``  the patient controller's pairing key (SPEC 3.8), made the same way;
 ``DIR/state.json``   the model's state, device time, scenario position and the exactly-once
                      memory of recent commands and their replies, replaced atomically
                      (write to a temporary file, fsync, rename, fsync the directory), so after a
@@ -39,17 +40,21 @@ class StateStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.key_path = self.directory / "pairing.key"
+        self.patient_key_path = self.directory / "patient.key"
         self.state_path = self.directory / "state.json"
         self.clock_path = self.directory / "clock"
         self._beat_fd: int | None = None
 
     def pairing_key(self, label: str) -> tuple[bytes, bool]:
-        """The device's pairing key, generated and written on first use; True if it was new."""
-        if self.key_path.exists():
-            return load_pairing_key(self.key_path), False
-        key = generate_pairing_key()
-        write_pairing_key(self.key_path, key, label)
-        return key, True
+        """The clinician's pairing key, generated and written on first use; True if it was new."""
+        return _key_file(self.key_path, label)
+
+    def patient_key(self, label: str) -> tuple[bytes, bool]:
+        """The patient controller's pairing key (SPEC 3.8), made like the clinician's; True if new.
+
+        A state directory from before the patient role gets one at its next start.
+        """
+        return _key_file(self.patient_key_path, f"{label} (patient controller)")
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None on first start."""
@@ -136,3 +141,12 @@ class StateStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _key_file(path: Path, label: str) -> tuple[bytes, bool]:
+    """The key in ``path``, or a new one written there; True if it was new."""
+    if path.exists():
+        return load_pairing_key(path), False
+    key = generate_pairing_key()
+    write_pairing_key(path, key, label)
+    return key, True

@@ -20,16 +20,22 @@ from typing import Any, NamedTuple
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
+    Actor,
+    AmplitudeSet,
     Area,
     BatteryKind,
     BatteryState,
     Capability,
+    ChargingSet,
     CommandAck,
     DeviceKind,
     EventCode,
     ImpedanceCheck,
     ImpedanceReply,
     Message,
+    ProgramRead,
+    ProgramReply,
+    ProgramSelect,
     ScsStatus,
     StimProgramSet,
     TherapySet,
@@ -39,6 +45,7 @@ from protocols.messages import (
 from .alarms import AlarmManager, EventLog
 from .battery import DAY_S
 from .model import unsupported
+from .stim_patient import stored_mask, stored_program, with_amplitude
 from .stim_physics import (
     ScsConfig,
     battery_pulse_power_w,
@@ -318,8 +325,12 @@ class Stimulator:
             self.alarms.clear_condition(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
 
     # --- commands --------------------------------------------------------------------------------
-    def apply(self, message: Message) -> Message:
-        """StimProgramSet, TherapySet or ImpedanceCheck; all or nothing."""
+    def apply(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
+        """An SCS command or program read of a ``role`` session; all or nothing.
+
+        The endpoint already refused what the role may not send at all (SPEC 3.8); what is left
+        here is how far a patient may go (the patient maximum).
+        """
         if isinstance(message, StimProgramSet):
             return self._set_program(message)
         if isinstance(message, TherapySet):
@@ -328,7 +339,52 @@ class Stimulator:
             seq = self._measure_impedance()
             self._evaluate()
             return ImpedanceReply(self.now_ms, tuple(self._readings), seq)
+        if isinstance(message, ProgramSelect):
+            return self._select_program(message.program)
+        if isinstance(message, AmplitudeSet):
+            return self._set_amplitude(message, role)
+        if isinstance(message, ChargingSet):
+            return self._set_charging(message.on)
+        if isinstance(message, ProgramRead):
+            p = stored_program(self._programs, message.program, self.config.max_programs)
+            return ProgramReply(p.program, p.program == self._active, p.areas, p.patient_amp_max_ua, p.ramp_s)
         raise unsupported(message, self.kind)
+
+    def _select_program(self, number: int) -> CommandAck:
+        program = stored_program(self._programs, number, self.config.max_programs)
+        if number == self._active:
+            return CommandAck(0)
+        self._check_programmable(program)  # a contact flagged since it was stored keeps it off
+        previous, self._active = self._active, number
+        seq = self.events.append(self.now_ms, EventCode.PROGRAM_SELECTED, arg0=number, arg1=previous).seq
+        self._evaluate()
+        return CommandAck(seq)
+
+    def _set_amplitude(self, request: AmplitudeSet, role: Actor) -> CommandAck:
+        changed = with_amplitude(self._programs.get(self._active), request, role)
+        validate_program(changed, self.config)
+        self._check_programmable(changed)
+        self._programs[changed.program] = changed
+        code, area = EventCode.AMPLITUDE_CHANGED, request.area
+        seq = self.events.append(self.now_ms, code, arg0=area, arg1=request.amplitude_ua).seq
+        self._evaluate()
+        return CommandAck(seq)
+
+    def _set_charging(self, on: bool) -> CommandAck:
+        """The charger placed (at the configured coupling, until full) or taken away."""
+        if self.cell.kind is not BatteryKind.RECHARGEABLE:
+            raise DeviceRejected(ErrorCode.UNSUPPORTED, "a primary-cell stimulator has nothing to charge", "on", 1)
+        if on == (self._charging is not None):
+            return CommandAck(0)
+        if on and self._failed:
+            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "the battery has failed: it cannot be charged", "on", 1)
+        if on:
+            self._start_charge(self.config.auto_recharge_coupling_pct, 0)
+        else:
+            self._end_charge(self.cell.full(self.now_ms))
+        seq = self.events.last_seq  # CHARGING_STARTED or CHARGING_COMPLETE
+        self._evaluate()
+        return CommandAck(seq)
 
     def _set_program(self, message: StimProgramSet) -> CommandAck:
         validate_program(message, self.config)
@@ -485,6 +541,7 @@ class Stimulator:
             impedance_ohm=held.impedance_ohm,
             alarms=self.alarms.active(),
             last_event_seq=self.events.last_seq,
+            stored_programs=held.stored_programs,
         )
 
     def _hold(self) -> _Held:
@@ -499,6 +556,7 @@ class Stimulator:
             tissue_power_uw=round(self.tissue_power_w() * 1e6),
             charge_density_x100=min(0xFFFF, round(density * 100)),
             impedance_ohm=tuple(self._readings),
+            stored_programs=stored_mask(self._programs),
         )
         return self._held
 
@@ -551,6 +609,7 @@ class _Held(NamedTuple):
     tissue_power_uw: int
     charge_density_x100: int
     impedance_ohm: tuple[int, ...]
+    stored_programs: int
 
 
 def _program_to_dict(program: StimProgramSet) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from .framing import (
     LinkStats,
     wire_bytes,
 )
-from .messages import OPEN_PROOF_SIZE, SessionOpen
+from .messages import OPEN_PROOF_SIZE, Actor, SessionOpen
 
 KEY_SIZE = 32
 HKDF_INFO = b"implant-telemetry/1 session"
@@ -160,6 +160,7 @@ class Session:
     confirmed: bool = False
     host_nonce: bytes = b""
     device_nonce: bytes = b""
+    role: Actor = Actor.CLINICIAN  # whose pairing key opened it (SPEC 3.8)
 
     def seal(self, msg_type: int, command_id: int, payload: bytes, push: bool = False) -> Frame:
         """Build the next outgoing frame of this session, tagged."""
@@ -246,12 +247,28 @@ class AuthPolicy:
 
 
 class DeviceSessions:
-    """The device's sessions: one active, at most one pending (opened, not yet confirmed)."""
+    """The device's sessions: one active, at most one pending (opened, not yet confirmed).
 
-    def __init__(self, pairing_key: bytes, policy: AuthPolicy | None = None, rng: Rng = os.urandom) -> None:
-        if len(pairing_key) != KEY_SIZE:
-            raise PairingKeyError(f"a pairing key is {KEY_SIZE} bytes, got {len(pairing_key)}")
-        self._key = pairing_key
+    The device holds one pairing key per role: the clinician's and, if provisioned, the patient's.
+    The key a ``SessionOpen`` proves decides the session's role; the session's keys derive from it.
+    """
+
+    def __init__(
+        self,
+        pairing_key: bytes,
+        policy: AuthPolicy | None = None,
+        rng: Rng = os.urandom,
+        patient_key: bytes | None = None,
+    ) -> None:
+        keys = {Actor.CLINICIAN: pairing_key}
+        if patient_key is not None:
+            keys[Actor.PATIENT] = patient_key
+        for role, key in keys.items():
+            if len(key) != KEY_SIZE:
+                raise PairingKeyError(f"a pairing key is {KEY_SIZE} bytes, got {len(key)} ({role.name.lower()} key)")
+        if patient_key is not None and hmac.compare_digest(pairing_key, patient_key):
+            raise PairingKeyError("the patient's pairing key must differ from the clinician's")
+        self._keys = keys
         self.policy = policy or AuthPolicy()
         self._rng = rng
         self.active: Session | None = None
@@ -269,7 +286,8 @@ class DeviceSessions:
         used before raises ``ReplayError`` (a recorded open sent again), except the re-sent open of
         the pending session, which gets the same challenge.
         """
-        if not hmac.compare_digest(proof, open_proof(self._key, host_nonce)):
+        role = self._role_proven(host_nonce, proof)
+        if role is None:
             if now < self.locked_until:
                 wait = self.locked_until - now
                 raise LockedOut(f"session opening locked out for {wait:.1f} s after failed attempts", wait)
@@ -284,9 +302,19 @@ class DeviceSessions:
         session_id = 0
         while session_id == 0 or (self.active and session_id == self.active.session_id):
             session_id = int.from_bytes(self._rng(4), "little")
-        keys = derive_session_keys(self._key, host_nonce, device_nonce, session_id)
-        self.pending = Session(session_id, keys, True, now, now, host_nonce=host_nonce, device_nonce=device_nonce)
+        keys = derive_session_keys(self._keys[role], host_nonce, device_nonce, session_id)
+        self.pending = Session(
+            session_id, keys, True, now, now, host_nonce=host_nonce, device_nonce=device_nonce, role=role
+        )
         return self.pending, device_nonce
+
+    def _role_proven(self, host_nonce: bytes, proof: bytes) -> Actor | None:
+        """The role whose key ``proof`` proves, or None. Every key is tried: the time taken tells nothing."""
+        proven = None
+        for role, key in self._keys.items():
+            if hmac.compare_digest(proof, open_proof(key, host_nonce)):
+                proven = role
+        return proven
 
     def authenticate(self, frame: Frame, now: float, stats: LinkStats | None = None) -> Session:
         """Find the frame's session, expire it if due, and verify the frame against it.

@@ -47,6 +47,7 @@ from .errors import (
 from .framing import FLAG_FROM_DEVICE, FLAG_PUSH, Frame, FrameDecoder, LinkStats, encode_frame
 from .messages import (
     NONCE_SIZE,
+    Actor,
     AlarmAck,
     Area,
     Bolus,
@@ -76,6 +77,8 @@ from .messages import (
     Message,
     MsgType,
     PatientBolusSettings,
+    ProgramRead,
+    ProgramReply,
     PumpStatus,
     Refill,
     RefillReply,
@@ -248,10 +251,16 @@ class DeviceClient:
         if not isinstance(challenge, SessionChallenge) or not frame.authenticated:
             raise ProtocolError("session open was not answered with a tagged SESSION_CHALLENGE")
         session = host_session_from_challenge(key, host_nonce, challenge.device_nonce, frame, self._clock())
+        session.role = challenge.role  # tagged with the key this client holds: the device cannot be fooled on it
         self.session = session  # the confirm is sealed with the new session
         self._checked(SessionConfirm(), self._exchange(SessionConfirm(), self._new_id()))
         session.confirmed = True
         self.session_limits = (challenge.idle_timeout_s, challenge.absolute_timeout_s)
+
+    @property
+    def role(self) -> Actor | None:
+        """The open session's role (CLINICIAN or PATIENT, by the key this client holds), None without one."""
+        return self.session.role if self.session is not None else None
 
     def close_session(self) -> None:
         """End the session."""
@@ -340,6 +349,14 @@ class DeviceClient:
             if not page.entries or page.entries[-1].seq >= page.last_seq:
                 return entries
             seq = page.entries[-1].seq + 1
+
+    def programs(self) -> list[ProgramReply]:
+        """Every stored stimulation program, by the status's ``stored_programs`` mask (a stimulator)."""
+        status = self.status()
+        if not isinstance(status, ScsStatus):
+            raise ProtocolError("only a stimulator stores stimulation programs")
+        numbers = [n for n in range(1, 17) if status.stored_programs >> (n - 1) & 1]
+        return [self._typed(ProgramRead(n), ProgramReply) for n in numbers]
 
     def ack_alarm(self, code: EventCode) -> CommandAck:
         """Acknowledge an active alarm."""

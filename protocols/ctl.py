@@ -34,11 +34,14 @@ from .errors import (
     SchemaMismatch,
 )
 from .messages import (
+    Actor,
     AlarmAck,
     AlarmTest,
+    AmplitudeSet,
     Area,
     Bolus,
     BolusKind,
+    ChargingSet,
     ClockSet,
     DosingMode,
     DosingSet,
@@ -48,6 +51,7 @@ from .messages import (
     ImpedanceCheck,
     Message,
     PatientBolusSettings,
+    ProgramSelect,
     Refill,
     StimProgramSet,
     TherapySet,
@@ -68,7 +72,7 @@ EXIT_UNKNOWN = 9
 JSON_HELP = "print JSON with the wire field names and units instead of text (before or after the command)"
 
 EPILOG = """exit codes: 0 ok, 1 protocol error, 2 usage, 3 port cannot be opened or failed,
-4 no reply (timeout), 5 authentication or session refused (bad key, locked out),
+4 no reply (timeout), 5 authentication or session refused (bad key, locked out, another --role),
 6 the device refused the command (out of range, state conflict, unsupported), 7 schema mismatch,
 8 pairing key file missing or invalid, 9 no reply to a command that changes the device and its
 fate could not be learnt: it MAY HAVE BEEN APPLIED (run it again with --resolve ID to ask).
@@ -148,6 +152,10 @@ class _Usage(Exception):
     """A combination of options the parser cannot refuse by itself."""
 
 
+class _RoleMismatch(Exception):
+    """The key opened a session of another role than ``--role`` asked for."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     parser = argparse.ArgumentParser(
@@ -162,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pyserial URL or pty path of the device (e.g. /dev/pts/5, socket://127.0.0.1:7000)",
     )
     parser.add_argument("--key", help="pairing key file of the device (needed for everything but identify)")
+    parser.add_argument(
+        "--role",
+        choices=["clinician", "patient"],
+        default="clinician",
+        help="whose controller this is: the session must open in this role, or nothing is sent "
+        "(patient: the device's patient.key; SPEC 3.8; default clinician)",
+    )
     parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     parser.add_argument("--timeout", type=float, default=1.0, help="reply timeout per try, s (default 1.0)")
     parser.add_argument("--retries", type=int, default=3, help="re-sends after a timeout (default 3)")
@@ -194,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     therapy = sub.add_parser("therapy", help="turn therapy on or off", parents=[after])
     therapy.add_argument("state", choices=["on", "off"])
     sub.add_parser("impedance", help="measure every contact's impedance", parents=[after])
+    select = sub.add_parser("select", help="make a stored stimulation program the active one", parents=[after])
+    select.add_argument("program", type=int, help="stored program number")
+    amplitude = sub.add_parser("amplitude", help="change an area's amplitude in the active program", parents=[after])
+    amplitude.add_argument("--area", type=int, default=0, help="area index, from 0 (default 0)")
+    amplitude.add_argument("--ua", type=int, required=True, help="new amplitude, µA")
+    charge = sub.add_parser("charge", help="start or stop charging a rechargeable stimulator", parents=[after])
+    charge.add_argument("state", choices=["on", "off"])
+    sub.add_parser("programs", help="every stored stimulation program", parents=[after])
     sub.add_parser("alarm-test", help="sound every alarm tone once (a pump's sounder)", parents=[after])
     program = sub.add_parser("program", help="store and activate a stimulation program", parents=[after])
     program.add_argument("--program", type=int, default=1, help="program number (default 1)")
@@ -244,6 +267,12 @@ def _command_message(args: argparse.Namespace) -> Message | None:
         return TherapySet(args.state == "on")
     if command == "impedance":
         return ImpedanceCheck()
+    if command == "select":
+        return ProgramSelect(args.program)
+    if command == "amplitude":
+        return AmplitudeSet(args.area, args.ua)
+    if command == "charge":
+        return ChargingSet(args.state == "on")
     if command == "alarm-test":
         return AlarmTest()
     if command == "program":
@@ -271,6 +300,9 @@ def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], N
         emit(identity)
         return
     client.open_session()
+    if client.role is not Actor[args.role.upper()]:
+        granted = client.role.name.lower() if client.role is not None else "no"
+        raise _RoleMismatch(f"--role {args.role}, but this key opened a {granted} session: check --key")
     message = _command_message(args)
     if args.resolve is not None:
         if message is None:
@@ -282,6 +314,9 @@ def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], N
         emit(client.status())
     elif command == "events":
         emit(client.events_since(args.from_seq))
+    elif command == "programs":
+        stored = client.programs()
+        emit(stored if stored or args.json else "No stored programs.")
     elif command == "clock":
         emit(client.read_clock())
     elif command == "watch":
@@ -395,6 +430,8 @@ def main(argv: Sequence[str] | None = None, connect: Callable[..., DeviceClient]
                 return _settle(args, client, lost, emit)
     except _Usage as exc:
         return _fail(EXIT_USAGE, str(exc), args.json)
+    except _RoleMismatch as exc:
+        return _fail(EXIT_AUTH, str(exc), args.json)
     except CommandNotHandled as exc:
         return _fail(EXIT_TIMEOUT, f"the device confirmed it was not applied: {exc}", args.json, applied=False)
     except KeyboardInterrupt:

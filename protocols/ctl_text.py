@@ -13,6 +13,7 @@ from typing import Any
 
 from .messages import (
     ActiveAlarm,
+    Actor,
     Area,
     BatteryKind,
     BolusReply,
@@ -25,6 +26,7 @@ from .messages import (
     EventRecord,
     IdentifyReply,
     ImpedanceReply,
+    ProgramReply,
     PumpStatus,
     RefillReply,
     ScsStatus,
@@ -116,6 +118,7 @@ def scs_status(s: ScsStatus) -> str:
         battery += f", charging at {s.coupling_pct} % coupling"
     rows = [
         ("Therapy", f"{'on' if s.therapy_on else 'off'}, program {s.active_program}"),
+        ("Stored programs", ", ".join(str(n) for n in range(1, 17) if s.stored_programs >> (n - 1) & 1) or "none"),
         *((f"Area {n}", _area(a)) for n, a in enumerate(s.areas, 1)),
         ("Patient max", f"{_num(s.patient_amp_max_ua / 1000, 3)} mA"),
         ("Battery", battery),
@@ -171,7 +174,18 @@ def pump_status(s: PumpStatus) -> str:
 def event(e: EventRecord) -> str:
     """One event-log entry on one line (arguments as logged; their meaning by code is in SPEC.md)."""
     alarm = f"  {name(e.priority)} priority, {name(e.state)}" if e.priority or e.state else ""
-    return f"#{e.seq}  {iso(e.time_ms)}  {name(e.code)}{alarm}  (args {e.arg0}, {e.arg1})"
+    who = "" if e.actor is Actor.DEVICE else f"  by the {name(e.actor)}"
+    return f"#{e.seq}  {iso(e.time_ms)}  {name(e.code)}{alarm}{who}  (args {e.arg0}, {e.arg1})"
+
+
+def program(p: ProgramReply) -> str:
+    """One stored stimulation program."""
+    rows = [
+        *((f"Area {n}", _area(a)) for n, a in enumerate(p.areas, 1)),
+        ("Patient max", f"{_num(p.patient_amp_max_ua / 1000, 3)} mA"),
+        ("Ramp", f"{p.ramp_s} s"),
+    ]
+    return _rows(f"Program {p.program}{' (active)' if p.active else ''}", rows)
 
 
 def identify(i: IdentifyReply) -> str:
@@ -210,6 +224,8 @@ def render(value: Any) -> str:
         return f"Device time {iso(value.time_ms)}"
     if isinstance(value, CommandAck):
         return _done(value.event_seq)
+    if isinstance(value, ProgramReply):
+        return program(value)
     if isinstance(value, ImpedanceReply):
         return f"Impedance at {iso(value.time_ms)} (event #{value.event_seq}): {_impedance(value.impedance_ohm)}"
     if isinstance(value, BolusReply):
@@ -222,4 +238,6 @@ def render(value: Any) -> str:
         )
     if isinstance(value, CommandOutcome):
         return f"Command 0x{value.command_id:08x}: {name(value.fate)}"
+    if isinstance(value, str):
+        return value
     return f"{type(value).__name__}: {value}"

@@ -2,7 +2,9 @@
 
 ``DeviceEndpoint.receive(data, now)`` decodes frames, enforces authentication (only IDENTIFY and
 SESSION_OPEN pass without a session), answers identify and the handshake itself, and hands every
-other verified request to ``handler(message) -> reply``. The handler refuses by raising
+other verified request to ``handler(message, role) -> reply``, ``role`` being the session's
+(SPEC 3.8): a PATIENT session's mutating request whose type does not allow it is refused here as
+NOT_PERMITTED before it reaches the handler or the reply memory. The handler refuses by raising
 ``DeviceRejected``; any other exception becomes a DEVICE_FAULT reply, never a crash. Mutating
 commands are exactly-once: a ``ReplyMemory`` keeps the last command ids with their request and
 reply, a repeat of the same request with the same id gets the stored reply unapplied, and a
@@ -50,6 +52,7 @@ from .framing import (
     encode_frame,
 )
 from .messages import (
+    Actor,
     CommandAck,
     CommandQuery,
     ErrorReply,
@@ -67,8 +70,9 @@ from .replies import ReplyMemory
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Message], Message]
-SessionEventSink = Callable[[EventCode, int], int]
+Handler = Callable[[Message, Actor], Message]
+# (code, argument, actor): a session event to log; returns its event-log sequence number.
+SessionEventSink = Callable[[EventCode, int, Actor], int]
 WakeSink = Callable[[int], None]  # n items examined outside the active session
 # (flooding, frames, seconds): (True, budget per second, 0) at an episode's first drop,
 # (False, frames dropped, episode length in s) once a whole window passed without a drop.
@@ -82,7 +86,7 @@ def _from_host(frame: Frame) -> bool:
     return not frame.flags & _NOT_FROM_HOST and frame.msg_type < _FIRST_REPLY_TYPE
 
 
-def _no_events(code: EventCode, arg: int) -> int:
+def _no_events(code: EventCode, arg: int, actor: Actor) -> int:
     return 0
 
 
@@ -101,9 +105,9 @@ def _clip(text: str, max_bytes: int) -> str:
 def error_reply(exc: ProtocolError) -> ErrorReply:
     """The ``ErrorReply`` a device sends for ``exc`` (texts clipped to their field sizes)."""
     if isinstance(exc, DeviceRejected):
-        return ErrorReply(
-            exc.code, _clip(exc.field, 32), exc.value, exc.limit, exc.retry_after_ms, _clip(exc.reason, 160)
-        )
+        # int(): a refusal may name an enum value (a bolus kind); the wire field is a plain integer.
+        value, limit, retry_ms = int(exc.value), int(exc.limit), int(exc.retry_after_ms)
+        return ErrorReply(exc.code, _clip(exc.field, 32), value, limit, retry_ms, _clip(exc.reason, 160))
     retry_ms = int(getattr(exc, "retry_after_s", 0) * 1000)
     return ErrorReply(exc.code, "", 0, 0, retry_ms, _clip(str(exc), 160))
 
@@ -122,6 +126,7 @@ class DeviceEndpoint:
         on_session_event: SessionEventSink = _no_events,
         on_wake: WakeSink = _no_wakes,
         on_flood: FloodSink = _no_floods,
+        patient_key: bytes | None = None,
     ) -> None:
         self.identity = replace(
             identity,
@@ -130,7 +135,7 @@ class DeviceEndpoint:
             max_payload=MAX_PAYLOAD,
         )
         self.handler = handler
-        self.sessions = DeviceSessions(pairing_key, policy, rng)
+        self.sessions = DeviceSessions(pairing_key, policy, rng, patient_key)
         self.decoder = FrameDecoder()
         self.stats = self.decoder.stats
         self._rng = rng
@@ -177,7 +182,7 @@ class DeviceEndpoint:
         ``receive`` checks both as well, but only ``tick`` sees a flood end when the line falls silent.
         """
         for session in self.sessions.expire_due(now):
-            self._on_event(EventCode.SESSION_EXPIRED, session.session_id)
+            self._on_event(EventCode.SESSION_EXPIRED, session.session_id, session.role)
         self._roll(now)
 
     # --- the wake-up budget ----------------------------------------------------------------------
@@ -245,7 +250,7 @@ class DeviceEndpoint:
                 raise refused  # verified once already (and counted): report it, do not verify again
             return self.sessions.authenticate(frame, now, self.stats)
         except SessionExpired:
-            self._on_event(EventCode.SESSION_EXPIRED, frame.session_id)
+            self._on_event(EventCode.SESSION_EXPIRED, frame.session_id, Actor.DEVICE)
             raise
         except MacError:
             self._failed_auth(frame.session_id, now)
@@ -253,9 +258,9 @@ class DeviceEndpoint:
 
     def _failed_auth(self, session_id: int, now: float) -> None:
         """Log AUTH_FAILURE and count it toward the lockout (logging LOCKOUT when one starts)."""
-        self._on_event(EventCode.AUTH_FAILURE, session_id)
+        self._on_event(EventCode.AUTH_FAILURE, session_id, Actor.DEVICE)
         if self.sessions.record_failure(now):
-            self._on_event(EventCode.LOCKOUT, int(self.sessions.locked_until - now))
+            self._on_event(EventCode.LOCKOUT, int(self.sessions.locked_until - now), Actor.DEVICE)
 
     def _dispatch(self, frame: Frame, message: Message, session: Session | None, now: float) -> bytes:
         command_id = frame.command_id
@@ -268,7 +273,7 @@ class DeviceEndpoint:
                 self._failed_auth(0, now)  # a wrong proof is a guess at the key: it counts
                 raise
             policy = self.sessions.policy
-            challenge = SessionChallenge(device_nonce, policy.idle_timeout_s, policy.absolute_timeout_s)
+            challenge = SessionChallenge(device_nonce, policy.idle_timeout_s, policy.absolute_timeout_s, pending.role)
             return self._reply(pending, command_id, challenge)
         if session is None:
             raise NoSession(f"{type(message).__name__} needs an authenticated session")
@@ -276,28 +281,33 @@ class DeviceEndpoint:
             if session.confirmed:  # a re-sent confirm whose ack was lost
                 return self._reply(session, command_id, CommandAck(0))
             self.sessions.confirm(session)
-            seq = self._on_event(EventCode.SESSION_OPENED, session.session_id)
+            seq = self._on_event(EventCode.SESSION_OPENED, session.session_id, session.role)
             return self._reply(session, command_id, CommandAck(seq))
         if not session.confirmed:
             raise NoSession("session not confirmed: send SESSION_CONFIRM first")
         if isinstance(message, SessionClose):
-            seq = self._on_event(EventCode.SESSION_CLOSED, session.session_id)
+            seq = self._on_event(EventCode.SESSION_CLOSED, session.session_id, session.role)
             reply = self._reply(session, command_id, CommandAck(seq))
             self.sessions.close(session)
             return reply
         if isinstance(message, CommandQuery):
             return self._reply(session, command_id, self.replies.query(message))
-        reply_type, payload = self._handle(frame, message)
+        if session.role is Actor.PATIENT and message.MUTATING and not message.PATIENT_MAY:
+            raise DeviceRejected(
+                ErrorCode.NOT_PERMITTED,
+                f"the patient's controller may not send {type(message).__name__}: it needs the clinician's",
+            )
+        reply_type, payload = self._handle(frame, message, session.role)
         return session.seal_wire(reply_type, command_id, payload)
 
-    def _handle(self, frame: Frame, message: Message) -> tuple[int, bytes]:
+    def _handle(self, frame: Frame, message: Message, role: Actor) -> tuple[int, bytes]:
         """The handler's reply, encoded once (and remembered for a mutating command)."""
         if message.MUTATING:
             cached = self.replies.answer(frame.command_id, frame.msg_type, frame.payload)
             if cached is not None:
                 return cached
         try:
-            reply = self.handler(message)
+            reply = self.handler(message, role)
             if reply.TYPE not in message.REPLIES:
                 raise TypeError(f"handler answered {type(message).__name__} with {type(reply).__name__}")
             # A reply that cannot be encoded is the device's fault, not the request's.

@@ -25,6 +25,7 @@ class ErrorCode(IntEnum):
     DEVICE_FAULT = 9
     LOCKED_OUT = 10
     STATE_CONFLICT = 11
+    NOT_PERMITTED = 12  # the session's role may not do this (SPEC 3.8)
 
 
 class ProtocolError(Exception):

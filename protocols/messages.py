@@ -44,6 +44,10 @@ class MsgType(IntEnum):
     STIM_PROGRAM_SET = 0x20
     THERAPY_SET = 0x21
     IMPEDANCE_CHECK = 0x22
+    PROGRAM_SELECT = 0x23
+    AMPLITUDE_SET = 0x24
+    CHARGING_SET = 0x25
+    PROGRAM_READ = 0x26
     DOSING_SET = 0x30
     BOLUS = 0x31
     REFILL = 0x32
@@ -56,6 +60,7 @@ class MsgType(IntEnum):
     CLOCK_REPLY = 0x93
     COMMAND_OUTCOME = 0x94
     IMPEDANCE_REPLY = 0xA2
+    PROGRAM_REPLY = 0xA6
     BOLUS_REPLY = 0xB1
     REFILL_REPLY = 0xB2
     EVENT_PUSH = 0xE0
@@ -67,6 +72,14 @@ class CommandFate(IntEnum):
 
     HANDLED = 1  # the device handled it once; the stored reply says how (an ErrorReply if refused)
     NOT_HANDLED = 2  # it never reached the handler; its command id is now retired, so it never will
+
+
+class Actor(IntEnum):
+    """Who acts: the role of a session (by the pairing key it proved), or the device itself."""
+
+    DEVICE = 0  # the device's own doing (time, faults, scans); never a session's role
+    CLINICIAN = 1  # the clinician's programmer: every command
+    PATIENT = 2  # the patient's controller: the commands SPEC 3.8 lists, within the patient limits
 
 
 class DeviceKind(IntEnum):
@@ -137,6 +150,8 @@ class EventCode(IntEnum):
     LEAD_OPEN = 0x0204
     LEAD_SHORT = 0x0205
     CHARGE_DENSITY_LIMIT = 0x0206
+    AMPLITUDE_CHANGED = 0x020B
+    PROGRAM_SELECTED = 0x020C
     LOW_RESERVOIR = 0x0300
     EMPTY_RESERVOIR = 0x0301
     MOTOR_STALL = 0x0302
@@ -261,6 +276,7 @@ class EventRecord:
     state: Annotated[AlarmState, Enum(AlarmState), "alarm state this entry records"]
     arg0: Annotated[int, I32, "first argument, meaning by code (SPEC.md)"]
     arg1: Annotated[int, I32, "second argument, meaning by code (SPEC.md)"]
+    actor: Annotated[Actor, Enum(Actor), "who made it happen: the session's role, DEVICE for the device's own"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +322,9 @@ class Message:
     TYPE: ClassVar[MsgType]
     NEEDS_SESSION: ClassVar[bool] = True
     MUTATING: ClassVar[bool] = False
+    # A PATIENT session may send every request that changes nothing, and the mutating ones that
+    # set this (SPEC 3.8); the device then holds them to the patient's limits.
+    PATIENT_MAY: ClassVar[bool] = False
     REPLIES: ClassVar[tuple[MsgType, ...]] = (MsgType.COMMAND_ACK,)
 
 
@@ -358,6 +377,7 @@ class SessionChallenge(Message):
     device_nonce: Annotated[bytes, FixedBytes(NONCE_SIZE), "random device nonce"]
     idle_timeout_s: Annotated[int, U16, "session ends after this long without a valid frame, s"]
     absolute_timeout_s: Annotated[int, U16, "session ends this long after opening, s"]
+    role: Annotated[Actor, Enum(Actor), "the session's role: whose pairing key the open proved"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +435,7 @@ class ScsStatus(Message):
     impedance_ohm: Annotated[tuple[int, ...], ListOf(U16, MAX_CONTACTS), "last impedance per contact, Ω (65535 = open)"]
     alarms: Annotated[tuple[ActiveAlarm, ...], ListOf(ActiveAlarm, MAX_ALARMS), "alarms not cleared"]
     last_event_seq: Annotated[int, U32, "newest event-log sequence number"]
+    stored_programs: Annotated[int, U16, "bit n-1 set: program n is stored (ProgramRead reads it)"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,6 +585,7 @@ class TherapySet(Message):
 
     TYPE = MsgType.THERAPY_SET
     MUTATING = True
+    PATIENT_MAY = True
     on: Annotated[bool, BOOL, "therapy on"]
 
 
@@ -587,6 +609,62 @@ class ImpedanceReply(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ProgramSelect(Message):
+    """Make a stored program the active one (what a patient's controller offers)."""
+
+    TYPE = MsgType.PROGRAM_SELECT
+    MUTATING = True
+    PATIENT_MAY = True
+    program: Annotated[int, U8, "stored program number"]
+
+
+@dataclass(frozen=True, slots=True)
+class AmplitudeSet(Message):
+    """Change one area's amplitude in the active program, kept in the stored program.
+
+    A PATIENT session stays at or below the program's ``patient_amp_max_ua``; a CLINICIAN session
+    within the device's limits, as for ``StimProgramSet``.
+    """
+
+    TYPE = MsgType.AMPLITUDE_SET
+    MUTATING = True
+    PATIENT_MAY = True
+    area: Annotated[int, U8, "area index in the active program, from 0"]
+    amplitude_ua: Annotated[int, U16, "new amplitude, µA"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingSet(Message):
+    """Start or stop a charging session of a rechargeable stimulator (the charger placed or removed)."""
+
+    TYPE = MsgType.CHARGING_SET
+    MUTATING = True
+    PATIENT_MAY = True
+    on: Annotated[bool, BOOL, "charging on"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRead(Message):
+    """Read one stored stimulation program."""
+
+    TYPE = MsgType.PROGRAM_READ
+    REPLIES = (MsgType.PROGRAM_REPLY,)
+    program: Annotated[int, U8, "program number"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramReply(Message):
+    """A stored program as the device holds it (amplitudes as last set, by either role)."""
+
+    TYPE = MsgType.PROGRAM_REPLY
+    program: Annotated[int, U8, "program number"]
+    active: Annotated[bool, BOOL, "it is the active program"]
+    areas: Annotated[tuple[Area, ...], ListOf(Area, MAX_AREAS), "areas, 1 to 4"]
+    patient_amp_max_ua: Annotated[int, U16, "highest amplitude the patient may select, µA"]
+    ramp_s: Annotated[int, U8, "ramp-up time at therapy on, s"]
+
+
+@dataclass(frozen=True, slots=True)
 class DosingSet(Message):
     """Program the pump's dosing. All or nothing."""
 
@@ -605,6 +683,7 @@ class Bolus(Message):
 
     TYPE = MsgType.BOLUS
     MUTATING = True
+    PATIENT_MAY = True  # a PATIENT-kind bolus only
     REPLIES = (MsgType.BOLUS_REPLY,)
     kind: Annotated[BolusKind, Enum(BolusKind), "bolus kind"]
     volume_ul: Annotated[int, U32, "volume, µL"]
@@ -693,6 +772,11 @@ MESSAGES: tuple[type[Message], ...] = (
     TherapySet,
     ImpedanceCheck,
     ImpedanceReply,
+    ProgramSelect,
+    AmplitudeSet,
+    ChargingSet,
+    ProgramRead,
+    ProgramReply,
     DosingSet,
     Bolus,
     BolusReply,

@@ -94,7 +94,8 @@ def generate() -> str:
             replies = ", ".join(f"`{REGISTRY[int(r)].__name__}`" for r in cls.REPLIES)
             session = "needs a session" if cls.NEEDS_SESSION else "allowed without a session"
             once = "; exactly-once (mutating)" if cls.MUTATING else ""
-            out += [f"Reply: {replies} or `ErrorReply`; {session}{once}.", ""]
+            patient = "; patient may (3.8)" if cls.MUTATING and cls.PATIENT_MAY else ""
+            out += [f"Reply: {replies} or `ErrorReply`; {session}{once}{patient}.", ""]
         out += _table(cls)
     out += ["### Records", ""]
     for cls in RECORDS:

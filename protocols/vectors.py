@@ -21,15 +21,18 @@ from .errors import ErrorCode
 from .framing import PROTOCOL_VERSION, Frame, FrameFlags, encode_frame, pack_header
 from .messages import (
     ActiveAlarm,
+    Actor,
     AlarmAck,
     AlarmState,
     AlarmTest,
+    AmplitudeSet,
     Area,
     BatteryKind,
     BatteryState,
     Bolus,
     BolusKind,
     BolusReply,
+    ChargingSet,
     ClockRead,
     ClockReply,
     ClockSet,
@@ -58,6 +61,9 @@ from .messages import (
     MotorState,
     PatientBolusSettings,
     Priority,
+    ProgramRead,
+    ProgramReply,
+    ProgramSelect,
     PumpStatus,
     Refill,
     RefillReply,
@@ -84,10 +90,14 @@ _AREA = Area(0x0000_0001, 0x0000_0006, 3500, 300, 50, Waveform.TONIC, 0, 0, 0, 0
 _BURST = Area(0x0000_0100, 0x0000_0200, 600, 1000, 40, Waveform.BURST, 5, 500, 30, 90)
 _PTM = PatientBolusSettings(True, 50, 10, 120, 4)
 _ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
-_EVENT = EventRecord(42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
+_EVENT = EventRecord(
+    42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0, Actor.DEVICE
+)
 _BOLUS = Bolus(BolusKind.CLINICIAN, 100, 30)
 _BOLUS_REPLY = BolusReply(50, 100, T0 + 1_800_000)
-_PUSHED = EventRecord(52, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1)
+_PUSHED = EventRecord(
+    52, T0 + 7_200_000, EventCode.BOLUS_COMPLETE, Priority.NONE, AlarmState.NONE, 100, 1, Actor.PATIENT
+)
 
 # (direction, message, plain) in exchange order; plain frames carry no session and no tag.
 EXCHANGE: list[tuple[str, Message, bool]] = [
@@ -100,7 +110,7 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         True,
     ),
     ("host", session_open(PAIRING_KEY, HOST_NONCE), True),
-    ("device", SessionChallenge(DEVICE_NONCE, 300, 3600), False),
+    ("device", SessionChallenge(DEVICE_NONCE, 300, 3600, Actor.CLINICIAN), False),
     ("host", SessionConfirm(), False),
     ("device", CommandAck(40), False),
     ("host", StatusRequest(), False),
@@ -141,33 +151,6 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
         ),
         False,
     ),
-    ("host", StatusRequest(), False),
-    (
-        "device",
-        ScsStatus(
-            time_ms=T0,
-            therapy_on=True,
-            active_program=1,
-            areas=(_AREA, _BURST),
-            patient_amp_max_ua=6_000,
-            battery_kind=BatteryKind.RECHARGEABLE,
-            battery_state=BatteryState.OK,
-            battery_pct_x100=8_250,
-            battery_mv=3_920,
-            charging=False,
-            coupling_pct=0,
-            capacity_pct_x100=9_800,
-            days_to_recharge_x100=2_150,
-            eri_ms=T0 + 9 * 365 * 86_400_000,
-            eos_ms=T0 + 10 * 365 * 86_400_000,
-            tissue_power_uw=450,
-            charge_density_x100=854,
-            impedance_ohm=(525, 610, 580, 65535, 700, 690, 640, 600),
-            alarms=(ActiveAlarm(EventCode.LEAD_OPEN, Priority.MEDIUM, AlarmState.ACTIVE),),
-            last_event_seq=12,
-        ),
-        False,
-    ),
     ("host", EventLogRead(42, 8), False),  # status said 41: read what is new
     ("device", EventLogPage(1, 42, (_EVENT,)), False),
     ("host", AlarmAck(EventCode.LOW_RESERVOIR), False),
@@ -178,12 +161,10 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", ClockReply(T0, 1_000_000), False),
     ("host", ClockSet(T0 + 60_000), False),
     ("device", CommandAck(45), False),
-    ("host", StimProgramSet(2, True, (_AREA,), 5_000, 2), False),
-    ("device", CommandAck(46), False),
     ("host", TherapySet(False), False),
+    ("device", CommandAck(46), False),
+    ("host", TherapySet(True), False),
     ("device", CommandAck(47), False),
-    ("host", ImpedanceCheck(), False),
-    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 48), False),
     ("host", DosingSet(DosingMode.FLEX, 500, (FlexStep(0, 400), FlexStep(480, 600)), _PTM, 2_000), False),
     ("device", CommandAck(49), False),
     ("host", _BOLUS, False),
@@ -204,6 +185,114 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
 ]
 FIRST_COMMAND_ID = 0x0000_1000
 
+# A stimulator's programmer (CLINICIAN) and then its patient's controller (PATIENT, SPEC 3.8), each
+# in a session of its own with its own pairing key, nonces and session id.
+SCS_PAIRING_KEY = bytes(range(0x60, 0x80))
+SCS_PATIENT_KEY = bytes(range(0x80, 0xA0))
+SCS_SESSION_ID = 0x5EC0_0002
+SCS_PATIENT_SESSION_ID = 0x5EC0_0003
+SCS_HOST_NONCE, SCS_DEVICE_NONCE = bytes(range(0xD0, 0xE0)), bytes(range(0xE0, 0xF0))
+PATIENT_HOST_NONCE, PATIENT_DEVICE_NONCE = bytes(range(0x10, 0x20)), bytes(range(0x20, 0x30))
+_SCS_IDENTITY = IdentifyReply(
+    DeviceKind.SCS, "IT-Stim 16R", "SCS-000456", "3.0.1", PROTOCOL_VERSION, SCHEMA_FINGERPRINT, 0x2D, 255
+)
+_STORED = StimProgramSet(2, True, (_AREA,), 5_000, 2)
+SCS_EXCHANGE: list[tuple[str, Message, bool]] = [
+    ("host", IdentifyRequest(), True),
+    ("device", _SCS_IDENTITY, True),
+    ("host", session_open(SCS_PAIRING_KEY, SCS_HOST_NONCE), True),
+    ("device", SessionChallenge(SCS_DEVICE_NONCE, 300, 3600, Actor.CLINICIAN), False),
+    ("host", SessionConfirm(), False),
+    ("device", CommandAck(10), False),
+    ("host", StatusRequest(), False),
+    (
+        "device",
+        ScsStatus(
+            time_ms=T0 + 1_000,
+            therapy_on=True,
+            active_program=1,
+            areas=(_AREA, _BURST),
+            patient_amp_max_ua=6_000,
+            battery_kind=BatteryKind.RECHARGEABLE,
+            battery_state=BatteryState.OK,
+            battery_pct_x100=8_250,
+            battery_mv=3_920,
+            charging=False,
+            coupling_pct=0,
+            capacity_pct_x100=9_800,
+            days_to_recharge_x100=2_150,
+            eri_ms=T0 + 9 * 365 * 86_400_000,
+            eos_ms=T0 + 10 * 365 * 86_400_000,
+            tissue_power_uw=450,
+            charge_density_x100=854,
+            impedance_ohm=(525, 610, 580, 65535, 700, 690, 640, 600),
+            alarms=(ActiveAlarm(EventCode.LEAD_OPEN, Priority.MEDIUM, AlarmState.ACTIVE),),
+            last_event_seq=12,  # the session opened as #10; #11 and #12 are the device's own
+            stored_programs=0b101,
+        ),
+        False,
+    ),
+    ("host", _STORED, False),
+    ("device", CommandAck(13), False),
+    ("host", ProgramRead(2), False),
+    ("device", ProgramReply(2, True, (_AREA,), 5_000, 2), False),
+    ("host", ImpedanceCheck(), False),
+    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 14), False),
+    ("host", SessionClose(), False),
+    ("device", CommandAck(15), False),
+]
+PATIENT_EXCHANGE: list[tuple[str, Message, bool]] = [
+    ("host", session_open(SCS_PATIENT_KEY, PATIENT_HOST_NONCE), True),
+    ("device", SessionChallenge(PATIENT_DEVICE_NONCE, 300, 3600, Actor.PATIENT), False),
+    ("host", SessionConfirm(), False),
+    ("device", CommandAck(16), False),
+    ("host", ProgramSelect(1), False),
+    ("device", CommandAck(17), False),
+    ("host", AmplitudeSet(0, 4_200), False),
+    ("device", CommandAck(18), False),
+    (
+        "device",
+        EventPush(
+            EventRecord(
+                18, T0 + 60_000, EventCode.AMPLITUDE_CHANGED, Priority.NONE, AlarmState.NONE, 0, 4_200, Actor.PATIENT
+            )
+        ),
+        False,
+    ),
+    ("host", AmplitudeSet(0, 7_000), False),
+    (
+        "device",
+        ErrorReply(
+            ErrorCode.OUT_OF_RANGE,
+            "amplitude_ua",
+            7_000,
+            6_000,
+            0,
+            "7 mA is above the patient maximum of 6 mA set for program 1",
+        ),
+        False,
+    ),
+    ("host", ChargingSet(True), False),
+    ("device", CommandAck(19), False),
+    ("host", TherapySet(False), False),
+    ("device", CommandAck(20), False),
+    ("host", ImpedanceCheck(), False),
+    (
+        "device",
+        ErrorReply(
+            ErrorCode.NOT_PERMITTED,
+            "",
+            0,
+            0,
+            0,
+            "the patient's controller may not send ImpedanceCheck: it needs the clinician's",
+        ),
+        False,
+    ),
+    ("host", SessionClose(), False),
+    ("device", CommandAck(21), False),
+]
+
 
 def _insert_fate_query(exchange: list[tuple[str, Message, bool]]) -> None:
     """After the bolus reply, the host asks what became of the bolus (SPEC 4.2) and learns its reply."""
@@ -220,14 +309,15 @@ def _insert_fate_query(exchange: list[tuple[str, Message, bool]]) -> None:
 _insert_fate_query(EXCHANGE)
 
 
-def build_vectors() -> dict[str, Any]:
-    """Every vector, computed from the codec."""
-    keys = derive_session_keys(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID)
-    host = Session(SESSION_ID, keys, is_device=False, opened_at=0, last_rx_at=0)
-    device = Session(SESSION_ID, keys, is_device=True, opened_at=0, last_rx_at=0)
-    command_id = FIRST_COMMAND_ID
+def _frames(
+    exchange: list[tuple[str, Message, bool]], keys: Any, session_id: int, first_command_id: int
+) -> list[dict[str, Any]]:
+    """The frames of one session's exchange, each with its parts and decoded fields."""
+    host = Session(session_id, keys, is_device=False, opened_at=0, last_rx_at=0)
+    device = Session(session_id, keys, is_device=True, opened_at=0, last_rx_at=0)
+    command_id = first_command_id
     messages = []
-    for direction, message, plain in EXCHANGE:
+    for direction, message, plain in exchange:
         is_push = isinstance(message, EventPush)
         if direction == "host":
             command_id += 1
@@ -254,6 +344,48 @@ def build_vectors() -> dict[str, Any]:
                 "frame_hex": encode_frame(frame).hex(),
             }
         )
+    return messages
+
+
+def _session(
+    name: str, key: bytes, host_nonce: bytes, device_nonce: bytes, session_id: int, exchange: Any, first_id: int
+) -> dict[str, Any]:
+    """One further exchange of ``vectors.json``: its own key, nonces, session and frames."""
+    keys = derive_session_keys(key, host_nonce, device_nonce, session_id)
+    return {
+        "name": name,
+        "pairing_key_hex": key.hex(),
+        "host_nonce_hex": host_nonce.hex(),
+        "device_nonce_hex": device_nonce.hex(),
+        "session_id": session_id,
+        "session_key_host_to_device_hex": keys.host_to_device.hex(),
+        "session_key_device_to_host_hex": keys.device_to_host.hex(),
+        "messages": _frames(exchange, keys, session_id, first_id),
+    }
+
+
+def build_vectors() -> dict[str, Any]:
+    """Every vector, computed from the codec."""
+    keys = derive_session_keys(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID)
+    messages = _frames(EXCHANGE, keys, SESSION_ID, FIRST_COMMAND_ID)
+    scs_clinician = _session(
+        "stimulator, clinician",
+        SCS_PAIRING_KEY,
+        SCS_HOST_NONCE,
+        SCS_DEVICE_NONCE,
+        SCS_SESSION_ID,
+        SCS_EXCHANGE,
+        0x0000_2000,
+    )
+    scs_patient = _session(
+        "stimulator, patient controller",
+        SCS_PATIENT_KEY,
+        PATIENT_HOST_NONCE,
+        PATIENT_DEVICE_NONCE,
+        SCS_PATIENT_SESSION_ID,
+        PATIENT_EXCHANGE,
+        0x0000_3000,
+    )
     return {
         "description": "implant-telemetry protocol test vectors; see SPEC.md, section Test vectors",
         "protocol_version": PROTOCOL_VERSION,
@@ -268,6 +400,7 @@ def build_vectors() -> dict[str, Any]:
         "session_key_device_to_host_hex": keys.device_to_host.hex(),
         "messages": messages,
         "bad_frames": _bad_frames(messages, keys),
+        "exchanges": [scs_clinician, scs_patient],
     }
 
 

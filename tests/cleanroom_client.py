@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x9252838F
+SCHEMA_FINGERPRINT = 0x4A8496C6
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -566,6 +566,7 @@ ENUMS: dict[str, dict[int, str]] = {
     "MotorState": {0: "OK", 1: "STALLED", 2: "OCCLUDED"},
     "CommandFate": {1: "HANDLED", 2: "NOT_HANDLED"},
     "ToneKind": {0: "NONE", 1: "SINGLE", 2: "DUAL"},
+    "Actor": {0: "DEVICE", 1: "CLINICIAN", 2: "PATIENT"},
     "Drug": {
         1: "MORPHINE",
         2: "HYDROMORPHONE",
@@ -605,6 +606,8 @@ ENUMS: dict[str, dict[int, str]] = {
         0x204: "LEAD_OPEN",
         0x205: "LEAD_SHORT",
         0x206: "CHARGE_DENSITY_LIMIT",
+        0x20B: "AMPLITUDE_CHANGED",
+        0x20C: "PROGRAM_SELECTED",
         0x300: "LOW_RESERVOIR",
         0x301: "EMPTY_RESERVOIR",
         0x302: "MOTOR_STALL",
@@ -632,6 +635,7 @@ ENUMS: dict[str, dict[int, str]] = {
         9: "DEVICE_FAULT",
         10: "LOCKED_OUT",
         11: "STATE_CONFLICT",
+        12: "NOT_PERMITTED",
     },
 }
 
@@ -704,6 +708,7 @@ RECORDS: dict[str, Fields] = {
         ("state", ENUM("AlarmState")),
         ("arg0", I32),
         ("arg1", I32),
+        ("actor", ENUM("Actor")),
     ],
     "DrugLevel": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32), ("dose_ng_per_day", U32)],
     "DrugConcentration": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32)],
@@ -741,6 +746,10 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     ),
     0x21: ("TherapySet", [("on", BOOL)]),
     0x22: ("ImpedanceCheck", []),
+    0x23: ("ProgramSelect", [("program", U8)]),
+    0x24: ("AmplitudeSet", [("area", U8), ("amplitude_ua", U16)]),
+    0x25: ("ChargingSet", [("on", BOOL)]),
+    0x26: ("ProgramRead", [("program", U8)]),
     0x30: (
         "DosingSet",
         [
@@ -778,7 +787,12 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     ),
     0x82: (
         "SessionChallenge",
-        [("device_nonce", BYTES(16)), ("idle_timeout_s", U16), ("absolute_timeout_s", U16)],
+        [
+            ("device_nonce", BYTES(16)),
+            ("idle_timeout_s", U16),
+            ("absolute_timeout_s", U16),
+            ("role", ENUM("Actor")),
+        ],
     ),
     0x83: ("CommandAck", [("event_seq", U32)]),
     0x90: (
@@ -804,6 +818,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("impedance_ohm", LIST(U16, 32)),
             ("alarms", LIST(RECORD("ActiveAlarm"), 8)),
             ("last_event_seq", U32),
+            ("stored_programs", U16),
         ],
     ),
     0x91: (
@@ -849,6 +864,16 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
         [("command_id", U32), ("fate", ENUM("CommandFate")), ("reply_type", U8), ("reply", BLOB(248))],
     ),
     0xA2: ("ImpedanceReply", [("time_ms", U64), ("impedance_ohm", LIST(U16, 32)), ("event_seq", U32)]),
+    0xA6: (
+        "ProgramReply",
+        [
+            ("program", U8),
+            ("active", BOOL),
+            ("areas", LIST(RECORD("Area"), 4)),
+            ("patient_amp_max_ua", U16),
+            ("ramp_s", U8),
+        ],
+    ),
     0xB1: ("BolusReply", [("event_seq", U32), ("volume_ul", U32), ("ends_ms", U64)]),
     0xB2: (
         "RefillReply",

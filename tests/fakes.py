@@ -15,6 +15,7 @@ from protocols.endpoint import DeviceEndpoint
 from protocols.errors import DeviceRejected, ErrorCode, LinkError
 from protocols.messages import (
     ActiveAlarm,
+    Actor,
     AlarmState,
     Area,
     BatteryKind,
@@ -59,6 +60,7 @@ def scs_status(therapy_on: bool = True, seq: int = 7) -> ScsStatus:
         impedance_ohm=tuple(500 + 10 * i for i in range(16)),
         alarms=(ActiveAlarm(EventCode.BATTERY_LOW, Priority.LOW, AlarmState.ACTIVE),),
         last_event_seq=seq,
+        stored_programs=0b1,
     )
 
 
@@ -73,7 +75,7 @@ class FakeDevice:
     boluses: int = 0
     applied: list[str] = field(default_factory=list)
 
-    def __call__(self, message: Message) -> Message:
+    def __call__(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
         if isinstance(message, StatusRequest):
             return scs_status(self.therapy_on, len(self.applied))
         if isinstance(message, TherapySet):

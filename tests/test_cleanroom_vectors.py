@@ -27,6 +27,22 @@ DEVICE_NONCE = bytes.fromhex(VECTORS["device_nonce_hex"])
 SESSION_ID = VECTORS["session_id"]
 K_H2D = bytes.fromhex(VECTORS["session_key_host_to_device_hex"])
 K_D2H = bytes.fromhex(VECTORS["session_key_device_to_host_hex"])
+# SPEC 8: the pump exchange at the top level, then a stimulator's clinician and patient sessions.
+SESSIONS = [VECTORS, *VECTORS["exchanges"]]
+
+
+def _inputs(session: dict) -> tuple[bytes, bytes, bytes, int]:
+    """(pairing key, host nonce, device nonce, session id) of one exchange."""
+    return (
+        bytes.fromhex(session["pairing_key_hex"]),
+        bytes.fromhex(session["host_nonce_hex"]),
+        bytes.fromhex(session["device_nonce_hex"]),
+        session["session_id"],
+    )
+
+
+ALL = [(session, vec) for session in SESSIONS for vec in session["messages"]]
+ALL_IDS = [f"{s.get('name', 'pump')}-{i}-{v['name']}" for i, (s, v) in enumerate(ALL)]
 
 FRAMING_ERRORS = {
     "CrcError": cc.CrcError,
@@ -56,8 +72,13 @@ def test_crc32c_check_value():
     assert cc.crc32c(b"123456789") == 0xE3069283 == int(VECTORS["crc32c_check"], 16)
 
 
-def test_session_keys_match_vectors():
-    assert cc.derive_session_keys(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID) == (K_H2D, K_D2H)
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda s: s.get("name", "pump"))
+def test_session_keys_match_vectors(session):
+    keys = (
+        bytes.fromhex(session["session_key_host_to_device_hex"]),
+        bytes.fromhex(session["session_key_device_to_host_hex"]),
+    )
+    assert cc.derive_session_keys(*_inputs(session)) == keys
 
 
 def test_protocol_constants_match_vectors():
@@ -96,8 +117,8 @@ def test_largest_frame_is_298_encoded_bytes():
 # every message vector
 
 
-@pytest.mark.parametrize("vec", MESSAGES, ids=_ids(MESSAGES))
-def test_message_decodes_to_vector(vec):
+@pytest.mark.parametrize("session,vec", ALL, ids=ALL_IDS)
+def test_message_decodes_to_vector(session, vec):
     got = cc.decode_frame(_wire(vec))
     for key in ("name", "msg_type", "flags", "session_id", "counter", "command_id"):
         assert got[key] == vec[key], key
@@ -110,9 +131,9 @@ def test_message_decodes_to_vector(vec):
     assert cc.parse_header(bytes.fromhex(vec["header_hex"]))["command_id"] == vec["command_id"]
 
 
-@pytest.mark.parametrize("vec", MESSAGES, ids=_ids(MESSAGES))
-def test_message_tag_verifies_with_derived_keys(vec):
-    k_h2d, k_d2h = cc.derive_session_keys(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID)
+@pytest.mark.parametrize("session,vec", ALL, ids=ALL_IDS)
+def test_message_tag_verifies_with_derived_keys(session, vec):
+    k_h2d, k_d2h = cc.derive_session_keys(*_inputs(session))
     header, payload = bytes.fromhex(vec["header_hex"]), bytes.fromhex(vec["payload_hex"])
     if not vec["flags"] & cc.FLAG_AUTH:
         assert vec["tag_hex"] == ""
@@ -124,15 +145,29 @@ def test_message_tag_verifies_with_derived_keys(vec):
     assert cc.compute_tag(other, header, payload).hex() != vec["tag_hex"]
 
 
-@pytest.mark.parametrize("vec", MESSAGES, ids=_ids(MESSAGES))
-def test_message_reencodes_to_frame_hex(vec):
+@pytest.mark.parametrize("session,vec", ALL, ids=ALL_IDS)
+def test_message_reencodes_to_frame_hex(session, vec):
     payload = cc.encode_payload(vec["msg_type"], vec["fields"])
     assert payload.hex() == vec["payload_hex"]
-    key = _key_for(vec) if vec["flags"] & cc.FLAG_AUTH else None
+    k_h2d, k_d2h = cc.derive_session_keys(*_inputs(session))
+    key = (k_d2h if vec["flags"] & cc.FLAG_FROM_DEVICE else k_h2d) if vec["flags"] & cc.FLAG_AUTH else None
     wire = cc.encode_frame(
         vec["msg_type"], vec["flags"], vec["session_id"], vec["counter"], vec["command_id"], payload, key
     )
     assert wire.hex() == vec["frame_hex"]
+
+
+def test_every_message_type_of_the_client_has_a_vector():
+    """Between them the exchanges carry every message type the client knows (SPEC 8)."""
+    assert {v["name"] for _, v in ALL} == {name for name, _ in cc.MESSAGES.values()}
+
+
+def test_the_patient_exchange_opens_a_patient_session_and_is_refused_clinician_commands():
+    patient = next(s for s in SESSIONS if "patient" in s.get("name", ""))
+    by_name = {v["name"]: v for v in patient["messages"]}
+    assert by_name["SessionChallenge"]["fields"]["role"] == "PATIENT"
+    refusals = [v["fields"]["code"] for v in patient["messages"] if v["name"] == "ErrorReply"]
+    assert "NOT_PERMITTED" in refusals
 
 
 def test_required_reencodings_are_covered():
@@ -141,7 +176,7 @@ def test_required_reencodings_are_covered():
 
 
 def test_required_decodings_are_covered():
-    names = {v["name"] for v in MESSAGES}
+    names = {v["name"] for _, v in ALL}
     assert {
         "IdentifyReply",
         "SessionChallenge",
@@ -153,10 +188,11 @@ def test_required_decodings_are_covered():
     } <= names
 
 
-def test_sessions_accept_the_whole_exchange_in_order():
-    host = cc.Session.derive(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID, role="host")
-    device = cc.Session.derive(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID, role="device")
-    for vec in MESSAGES:
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda s: s.get("name", "pump"))
+def test_sessions_accept_the_whole_exchange_in_order(session):
+    host = cc.Session.derive(*_inputs(session), role="host")
+    device = cc.Session.derive(*_inputs(session), role="device")
+    for vec in session["messages"]:
         if not vec["flags"] & cc.FLAG_AUTH:
             continue
         frame = cc.decode_raw(_wire(vec).strip(b"\x00"))
@@ -166,10 +202,11 @@ def test_sessions_accept_the_whole_exchange_in_order():
     assert host.stats.sequence_gaps == 0 and device.stats.sequence_gaps == 0
 
 
-def test_session_seal_reproduces_host_frames():
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda s: s.get("name", "pump"))
+def test_session_seal_reproduces_host_frames(session):
     """A host Session, with counters from 1, produces the exchange's tagged host frames byte for byte."""
-    host = cc.Session.derive(PAIRING_KEY, HOST_NONCE, DEVICE_NONCE, SESSION_ID, role="host")
-    for vec in MESSAGES:
+    host = cc.Session.derive(*_inputs(session), role="host")
+    for vec in session["messages"]:
         if vec["direction"] != "host" or not vec["flags"] & cc.FLAG_AUTH:
             continue
         payload = cc.encode_payload(vec["msg_type"], vec["fields"])
@@ -396,13 +433,12 @@ def test_client_replays_the_whole_exchange_byte_for_byte():
     assert client.session is not None and client.session.session_id == SESSION_ID
     assert client.challenge == _vector("SessionChallenge")["fields"]
     assert client.status() == _vector("PumpStatus")["fields"]
-    assert client.status() == _vector("ScsStatus")["fields"]
-    # Tagged host requests after the second status; the final untagged StatusRequest is the
-    # no-session case checked at the end.
+    # Tagged host requests after the status; the final untagged StatusRequest is the no-session
+    # case checked at the end.
     tagged_or_handshake = [
         v for v in MESSAGES if v["direction"] == "host" and (v["flags"] & 1 or v["name"] != "StatusRequest")
     ]
-    host_requests = tagged_or_handshake[5:]
+    host_requests = tagged_or_handshake[4:]
     for vec in host_requests:
         if vec["name"] == "SessionClose":
             client.close_session()
@@ -423,6 +459,38 @@ def test_client_replays_the_whole_exchange_byte_for_byte():
     assert client.stats.mac_errors == client.stats.replays == client.stats.sequence_gaps == 0
     with pytest.raises(cc.NoSessionError):
         client.status()
+
+
+def test_client_replays_the_patient_controllers_session_byte_for_byte():
+    """With the patient's key the client opens a PATIENT session and sends what a patient may (SPEC 3.8)."""
+    patient = next(s for s in SESSIONS if "patient" in s.get("name", ""))
+    messages = patient["messages"]
+    script: list[tuple[bytes, list[bytes]]] = []
+    for vec in messages:
+        if vec["direction"] == "host":
+            script.append((_wire(vec), []))
+        else:
+            script[-1][1].append(_wire(vec))
+    key, host_nonce, _, session_id = _inputs(patient)
+    values = [struct.pack("<I", messages[0]["command_id"]), host_nonce]
+    client = cc.CleanroomClient(ScriptedPort(script), key, rng=lambda n: values.pop(0), timeout=0.2, retries=0)
+    client.open_session()
+    assert client.session.session_id == session_id and client.challenge["role"] == "PATIENT"
+    for i, vec in enumerate(messages):
+        if vec["direction"] != "host" or vec["name"] in ("SessionOpen", "SessionConfirm"):
+            continue
+        if vec["name"] == "SessionClose":
+            client.close_session()
+            continue
+        answer = next(v for v in messages[i + 1 :] if v["name"] != "EventPush")
+        if answer["name"] == "ErrorReply":
+            with pytest.raises(cc.DeviceError) as info:
+                client.request(vec["name"], vec["fields"])
+            assert info.value.fields == answer["fields"]
+            continue
+        reply = client.request(vec["name"], vec["fields"])
+        assert reply.name == answer["name"] and reply.fields == answer["fields"]
+    assert [p["actor"] for p in client.pushes] == ["PATIENT"]
 
 
 def _handshake_script() -> list[tuple[bytes, list[bytes]]]:

@@ -33,6 +33,7 @@ from protocols.errors import (
 )
 from protocols.framing import Frame, FrameDecoder, FrameFlags, encode_frame
 from protocols.messages import (
+    Actor,
     AlarmState,
     BolusKind,
     BolusReply,
@@ -50,7 +51,9 @@ from protocols.transport import LoopbackPair, line_noise
 from tests.conftest import KEY
 from tests.fakes import IDENTITY, EndpointThread, FakeDevice
 
-EVENT = EventRecord(9, 1_767_225_600_000, EventCode.BATTERY_LOW, Priority.LOW, AlarmState.ACTIVE, 1500, 3600)
+EVENT = EventRecord(
+    9, 1_767_225_600_000, EventCode.BATTERY_LOW, Priority.LOW, AlarmState.ACTIVE, 1500, 3600, Actor.DEVICE
+)
 
 
 class FakeClock:

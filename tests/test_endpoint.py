@@ -19,6 +19,7 @@ from protocols.errors import DeviceRejected, ErrorCode
 from protocols.fields import Blob, Bool, Enum, FixedBytes, Int, ListOf, Record, Text, WireType, layout_of
 from protocols.framing import HEADER_SIZE, MAX_PAYLOAD, PROTOCOL_VERSION, Frame, FrameDecoder, FrameFlags, encode_frame
 from protocols.messages import (
+    Actor,
     AlarmState,
     Bolus,
     BolusKind,
@@ -105,9 +106,11 @@ class EventSink:
 
     def __init__(self) -> None:
         self.events: list[tuple[EventCode, int]] = []
+        self.actors: list[Actor] = []
 
-    def __call__(self, code: EventCode, arg: int) -> int:
+    def __call__(self, code: EventCode, arg: int, actor: Actor) -> int:
         self.events.append((code, arg))
+        self.actors.append(actor)
         return len(self.events)
 
     def codes(self) -> list[EventCode]:
@@ -174,7 +177,7 @@ def test_identify_without_session_carries_schema_fingerprint(ep):
 
 def test_unsigned_status_request_gets_no_session_and_handler_is_not_called():
     calls = []
-    endpoint, _ = make_endpoint(lambda m: calls.append(m) or scs_status())
+    endpoint, _ = make_endpoint(lambda m, role: calls.append(m) or scs_status())
     host = Host(endpoint)
     for message in (StatusRequest(), Bolus(BolusKind.CLINICIAN, 10, 1), SessionConfirm(), SessionClose()):
         reply, frame = error_of(host.send_plain(message, command_id=5))
@@ -378,14 +381,14 @@ def test_non_mutating_requests_are_not_cached(host):
     """A status request repeated under one command id is answered fresh each time."""
     calls = []
     endpoint = host.endpoint
-    endpoint.handler = lambda m: calls.append(m) or scs_status(seq=len(calls))
+    endpoint.handler = lambda m, role: calls.append(m) or scs_status(seq=len(calls))
     a = host.reply(host.send(StatusRequest(), command_id=0xD0))
     b = host.reply(host.send(StatusRequest(), command_id=0xD0))
     assert (a.last_event_seq, b.last_event_seq) == (1, 2)
 
 
 def test_handler_exception_becomes_device_fault_and_endpoint_keeps_working(host, device, caplog):
-    def broken(message):
+    def broken(message, role):
         if isinstance(message, TherapySet):
             raise ZeroDivisionError("model bug")
         return device(message)
@@ -400,14 +403,14 @@ def test_handler_exception_becomes_device_fault_and_endpoint_keeps_working(host,
 
 
 def test_handler_answering_with_the_wrong_reply_type_is_a_device_fault(host):
-    host.endpoint.handler = lambda m: CommandAck(1)
+    host.endpoint.handler = lambda m, role: CommandAck(1)
     reply = host.reply(host.send(StatusRequest()))
     assert isinstance(reply, ErrorReply) and reply.code == ErrorCode.DEVICE_FAULT
 
 
 def test_handler_reply_that_cannot_be_encoded_is_a_device_fault(host):
     """An unencodable reply is the device failing internally (DEVICE_FAULT), not the host's MALFORMED request."""
-    host.endpoint.handler = lambda m: CommandAck(-1)
+    host.endpoint.handler = lambda m, role: CommandAck(-1)
     reply = host.reply(host.send(TherapySet(True)))
     assert isinstance(reply, ErrorReply)
     assert reply.code == ErrorCode.DEVICE_FAULT
@@ -423,7 +426,7 @@ def test_device_rejected_becomes_a_typed_error_reply(host):
 
 
 def test_long_rejection_texts_are_clipped_to_their_fields(host):
-    def refuse(message):
+    def refuse(message, role):
         raise DeviceRejected(ErrorCode.STATE_CONFLICT, "é" * 200, "f" * 50, -(2**63), 2**63 - 1, 2**32 - 1)
 
     host.endpoint.handler = refuse
@@ -502,7 +505,9 @@ def test_repeated_bad_tags_lock_out_session_opening_except_for_a_key_holder(host
 # --- pushes --------------------------------------------------------------------------------------
 
 
-EVENT = EventRecord(5, 1_767_225_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0)
+EVENT = EventRecord(
+    5, 1_767_225_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0, Actor.DEVICE
+)
 
 
 def test_push_without_a_session_is_empty(ep):

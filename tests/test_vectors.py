@@ -13,10 +13,23 @@ from protocols.framing import Frame, FrameDecoder, FrameFlags, encode_frame, pac
 from protocols.vectors import VECTORS_PATH, build_vectors
 
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
-KEYS = SessionKeys(
-    bytes.fromhex(VECTORS["session_key_host_to_device_hex"]),
-    bytes.fromhex(VECTORS["session_key_device_to_host_hex"]),
-)
+# The main (pump) exchange at the top level, then the stimulator's clinician and patient sessions.
+SESSIONS = [VECTORS, *VECTORS["exchanges"]]
+
+
+def _keys(session: dict) -> SessionKeys:
+    return SessionKeys(
+        bytes.fromhex(session["session_key_host_to_device_hex"]),
+        bytes.fromhex(session["session_key_device_to_host_hex"]),
+    )
+
+
+KEYS = _keys(VECTORS)
+ALL = [(_keys(session), vector) for session in SESSIONS for vector in session["messages"]]
+
+
+def _id(item: tuple[SessionKeys, dict]) -> str:
+    return f"{item[1]['direction']}-{item[1]['name']}"
 
 
 def test_vectors_file_matches_the_codec():
@@ -25,26 +38,28 @@ def test_vectors_file_matches_the_codec():
     assert int(VECTORS["schema_fingerprint"], 16) == SCHEMA_FINGERPRINT
 
 
-def test_session_keys_derive_from_the_listed_inputs():
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda s: s.get("name", "pump"))
+def test_session_keys_derive_from_the_listed_inputs(session):
     keys = derive_session_keys(
-        bytes.fromhex(VECTORS["pairing_key_hex"]),
-        bytes.fromhex(VECTORS["host_nonce_hex"]),
-        bytes.fromhex(VECTORS["device_nonce_hex"]),
-        VECTORS["session_id"],
+        bytes.fromhex(session["pairing_key_hex"]),
+        bytes.fromhex(session["host_nonce_hex"]),
+        bytes.fromhex(session["device_nonce_hex"]),
+        session["session_id"],
     )
-    assert keys == KEYS
+    assert keys == _keys(session)
 
 
 def test_every_message_type_has_a_vector():
-    names = {m["name"] for m in VECTORS["messages"]}
+    names = {vector["name"] for _, vector in ALL}
     from protocols.messages import MESSAGES
 
     assert names == {cls.__name__ for cls in MESSAGES}
 
 
-@pytest.mark.parametrize("vector", VECTORS["messages"], ids=lambda v: f"{v['direction']}-{v['name']}")
-def test_decode_direction(vector):
+@pytest.mark.parametrize("item", ALL, ids=_id)
+def test_decode_direction(item):
     """Wire bytes -> frame header, verified tag, message fields."""
+    keys, vector = item
     frames = FrameDecoder().feed(bytes.fromhex(vector["frame_hex"]))
     assert len(frames) == 1
     frame = frames[0]
@@ -56,15 +71,16 @@ def test_decode_direction(vector):
         vector["command_id"],
     )
     if frame.authenticated:
-        key = KEYS.device_to_host if vector["direction"] == "device" else KEYS.host_to_device
+        key = keys.device_to_host if vector["direction"] == "device" else keys.host_to_device
         assert compute_tag(key, frame.mac_input()) == frame.tag
     message = decode_payload(frame.msg_type, frame.payload)
     assert message == from_json(message_class(vector["msg_type"]), vector["fields"])
 
 
-@pytest.mark.parametrize("vector", VECTORS["messages"], ids=lambda v: f"{v['direction']}-{v['name']}")
-def test_encode_direction(vector):
+@pytest.mark.parametrize("item", ALL, ids=_id)
+def test_encode_direction(item):
     """Message fields + header + key -> the exact wire bytes."""
+    keys, vector = item
     message = from_json(message_class(vector["msg_type"]), vector["fields"])
     payload = encode_payload(message)
     assert payload.hex() == vector["payload_hex"]
@@ -75,7 +91,7 @@ def test_encode_direction(vector):
     assert pack_header(header_only).hex() == vector["header_hex"]
     tag = b""
     if flags & FrameFlags.AUTH:
-        key = KEYS.device_to_host if vector["direction"] == "device" else KEYS.host_to_device
+        key = keys.device_to_host if vector["direction"] == "device" else keys.host_to_device
         tag = compute_tag(key, pack_header(header_only) + payload)
     frame = Frame(
         vector["msg_type"], flags, vector["session_id"], vector["counter"], vector["command_id"], payload, tag
@@ -107,13 +123,21 @@ def test_bad_frames_give_their_error(vector):
 
 
 def test_the_exchange_numbers_its_events_once_each_and_pages_answer_what_was_asked():
-    """No two replies claim one event-log entry; a page holds the entries from the one asked for."""
+    """No two replies claim one event-log entry, no entry is pushed twice, and a page holds the
+    entries from the one asked for (a push may repeat the entry a reply named: SPEC 4)."""
+    from protocols.vectors import EXCHANGE, PATIENT_EXCHANGE, SCS_EXCHANGE
+
+    for exchange in (EXCHANGE, SCS_EXCHANGE + PATIENT_EXCHANGE):  # the stimulator's log spans both sessions
+        _assert_claimed_once(exchange)
+
+
+def _assert_claimed_once(exchange: list) -> None:
     from protocols.messages import EventLogPage, EventLogRead, EventPush
-    from protocols.vectors import EXCHANGE
 
     claimed: list[int] = []
+    pushed: list[int] = []
     asked = None
-    for _, message, _ in EXCHANGE:
+    for _, message, _ in exchange:
         if isinstance(message, EventLogRead):
             asked = message
         elif isinstance(message, EventLogPage):
@@ -122,7 +146,8 @@ def test_the_exchange_numbers_its_events_once_each_and_pages_answer_what_was_ask
             assert seqs == expected, f"EventLogRead from {asked.from_seq} answered with {seqs}"
             claimed += seqs
         elif isinstance(message, EventPush):
-            claimed.append(message.event.seq)
+            pushed.append(message.event.seq)
         elif getattr(message, "event_seq", 0):
             claimed.append(message.event_seq)
     assert len(claimed) == len(set(claimed)), sorted(claimed)
+    assert len(pushed) == len(set(pushed)), sorted(pushed)

@@ -200,17 +200,22 @@ def alarm_list(snap) -> list:
     return items or [html.Div("No active alarm.")]
 
 
+# Who made each change (EventRecord.actor, SPEC 3.8), as the event log says it.
+ACTOR_WORDS = {"DEVICE": "Device", "CLINICIAN": "Clinician", "PATIENT": "Patient"}
+
+
 def event_rows(rows: list[dict], text: str) -> html.Table:
     """The event log as a table, filtered by a code or priority substring."""
     text = (text or "").strip().upper()
-    head = html.Tr([html.Th(h) for h in ("#", "Device time", "Event", "Priority", "State", "Args")])
+    head = html.Tr([html.Th(h) for h in ("#", "Device time", "Event", "By", "Priority", "State", "Args")])
     body = []
     for row in rows:
         code = EventCode(row["code"]).name if isinstance(row["code"], int) else str(row["code"])
         priority, state = str(row["priority"]), str(row["state"])
         if text and text not in code and text not in priority:
             continue
-        cells = [row["seq"], when(row["time_ms"]), code, priority, state, f"{row['arg0']}, {row['arg1']}"]
+        by = ACTOR_WORDS.get(str(row.get("actor", "DEVICE")), str(row.get("actor")))
+        cells = [row["seq"], when(row["time_ms"]), code, by, priority, state, f"{row['arg0']}, {row['arg1']}"]
         body.append(html.Tr([html.Td(str(c)) for c in cells]))
     return html.Table([head, *body], className="log")
 

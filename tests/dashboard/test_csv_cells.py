@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import csv_cells
 from dashboard.store import open_store, verify_audit_rows
-from protocols.messages import AlarmState, EventCode, EventRecord, Priority
+from protocols.messages import Actor, AlarmState, EventCode, EventRecord, Priority
 
 T0 = 1_767_225_600_000
 FORMULA = '=HYPERLINK("http://evil.example","x")'
@@ -60,7 +60,9 @@ def test_series_export_quotes_a_formula_header_and_keeps_negative_values_numbers
 
 
 def test_events_export_quotes_a_formula_device_name_and_keeps_negative_args(store):
-    store.add_events("-pump", [EventRecord(1, T0, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 3, -2)])
+    store.add_events(
+        "-pump", [EventRecord(1, T0, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 3, -2, Actor.DEVICE)]
+    )
     store.flush()
     out = io.StringIO()
     store.export_events_csv("-pump", out)

@@ -25,6 +25,7 @@ from protocols.client import ClientStats, DeviceClient
 from protocols.errors import DeviceRejected, ErrorCode, LinkError, LinkTimeout, SchemaMismatch
 from protocols.framing import FrameDecoder, LinkStats
 from protocols.messages import (
+    Actor,
     AlarmState,
     Area,
     Bolus,
@@ -317,7 +318,8 @@ def test_events_have_no_gap_across_a_pulled_cable(served, make_link):
 def test_a_restarted_device_log_is_read_again_from_its_first_seq(served, make_link, caplog):
     store = FakeStore()
     stale = [
-        EventRecord(s, T0 - 1000, EventCode.COMM_ERROR, Priority.NONE, AlarmState.NONE, 0, 0) for s in range(1, 51)
+        EventRecord(s, T0 - 1000, EventCode.COMM_ERROR, Priority.NONE, AlarmState.NONE, 0, 0, Actor.DEVICE)
+        for s in range(1, 51)
     ]
     store.add_events("scs", stale)  # a log up to #50 from the device's previous life
     link = make_link(store=store, connect=served.connect, poll_s=0.05).start()

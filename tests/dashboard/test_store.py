@@ -31,7 +31,7 @@ from dashboard.store import (
     rollup_level,
     verify_audit_rows,
 )
-from protocols.messages import AlarmState, EventCode, EventRecord, Priority, PumpStatus
+from protocols.messages import Actor, AlarmState, EventCode, EventRecord, Priority, PumpStatus
 from protocols.vectors import EXCHANGE
 from tests.fakes import scs_status
 
@@ -46,7 +46,7 @@ def scs_at(time_ms: int, battery_x100: int = 8250, power_uw: int = 450):
 
 def event(seq: int, state: AlarmState = AlarmState.NONE, code: EventCode = EventCode.THERAPY_ON) -> EventRecord:
     priority = Priority.NONE if state == AlarmState.NONE else Priority.MEDIUM
-    return EventRecord(seq, T0 + seq * 1000, code, priority, state, seq, -seq)
+    return EventRecord(seq, T0 + seq * 1000, code, priority, state, seq, -seq, Actor.CLINICIAN)
 
 
 def wait_for(predicate, timeout: float = 5.0) -> None:
@@ -115,10 +115,29 @@ def test_foreign_sqlite_and_other_schema_version_are_refused(tmp_path):
     conn.execute("UPDATE schema_version SET version = 99")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"newer\.db has history schema version 99; this dashboard reads 1"):
+    with pytest.raises(StoreError, match=r"newer\.db has history schema version 99; this dashboard reads 2"):
         open_store(f"sqlite:///{newer}")
     with pytest.raises(StoreError, match="missing"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/h.db")
+
+
+def test_a_version_1_store_gains_the_actor_column_and_keeps_its_events(tmp_path):
+    """A history file from before the patient role opens: its events read as the device's, new ones keep who."""
+    path = tmp_path / "old.db"
+    v1 = store_sqlite.SCHEMA.replace("INSERT INTO schema_version VALUES (2);", "INSERT INTO schema_version VALUES (1);")
+    v1 = v1.replace("    actor INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, seq)", "    PRIMARY KEY (device, seq)")
+    conn = sqlite3.connect(path)
+    conn.executescript(v1)
+    conn.execute("INSERT INTO events VALUES ('d', 1, ?, ?, 0, 0, 5, 6)", (T0, int(EventCode.THERAPY_ON)))
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as s:
+        s.add_events("d", [event(2)])
+        s.flush()
+        assert [(e["seq"], e["actor"], e["arg0"]) for e in s.events("d")] == [(1, "DEVICE", 5), (2, "CLINICIAN", 2)]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    conn.close()
 
 
 def test_file_is_wal_with_schema_version(file_url):
@@ -372,6 +391,7 @@ def test_events_filters_and_alarm_history(store):
         "state": "NONE",
         "arg0": 1,
         "arg1": -1,
+        "actor": "CLINICIAN",
     }
     assert [e["seq"] for e in store.events("a", since_seq=2)] == [3, 4]
     assert [e["seq"] for e in store.events("a", codes={EventCode.LOW_RESERVOIR})] == [2, 4]

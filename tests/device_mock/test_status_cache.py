@@ -91,6 +91,7 @@ def reference_scs_status(stim: Stimulator) -> ScsStatus:
         impedance_ohm=tuple(stim._readings),
         alarms=stim.alarms.active(),
         last_event_seq=stim.events.last_seq,
+        stored_programs=sum(1 << (n - 1) for n in stim._programs),
     )
 
 

@@ -75,3 +75,30 @@ def test_stimulator_status_events_clock_identify_and_replies_read_as_text(mock):
         ctl(pump, "bolus", "--volume-ul", "77", "--duration-min", "10"),
     )
     assert re.fullmatch(rf"Impedance at {ISO} \(event #\d+\): 0: \d+ Ω.*\n", ctl(scs, "impedance"))
+
+
+def run_ctl(device, key, *argv: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "protocols.ctl", "--port", device.port, "--key", str(key), *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+def test_the_patient_controller_key_opens_a_patient_session_with_a_patients_rights(mock):
+    """SPEC 3.8 through the emulator's own patient.key: what a patient may do, and what is refused."""
+    scs = mock.devices["scs-1"]
+    patient_key = scs.key.parent / "patient.key"
+    area = "anodes=0,cathodes=1+2,amp=2000,pw=300,rate=50"
+    for number in ("1", "2"):
+        ctl(scs, "program", "--program", number, "--area", area, "--patient-max-ua", "3000", "--no-activate")
+    refused = run_ctl(scs, patient_key, "--role", "patient", "program", "--area", area, "--patient-max-ua", "3000")
+    assert refused.returncode == 6 and "NOT_PERMITTED" in refused.stderr, refused.stderr
+    assert run_ctl(scs, patient_key, "--role", "patient", "select", "2").returncode == 0
+    assert run_ctl(scs, patient_key, "--role", "patient", "amplitude", "--ua", "2500").returncode == 0
+    over = run_ctl(scs, patient_key, "--role", "patient", "--json", "amplitude", "--ua", "3100")
+    assert over.returncode == 6 and json.loads(over.stdout)["limit"] == 3000
+    wrong_role = run_ctl(scs, scs.key, "--role", "patient", "status")  # the clinician's key, said to be a patient's
+    assert wrong_role.returncode == 5 and "clinician session" in wrong_role.stderr
+    programs = run_ctl(scs, patient_key, "--role", "patient", "programs").stdout
+    assert "Program 2 (active)" in programs and "Program 1\n" in programs
+    events = ctl(scs, "events").splitlines()
+    assert any("program selected  by the patient" in line for line in events), events
+    assert any("amplitude changed  by the patient  (args 0, 2500)" in line for line in events), events
