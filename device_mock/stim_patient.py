@@ -63,11 +63,3 @@ def with_amplitude(program: StimProgramSet | None, request: AmplitudeSet, role: 
     areas = list(program.areas)
     areas[request.area] = replace(areas[request.area], amplitude_ua=request.amplitude_ua)
     return replace(program, areas=tuple(areas))
-
-
-def stored_mask(programs: dict[int, StimProgramSet]) -> int:
-    """``ScsStatus.stored_programs``: bit n-1 set for each stored program n."""
-    mask = 0
-    for number in programs:
-        mask |= 1 << (number - 1)
-    return mask

@@ -40,12 +40,13 @@ from protocols.messages import (
     StimProgramSet,
     TherapySet,
     Waveform,
+    stored_programs_mask,
 )
 
 from .alarms import AlarmManager, EventLog
 from .battery import DAY_S
 from .model import unsupported
-from .stim_patient import stored_mask, stored_program, with_amplitude
+from .stim_patient import stored_program, with_amplitude
 from .stim_physics import (
     ScsConfig,
     battery_pulse_power_w,
@@ -556,7 +557,7 @@ class Stimulator:
             tissue_power_uw=round(self.tissue_power_w() * 1e6),
             charge_density_x100=min(0xFFFF, round(density * 100)),
             impedance_ohm=tuple(self._readings),
-            stored_programs=stored_mask(self._programs),
+            stored_programs=stored_programs_mask(self._programs),
         )
         return self._held
 

@@ -90,6 +90,7 @@ from .messages import (
     StatusRequest,
     StimProgramSet,
     TherapySet,
+    stored_program_numbers,
 )
 from .replies import request_digest
 from .transport import SerialLike, open_port
@@ -355,8 +356,7 @@ class DeviceClient:
         status = self.status()
         if not isinstance(status, ScsStatus):
             raise ProtocolError("only a stimulator stores stimulation programs")
-        numbers = [n for n in range(1, 17) if status.stored_programs >> (n - 1) & 1]
-        return [self._typed(ProgramRead(n), ProgramReply) for n in numbers]
+        return [self._typed(ProgramRead(n), ProgramReply) for n in stored_program_numbers(status.stored_programs)]
 
     def ack_alarm(self, code: EventCode) -> CommandAck:
         """Acknowledge an active alarm."""

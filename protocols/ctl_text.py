@@ -31,6 +31,7 @@ from .messages import (
     RefillReply,
     ScsStatus,
     ToneKind,
+    stored_program_numbers,
 )
 
 OPEN_OHM = 65535  # SPEC.md: 65535 = open circuit
@@ -118,7 +119,7 @@ def scs_status(s: ScsStatus) -> str:
         battery += f", charging at {s.coupling_pct} % coupling"
     rows = [
         ("Therapy", f"{'on' if s.therapy_on else 'off'}, program {s.active_program}"),
-        ("Stored programs", ", ".join(str(n) for n in range(1, 17) if s.stored_programs >> (n - 1) & 1) or "none"),
+        ("Stored programs", ", ".join(str(n) for n in stored_program_numbers(s.stored_programs)) or "none"),
         *((f"Area {n}", _area(a)) for n, a in enumerate(s.areas, 1)),
         ("Patient max", f"{_num(s.patient_amp_max_ua / 1000, 3)} mA"),
         ("Battery", battery),

@@ -8,6 +8,7 @@ clock (``_ms``; 0 = not known or not applicable). Nothing here knows about frame
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Annotated, ClassVar
@@ -24,6 +25,7 @@ MAX_DRUGS = 4
 MAX_FLEX_STEPS = 12
 EVENTS_PER_PAGE = 8
 DIGEST_SIZE = 16
+MASKED_PROGRAMS = 16  # program numbers a u16 stored_programs mask can name
 MAX_STORED_REPLY = 248  # 255 less CommandOutcome's other fields
 
 
@@ -436,6 +438,19 @@ class ScsStatus(Message):
     alarms: Annotated[tuple[ActiveAlarm, ...], ListOf(ActiveAlarm, MAX_ALARMS), "alarms not cleared"]
     last_event_seq: Annotated[int, U32, "newest event-log sequence number"]
     stored_programs: Annotated[int, U16, "bit n-1 set: program n is stored (ProgramRead reads it)"]
+
+
+def stored_program_numbers(mask: int) -> list[int]:
+    """The program numbers an ``ScsStatus.stored_programs`` mask names (bit n-1: program n)."""
+    return [n for n in range(1, MASKED_PROGRAMS + 1) if mask >> (n - 1) & 1]
+
+
+def stored_programs_mask(numbers: Iterable[int]) -> int:
+    """The ``ScsStatus.stored_programs`` mask of these program numbers (1 to 16)."""
+    mask = 0
+    for number in numbers:
+        mask |= 1 << (number - 1)
+    return mask
 
 
 @dataclass(frozen=True, slots=True)
