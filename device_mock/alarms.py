@@ -49,6 +49,8 @@ ALARMS: dict[EventCode, AlarmSpec] = {
     EventCode.BATTERY_FAILURE: AlarmSpec(Priority.HIGH, latching=True),
     # The pump's battery advisory: the flow rate may be reset to a very low level [V Medtronic advisory].
     EventCode.BATTERY_REDUCED_PERFORMANCE: AlarmSpec(Priority.HIGH, latching=True),
+    # A rechargeable cell left flat past its window is damaged for good: no charge, no therapy [V Protege].
+    EventCode.BATTERY_DEEP_DISCHARGE: AlarmSpec(Priority.HIGH, latching=True),
     EventCode.LEAD_OPEN: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.LEAD_SHORT: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),  # critical memory error [V SynchroMed II]
@@ -56,6 +58,11 @@ ALARMS: dict[EventCode, AlarmSpec] = {
     EventCode.CHARGE_DENSITY_LIMIT: AlarmSpec(Priority.LOW, latching=False),
     EventCode.TELEMETRY_FLOOD: AlarmSpec(Priority.LOW, latching=True),
     EventCode.LOCKOUT: AlarmSpec(Priority.LOW, latching=True),
+    # The MRI magnet stops a SynchroMed II's motor, and a motor stall sounds the two-tone alarm [V Medtronic
+    # MRI guidelines]; it clears when the motor restarts. A Prometra II's shut valve stops therapy until the
+    # clinician resets it [V IFU]: critical by this table's rule, cleared by the reset [E].
+    EventCode.MRI_SUSPEND: AlarmSpec(Priority.HIGH, latching=False),
+    EventCode.FAV_CLOSED: AlarmSpec(Priority.HIGH, latching=False),
 }
 
 EventListener = Callable[[EventRecord], None]

@@ -131,8 +131,17 @@ class RechargeableCellConfig:
     # EOS, about a year ahead at the calendar fade [E].
     eri_capacity_fraction: float = 0.52
     charge_power_w: float = 0.2  # into the cell at perfect coupling: full in ~4 h (Boston) [V/E]
+    # A session goes on this long once the cell is full: the constant-voltage top-off a lithium-ion charge
+    # ends with, and finding the coupling [E]. Calibrated so one session a day of a 10 kHz program gives
+    # Provenzano 2021's daily charging minutes at 3 % and 14 % duty (docs/devices.md 1.5) [V/E].
+    charge_tail_min: float = 7.0
+    # Left flat (stimulation stopped by the battery) longer than this, the cell is damaged for good: it must
+    # be recharged within 30-90 days of the stop (SJM Protege manual p31) [V range]; 60, its middle [E].
+    deep_discharge_days: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.deep_discharge_days <= 0:
+            raise ValueError(f"deep_discharge_days {self.deep_discharge_days}: a flat cell cannot be damaged at once")
         if not self.eos_capacity_fraction < self.eri_capacity_fraction < 1.0:
             raise ValueError(
                 f"eri_capacity_fraction {self.eri_capacity_fraction} must lie between "

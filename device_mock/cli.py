@@ -27,11 +27,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from protocols.manifest import MANIFEST_NAME, ManifestDevice, write_manifest
 from protocols.replies import ReplyMemory
+from protocols.transport import raise_fd_limit
 
 from .clock import MAX_SPEED, MIN_SPEED, SimClock
 from .device import Device
 from .faults import Action, LinkFaults, Scenario, ScenarioError, parse_duration_ms
+from .fleet import FleetConfig, build_member, draw_member, fleet_config
 from .model import DeviceModel
 from .pump import Pump, PumpConfig
 from .server import DEFAULT_SPIN_S, PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
@@ -43,6 +46,13 @@ log = logging.getLogger("implant-mock")
 DEFAULT_START = "2026-01-01T00:00:00Z"
 KINDS: dict[str, tuple[type, type]] = {"scs": (Stimulator, ScsConfig), "pump": (Pump, PumpConfig)}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+MAX_FLEET = 2_000  # a pty pair each; Linux's default pty limit is 4096 (/proc/sys/kernel/pty/max)
+# Unchanged state is saved again this often; every change is saved at once anyway, and a restart
+# replays device time from the saved state in closed form, so only a big fleet's disk load grows.
+SAVE_EVERY_S = 1.0
+SAVE_EVERY_S_PER_DEVICE = 0.1  # 1,000 devices: each every 100 s, 10 saves a second in all [E]
+FDS_PER_DEVICE = 3  # a pty pair and the state heartbeat file
+FDS_SPARE = 64  # the selector, stdio, state files being written, the lock
 
 
 def _speed(text: str) -> float:
@@ -74,6 +84,16 @@ def _spin_us(text: str) -> int:
     return value
 
 
+def _fleet_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fleet {text!r} is not a whole number of devices") from None
+    if not 1 <= value <= MAX_FLEET:
+        raise argparse.ArgumentTypeError(f"--fleet {value} outside 1..{MAX_FLEET}")
+    return value
+
+
 def _tcp(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -90,7 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(KINDS),
         help="a device to serve (repeatable); default: one scs and one pump",
     )
-    p.add_argument("--fleet", type=int, metavar="N", help="serve N devices, alternating scs and pump")
+    p.add_argument(
+        "--fleet",
+        type=_fleet_size,
+        metavar="N",
+        help="serve N devices, alternating scs and pump, each with seeded variety (implant age, programs, drugs, "
+        "reservoir fill; a few with a fault): a clinic's worth for the dashboard's overview",
+    )
     p.add_argument(
         "--link",
         action="append",
@@ -158,8 +184,18 @@ def _kinds(args: argparse.Namespace, scenario: Scenario) -> list[str]:
 
 
 def _make_model(
-    kind: str, state: dict[str, Any] | None, index: int, seed: int, start_ms: int, overrides: dict[str, Any]
+    kind: str,
+    state: dict[str, Any] | None,
+    index: int,
+    seed: int,
+    start_ms: int,
+    overrides: dict[str, Any],
+    fleet: FleetConfig | None = None,
 ) -> DeviceModel:
+    """Resume ``state``, or build afresh: with ``fleet``, a seeded fleet member lived up to ``start_ms``.
+
+    A scenario's ``[config]`` ``overrides`` win over what the fleet drew.
+    """
     model_cls, config_cls = KINDS[kind]
     if state is not None:
         if state.get("kind") != kind:
@@ -172,8 +208,12 @@ def _make_model(
         raise ScenarioError(
             f"[config] has no {kind} setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}"
         )
-    config = dataclasses.replace(config_cls(), serial=serial_no, **overrides)
-    return model_cls(config, start_ms, seed + index)
+    if fleet is None:
+        config = dataclasses.replace(config_cls(), serial=serial_no, **overrides)
+        return model_cls(config, start_ms, seed + index)
+    member = draw_member(index, kind, seed, fleet)
+    config = dataclasses.replace(config_cls(), serial=serial_no, **{**member.overrides, **overrides})
+    return build_member(member, config, start_ms, seed + index, fleet)
 
 
 def _parse_kv(text: str, where: str) -> dict[str, Any]:
@@ -256,6 +296,13 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
     served: list[Served] = []
     counters: dict[str, int] = {}
     noise = _noise_rates(args)
+    fleet = None
+    if args.fleet:
+        try:
+            fleet = fleet_config(base_scenario.fleet)
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{args.scenario}: {exc}") from exc
+    raise_fd_limit(len(kinds) * FDS_PER_DEVICE + FDS_SPARE)
     try:
         for index, kind in enumerate(kinds):
             if stop is not None and stop.is_set():
@@ -270,13 +317,15 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
                 else Scenario.empty()
             )
             _cli_faults(args, scenario, kind)
-            model = _make_model(kind, saved, index, seed, start_ms, scenario.config if saved is None else {})
+            overrides = scenario.config if saved is None else {}
+            model = _make_model(kind, saved, index, seed, start_ms, overrides, fleet)
             key, new_key = store.pairing_key(f"{name} {model.serial}")
             patient_key, new_patient_key = store.patient_key(f"{name} {model.serial}")
             now_ms = store.resume_time_ms(saved) if saved else start_ms
             scenario.resume(
                 saved["scenario_start_ms"] if saved else start_ms, saved["scenario_position"] if saved else 0
             )
+            save_every = max(SAVE_EVERY_S, len(kinds) * SAVE_EVERY_S_PER_DEVICE)
             device = Device(
                 model,
                 SimClock(now_ms, speed),
@@ -286,6 +335,8 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
                 link_faults=LinkFaults(random.Random(seed * 7919 + index)),
                 replies=_saved_replies(store, saved),
                 patient_key=patient_key,
+                save_interval_s=save_every,
+                first_save_in_s=save_every * (index + 1) / len(kinds),
             )
             if noise:  # a property of this process's line, not a scenario step: a restart has it too
                 device.link_faults.set_noise(None, **noise)
@@ -301,12 +352,26 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
         built = f"{len(served)} of {len(kinds)} device(s) built"
         print(f"implant-mock: stop requested during start-up, {built}", flush=True)
         return served
+    manifest = write_manifest(Path(args.state) / MANIFEST_NAME, [_manifest_entry(item) for item in served])
     print(
-        f"implant-mock: {len(served)} device(s), speed {speed:g}x, seed {seed}, state {args.state}. "
-        "Ctrl-C or SIGTERM stops.",
+        f"implant-mock: {len(served)} device(s), speed {speed:g}x, seed {seed}, state {args.state}, "
+        f"manifest {manifest}. Ctrl-C or SIGTERM stops.",
         flush=True,
     )
     return served
+
+
+def _manifest_entry(item: Served) -> ManifestDevice:
+    """The manifest line of a served device: its stable --link symlink when it has one."""
+    transport = item.transport
+    if isinstance(transport, PtyTransport):
+        port = str(transport.link.absolute()) if transport.link else transport.path
+    else:
+        port = transport.description  # the serial port's path, or socket://HOST:PORT
+    model = item.device.model
+    store = item.device.store
+    assert store is not None
+    return ManifestDevice(item.name, model.kind.name.lower(), port, Path(store.key_path), model.serial)
 
 
 def _saved_replies(store: StateStore, saved: dict[str, Any] | None) -> ReplyMemory | None:

@@ -77,6 +77,7 @@ class Device:
         rng: Callable[[int], bytes] = os.urandom,
         wall: Callable[[], float] = time.monotonic,
         save_interval_s: float = 1.0,
+        first_save_in_s: float | None = None,
         replies: ReplyMemory | None = None,
         max_clock_step_ms: int = MAX_CLOCK_STEP_MS,
         patient_key: bytes | None = None,
@@ -88,7 +89,9 @@ class Device:
         self.link_faults = link_faults or LinkFaults()
         self._wall = wall
         self._save_interval_s = save_interval_s
-        self._saved_at = wall()
+        # A fleet staggers its devices' first periodic save, so they do not all write in one tick.
+        first = save_interval_s if first_save_in_s is None else min(first_save_in_s, save_interval_s)
+        self._saved_at = wall() - save_interval_s + first
         self._saved_seq = model.events.last_seq
         self._pending_pushes: deque[EventRecord] = deque(maxlen=MAX_PENDING_PUSHES)
         self.max_clock_step_ms = max_clock_step_ms

@@ -18,7 +18,8 @@ events, each at a device-time offset from the scenario start::
     withdrawn_ul = 1500      # or "true": what the nurse really finds, the pump's true residual
     ...
 
-Actions: the programming commands (``refill``, ``dosing``, ``bolus``, ``program``, ``therapy``)
+Actions: the programming commands (``refill``, ``dosing``, ``bolus``, ``program``, ``therapy``,
+``impedance``, ``mri_mode``, ``mri_check``)
 with their message fields; ``fault`` (``name`` plus the model's fault parameters); ``line_noise``
 (``flip_rate``, ``drop_rate``, ``duplicate_rate``, ``delay_rate``, ``delay_ms``, ``duration``);
 ``disconnect`` (``duration``); ``speed`` (``factor``). A ``refill`` may give ``withdrawn_ul = "true"``:
@@ -45,7 +46,17 @@ from typing import Any, Protocol
 from protocols.codec import from_json
 from protocols.errors import DeviceRejected
 from protocols.fields import BOOL, ListOf, layout_of
-from protocols.messages import Bolus, DosingSet, Message, Refill, StimProgramSet, TherapySet
+from protocols.messages import (
+    Bolus,
+    DosingSet,
+    ImpedanceCheck,
+    Message,
+    MriCheckDone,
+    MriModeSet,
+    Refill,
+    StimProgramSet,
+    TherapySet,
+)
 
 from .clock import Clock
 from .model import DeviceModel
@@ -58,6 +69,9 @@ COMMANDS: dict[str, type[Message]] = {
     "bolus": Bolus,
     "program": StimProgramSet,
     "therapy": TherapySet,
+    "impedance": ImpedanceCheck,
+    "mri_mode": MriModeSet,
+    "mri_check": MriCheckDone,
 }
 TRUE_RESIDUAL = "true"  # a refill's withdrawn_ul: the residual really in the pump
 LINK_ACTIONS = ("line_noise", "disconnect")
@@ -159,6 +173,7 @@ class Scenario:
     speed: float | None = None
     seed: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    fleet: dict[str, Any] = field(default_factory=dict)  # ``[fleet]``: FleetConfig fields for --fleet
     _next: int = 0
 
     @classmethod
@@ -189,6 +204,7 @@ class Scenario:
             speed=head.get("speed"),
             seed=head.get("seed"),
             config=dict(data.get("config", {})),
+            fleet=dict(data.get("fleet", {})),
         )
 
     def check_faults(self, known: tuple[str, ...], kind: str) -> None:

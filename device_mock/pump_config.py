@@ -7,11 +7,19 @@ Every number tagged [L], [E] or [A] in docs/devices.md part 2 is a field here, s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 from typing import Any
 
 from protocols.messages import Drug, DrugConcentration
 
 from .battery import PrimaryCellConfig
+
+
+class PumpMechanism(IntEnum):
+    """How the pump meters drug, which decides what a magnetic field does to it (docs/devices.md 2.8)."""
+
+    PERISTALTIC = 1  # a motor-driven roller (SynchroMed-style): the magnet stalls the motor
+    VALVE_GATED = 2  # valves around an accumulator fed by a pressurised reservoir (Prometra-style)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,9 @@ PUMP_CELL = PrimaryCellConfig(
     eri_reserve_days=90.0,  # ERI -> pump stops ~90 days later [V SynchroMed II]
     max_life_years=7.0,  # hard shutdown at 7 years [V SynchroMed II]
 )
+# Replacement is recommended about 6 months before the pump stops [V Medtronic UK drug-pump replacement page]:
+# 182 days, half a year rounded down to whole days [E].
+REPLACEMENT_ADVISED_DAYS = 182.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class PumpConfig:
     max_ptm_per_day: int = 24  # [E]
     drug_limits: tuple[DrugLimit, ...] = DEFAULT_DRUG_LIMITS
     cell: PrimaryCellConfig = PUMP_CELL
+    replacement_advised_days: float = REPLACEMENT_ADVISED_DAYS  # REPLACEMENT_ADVISED this long before the stop
     quiescent_power_w: float = 88e-6  # electronics, telemetry, alarms [E]
     motor_j_per_ul: float = 1.7e-3  # motor strokes per µL pumped [E]
     # One receiver wake-up for a frame outside the open session (R10); docs/devices.md 2.7 names telemetry
@@ -127,8 +139,26 @@ class PumpConfig:
     critical_repeat_s: int = 600
     noncritical_tone_ms: int = 1_000
     noncritical_repeat_s: int = 3_600
+    # Magnetic fields (2.8). A SynchroMed-style pump's motor stops in the magnet and normally restarts
+    # when the field ends; delays of 2 to 24 h have been reported [V Medtronic MRI guidelines]. A
+    # Prometra II's flow-activated valve shuts flow in a strong field, letting at most 10 µL pass [V
+    # Prometra II IFU]; the flow while the field holds the valves open is not published [E]: 100 µL/min,
+    # so the 10 µL pass in 6 s. A scan without a length lasts 30 min [E, after Abbott's 30 min of active
+    # scanning per session for an SCS, A].
+    mechanism: PumpMechanism = PumpMechanism.PERISTALTIC
+    mri_resume_delay_min: float = 0.0
+    fav_leak_ul: int = 10
+    fav_surge_ul_per_day: int = 144_000
+    mri_scan_min: float = 30.0
 
     def __post_init__(self) -> None:
+        mechanism = self.mechanism
+        if isinstance(mechanism, str):
+            if mechanism.upper() not in PumpMechanism.__members__:
+                valid = ", ".join(m.lower() for m in PumpMechanism.__members__)
+                raise ValueError(f"mechanism {mechanism!r}: valid: {valid}")
+            mechanism = PumpMechanism[mechanism.upper()]
+        object.__setattr__(self, "mechanism", PumpMechanism(mechanism))
         if any(isinstance(d, dict) for d in self.initial_drugs):  # a scenario's [config] gives tables
             object.__setattr__(self, "initial_drugs", drugs_from(list(self.initial_drugs)))
         if isinstance(self.cell, dict):
@@ -147,6 +177,12 @@ class PumpConfig:
             raise ValueError(f"non-critical tone {self.noncritical_tone_ms} ms: not shorter than its repeat interval")
         if self.wake_j < 0:
             raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
+        if self.fav_leak_ul < 0 or self.fav_surge_ul_per_day <= 0:
+            raise ValueError("fav_leak_ul must be 0 or more and fav_surge_ul_per_day positive")
+        if self.mri_resume_delay_min < 0 or self.mri_scan_min < 0:
+            raise ValueError("mri_resume_delay_min and mri_scan_min cannot be negative")
+        if self.replacement_advised_days <= 0:
+            raise ValueError(f"replacement_advised_days {self.replacement_advised_days}: must come before the stop")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -1,4 +1,4 @@
-"""The pump's numbers and dosing rules: its configuration, schedules, boluses, exact drain times, limit checks.
+"""The pump's numbers and dosing rules: the program, boluses, exact drain times, projections, limit checks.
 
 Volumes are integers in *units* of 1/86,400,000 µL, so a rate of r µL/day drains exactly r units
 per millisecond and a basal segment is a product of integers. A bolus of V µL over D ms has drained
@@ -6,38 +6,32 @@ per millisecond and a basal segment is a product of integers. A bolus of V µL o
 any cut of time into segments is the same integer. That is what makes a closed-form advance over
 years and an advance in one-hour steps log the same events at the same millisecond.
 
-Nothing here logs, keeps time or changes state: ``pump.py`` does. The tunables are in ``pump_config``.
+Nothing here logs, keeps time or changes state: ``pump.py`` does. The tunables are in ``pump_config``,
+the basal schedule (steps, periodic boluses, local time) in ``pump_schedule``.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from protocols.errors import DeviceRejected, ErrorCode
 from protocols.messages import (
     MAX_DRUGS,
-    MAX_FLEX_STEPS,
     BolusKind,
     DosingMode,
-    DosingSet,
     Drug,
     DrugConcentration,
-    FlexStep,
     PatientBolusSettings,
 )
 
 from .model import require
 from .pump_config import DrugLimit, PumpConfig, drugs_from
+from .pump_schedule import DAY_MS, MINUTE_MS, MINUTES_PER_DAY, Schedule
 
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-MINUTES_PER_DAY = 1_440
 UNITS_PER_UL = DAY_MS  # so that 1 µL/day is 1 unit/ms
 NO_PATIENT_BOLUS = PatientBolusSettings(False, 0, 0, 0, 0)
 
@@ -45,62 +39,6 @@ NO_PATIENT_BOLUS = PatientBolusSettings(False, 0, 0, 0, 0)
 def ceil_div(a: int, b: int) -> int:
     """Integer ceiling of ``a / b`` for ``b > 0``."""
     return -(-a // b)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The basal program: stopped, a constant rate, or a daily flex schedule (minute of day, UTC)."""
-
-    mode: DosingMode
-    rate_ul_per_day: int = 0
-    steps: tuple[FlexStep, ...] = ()
-
-    @cached_property
-    def _starts_ms(self) -> tuple[int, ...]:
-        return tuple(s.start_min * MINUTE_MS for s in self.steps)
-
-    def rate_at(self, t_ms: int) -> int:
-        """Programmed basal rate at device time ``t_ms``, µL/day (= units/ms)."""
-        if self.mode is DosingMode.CONTINUOUS:
-            return self.rate_ul_per_day
-        if self.mode is DosingMode.FLEX:
-            # Before the first step of the day the last step of the previous day still runs.
-            index = bisect.bisect_right(self._starts_ms, t_ms % DAY_MS) - 1
-            return self.steps[index].rate_ul_per_day
-        return 0
-
-    def next_edge(self, t_ms: int) -> int | None:
-        """First device time after ``t_ms`` at which the basal rate may change (None: never)."""
-        if self.mode is not DosingMode.FLEX or len(self.steps) < 2:
-            return None
-        day_start = t_ms - t_ms % DAY_MS
-        index = bisect.bisect_right(self._starts_ms, t_ms - day_start)
-        if index < len(self._starts_ms):
-            return day_start + self._starts_ms[index]
-        return day_start + DAY_MS + self._starts_ms[0]
-
-    def daily_units(self) -> int:
-        """Units the basal program drains in any 24 h."""
-        return self._daily_units
-
-    def daily_ul(self) -> int:
-        """µL the basal program drains in any 24 h, rounded up."""
-        return ceil_div(self._daily_units, UNITS_PER_UL)
-
-    @cached_property
-    def _daily_units(self) -> int:  # a schedule is immutable; projections ask for this several times a poll
-        if self.mode is not DosingMode.FLEX:
-            return self.rate_at(0) * DAY_MS
-        ends = (*self._starts_ms[1:], self._starts_ms[0] + DAY_MS)
-        return sum(
-            s.rate_ul_per_day * (end - start) for s, start, end in zip(self.steps, self._starts_ms, ends, strict=True)
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Schedule:
-        """Rebuild from ``asdict`` output."""
-        steps = tuple(FlexStep(**step) for step in data["steps"])
-        return cls(DosingMode(data["mode"]), data["rate_ul_per_day"], steps)
 
 
 @dataclass(frozen=True)
@@ -278,25 +216,6 @@ def min_duration_min(volume_ul: int, max_rate_ul_per_day: int) -> int:
 
 
 # --- limit checks: each raises DeviceRejected and returns what may be stored --------------------
-def validate_schedule(message: DosingSet, cfg: PumpConfig) -> Schedule:
-    """The basal program of a ``DosingSet``; fields the mode does not use are not kept."""
-    require("mode", int(message.mode), min(DosingMode), max(DosingMode), "")
-    mode = DosingMode(message.mode)
-    if mode is DosingMode.CONTINUOUS:
-        require("rate_ul_per_day", message.rate_ul_per_day, cfg.min_rate_ul_per_day, cfg.max_rate_ul_per_day, "µL/day")
-        return Schedule(mode, message.rate_ul_per_day)
-    if mode is DosingMode.FLEX:
-        require("steps", len(message.steps), 1, MAX_FLEX_STEPS, "steps")
-        previous = -1
-        for i, step in enumerate(message.steps):
-            require(f"steps[{i}].start_min", step.start_min, previous + 1, MINUTES_PER_DAY - 1, "min")
-            rate = step.rate_ul_per_day
-            require(f"steps[{i}].rate_ul_per_day", rate, cfg.min_rate_ul_per_day, cfg.max_rate_ul_per_day, "µL/day")
-            previous = step.start_min
-        return Schedule(mode, 0, tuple(FlexStep(s.start_min, s.rate_ul_per_day) for s in message.steps))
-    return Schedule(DosingMode.STOPPED)
-
-
 def validate_patient_bolus(settings: PatientBolusSettings, cfg: PumpConfig) -> PatientBolusSettings:
     """Patient-bolus (PTM) settings; disabled settings are stored as all zero."""
     if not settings.enabled:

@@ -1,11 +1,12 @@
 """What a stimulator lets each role change between programming sessions (SPEC 3.8).
 
 Pure rules over stored programs: selecting a stored program and changing one area's amplitude,
-with the patient held to the program's patient maximum. The stimulator model applies what these
-return; the clinician's own limits (device range, charge density, contacts) are checked by the
-model on the program they produce, so both roles meet the same device limits.
+with the patient held to the program's patient maximum and never past the charge-density limit
+(only a clinician can override it, SPEC 4.4). The stimulator model applies what these return; the
+clinician's own limits (device range, steps, compliance, Shannon, charge density, contacts) are
+checked by the model on the program they produce, so both roles meet the same device limits.
 
-Imports ``protocols`` only; never ``stimulator`` (which imports this).
+Imports ``protocols``, ``stim_physics`` and ``stim_safety``; never ``stimulator`` (which imports this).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.messages import Actor, AmplitudeSet, StimProgramSet
+from protocols.messages import Actor, AmplitudeSet, Area, StimProgramSet
+
+from .stim_physics import ScsConfig, charge_density, split
+from .stim_safety import most_for_density
 
 
 def stored_program(programs: dict[int, StimProgramSet], number: int, max_programs: int) -> StimProgramSet:
@@ -31,12 +35,15 @@ def stored_program(programs: dict[int, StimProgramSet], number: int, max_program
     return program
 
 
-def with_amplitude(program: StimProgramSet | None, request: AmplitudeSet, role: Actor) -> StimProgramSet:
+def with_amplitude(
+    program: StimProgramSet | None, request: AmplitudeSet, role: Actor, config: ScsConfig
+) -> StimProgramSet:
     """``program`` with the requested area's amplitude changed, or the refusal of the request.
 
     Either role goes up to the program's patient maximum, no further (the clinician raises that
-    maximum with ``StimProgramSet``); the result still has to pass the device's own limits, which
-    the caller checks.
+    maximum with ``StimProgramSet``). A patient cannot raise an area above the charge-density limit,
+    whatever the program's ``density_override`` (lowering one is always allowed). The result still
+    has to pass the device's own limits, which the caller checks.
     """
     if program is None:
         raise DeviceRejected(ErrorCode.STATE_CONFLICT, "no active program: store and select one first", "area")
@@ -61,5 +68,24 @@ def with_amplitude(program: StimProgramSet | None, request: AmplitudeSet, role: 
             cap,
         )
     areas = list(program.areas)
+    if role is Actor.PATIENT:
+        _refuse_patient_density(areas[request.area].amplitude_ua, request, areas[request.area], config)
     areas[request.area] = replace(areas[request.area], amplitude_ua=request.amplitude_ua)
     return replace(program, areas=tuple(areas))
+
+
+def _refuse_patient_density(old_ua: int, request: AmplitudeSet, area: Area, config: ScsConfig) -> None:
+    """OUT_OF_RANGE for a patient's rise above the charge-density limit: only a clinician overrides it."""
+    n, limit = split(area), config.charge_density_limit
+    density = charge_density(request.amplitude_ua, area.pulse_width_us, n, config.contact_area_cm2)
+    if density <= limit or request.amplitude_ua <= old_ua:
+        return
+    most = most_for_density(area.pulse_width_us, n, config)
+    raise DeviceRejected(
+        ErrorCode.OUT_OF_RANGE,
+        f"{request.amplitude_ua / 1000:g} mA gives {density:.1f} µC/cm²/phase, above the {limit:g} µC/cm²/phase "
+        f"limit only the clinician can override: at most {most / 1000:g} mA",
+        "amplitude_ua",
+        request.amplitude_ua,
+        most,
+    )

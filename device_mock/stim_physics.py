@@ -1,5 +1,7 @@
-"""Physics and limits of the stimulator model: its tunables, per-area pulse energy and charge density,
-program validation, and the two battery drives that turn a constant draw into exact crossing times.
+"""Physics and limits of the stimulator model: its tunables, per-area pulse energy, charge density and
+Shannon k, and program validation (ranges, contacts, current caps). The battery drives are in
+``stim_cells``; the safety rules that need the measured impedance or a clinician's override (steps,
+compliance voltage, Shannon, charge-density policy) are in ``stim_safety``.
 
 Pure functions and small classes: no event log, no clock. ``stimulator.py`` composes them. Numbers
 come from docs/devices.md part 1 with their section and confidence tag; every [L], [E] and [A] number is a
@@ -11,25 +13,42 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any
 
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.messages import Area, BatteryKind, BatteryState, EventCode, StimProgramSet, Waveform
+from protocols.messages import MASKED_PROGRAMS, Area, BatteryKind, StimProgramSet, Waveform
 
 from .battery import (
-    MIN_CAPACITY_FRACTION,
-    YEAR_S,
-    PrimaryBattery,
     PrimaryCellConfig,
-    RechargeableBattery,
     RechargeableCellConfig,
 )
 from .model import require
 
-# ~10.9 years at microdosed BurstDR (Proclaim XR "up to ~10 years", 1.5) [L/E]; the ERI reserve is sized
-# for a 0.3 mW draw: about a month of tonic stimulation, or a year of low-dose burst, after ERI [E].
-SCS_PRIMARY = PrimaryCellConfig(capacity_j=20_000.0, nominal_power_w=300e-6)
+# Primary-cell presets (docs/devices.md 1.5). No maker publishes a capacity: each preset holds the energy
+# its calibration program draws in the life its product class claims, at the ScsConfig defaults below
+# (k_phase 2, efficiency 0.5, quiescent 20 µW) [E]. The ERI reserve of each is 90 days at that program [E]:
+# no SCS ERI-to-EOS interval is public, so it borrows the SynchroMed II's 90 days from ERI to stop
+# (docs/devices.md 2.7) [A] as the warning a replacement needs; at a lighter program it lasts longer.
+# "low_dose_burst": Proclaim XR class, "up to 10 years" at low-dose BurstDR [V MassDevice 2019]: BurstDR
+# 0.6 mA, 1000 µs, 40 Hz x 5 at 500 Hz, 30 s on / 90 s off (6 h a day, the top of the BOLD study's dosing)
+# into 525 Ω draws 57.8 µW: 18,250 J (~1.6 Ah at 3.2 V) lasts 10.0 years.
+LOW_DOSE_BURST_CELL = PrimaryCellConfig(capacity_j=18_250.0, nominal_power_w=57.8e-6)
+# "long_life_tonic": Vanta class, "up to ~11 years" [L; V FierceBiotech 2023: "with optimized power
+# delivery settings"], calibrated at a light tonic program, 3 mA, 200 µs, 60 Hz into 800 Ω: 365.6 µW, so
+# 127,000 J (~35 Wh) for 11.0 years. That is several times what an IPG-sized cell holds [E]: the claim's
+# settings must draw far less than this program; the preset reproduces the claim, not a real cell.
+LONG_LIFE_TONIC_CELL = PrimaryCellConfig(capacity_j=127_000.0, nominal_power_w=365.6e-6)
+PRIMARY_CELLS = {"low_dose_burst": LOW_DOSE_BURST_CELL, "long_life_tonic": LONG_LIFE_TONIC_CELL}
+SCS_PRIMARY = LOW_DOSE_BURST_CELL  # the default primary cell: the BurstDR class of the 1.5 worked example
 PHASES = 2  # a biphasic pulse: a stimulating phase and an equal charge-balancing phase
+
+
+class DensityPolicy(StrEnum):
+    """What the device does with a program above ``charge_density_limit``."""
+
+    REFUSE = "refuse"  # always OUT_OF_RANGE
+    WARN = "warn"  # OVERRIDE_REQUIRED unless the clinician's StimProgramSet sets density_override
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,9 @@ class ScsConfig:
     firmware: str = "1.0.0"
     contacts: int = 16  # 16 most IPGs, 32 on Boston Spectra/WaveWriter (1.1, 1.9) [V]
     battery_kind: BatteryKind = BatteryKind.RECHARGEABLE  # most current SCS IPGs (1.1) [V]
-    primary: PrimaryCellConfig = SCS_PRIMARY  # see above
+    # A PrimaryCellConfig, a preset's name (PRIMARY_CELLS), or a scenario's table of overrides of the
+    # default cell (with ``preset = "name"``: of that preset) (1.5) [E]
+    primary: PrimaryCellConfig = SCS_PRIMARY
     rechargeable: RechargeableCellConfig = field(default_factory=RechargeableCellConfig)  # 200 mAh x 3.6 V (1.5) [E]
     max_programs: int = 16  # program numbers 1..16 [E]
     max_areas: int = 4  # Boston: up to 4 areas per program (1.3) [A]
@@ -55,6 +76,16 @@ class ScsConfig:
     contact_cap_ua: int = 12_700  # per-contact current interlock (1.2, Vercise DBS) [A]
     area_cap_ua: int = 20_000  # per-area current interlock (1.2, Vercise DBS) [A]
     charge_density_limit: float = 30.0  # µC/cm²/phase, Boston programmer warning (1.8) [A]
+    # Boston's programmer warns at the limit and lets the clinician go on ("continue at your discretion") (1.8) [A]
+    density_policy: DensityPolicy = DensityPolicy.WARN
+    shannon_k_limit: float = 1.85  # k = log D + log Q at which damage is possible, Shannon 1992 / Cogan 2016 (1.8) [V]
+    # Output compliance of the current sources (1.8): no public IPG figure found [E]; 12 V drives 10 mA into
+    # 600 Ω (6 V) but not into 4 kΩ (40 V). Axium: "0-6000 µA (depending on measured impedance)" (1.2) [V].
+    compliance_mv: int = 12_000
+    # Amplitude step by band, (from µA, step µA): 25 µA below 2 mA, 50 µA from 2 mA, Axium (1.2) [V].
+    amplitude_steps_ua: tuple[tuple[int, int], ...] = ((0, 25), (2_000, 50))
+    pulse_width_step_us: int = 10  # Axium 10 µs (1.2) [V]; pulse widths are multiples of it
+    rate_step_hz: int = 1  # Axium steps 2 Hz (1.2) [V]; 1 keeps every integer rate (HF10 10 kHz, BurstDR 40 Hz) [E]
     contact_area_cm2: float = 0.123  # 1.3 mm x 3 mm cylinder (1.4) [L]
     cycle_s: tuple[int, int] = (1, 5_400)  # cycling on/off 1 s - 90 min (1.3) [A]
     ramp_s: tuple[int, int] = (1, 10)  # ramp-on 1-10 s (1.3) [A]; 0 = no ramp
@@ -64,6 +95,11 @@ class ScsConfig:
     short_ohm: int = 250  # a reading below this is a short (1.4) [L]
     short_fault_ohm: int = 120  # what a shorted contact really is [E]
     impedance_scan_h: float = 0.0  # automatic scan interval, 0 = on demand only (1.4: both exist) [E/A]
+    # True impedance rises after implant and settles: z = baseline x (1 + drift x (1 - exp(-days / tau))).
+    # DBS settles near 1,000 Ω after about 6 months, Wong 2018 (1.4) [V]; the SCS figures are [E]. 0 = no drift.
+    impedance_drift: float = 0.3  # fraction added once settled [E]
+    impedance_drift_tau_days: float = 30.0  # time constant, days [E]
+    impedance_drift_step_h: float = 24.0  # the true value moves in steps this far apart (breakpoints) [E]
     k_phase: float = 2.0  # energy factor, 2 for active symmetric recharge (1.5) [E]
     efficiency: float = 0.5  # η of the output stage, "often 0.3-0.7" (1.5) [E]
     supply_mv: int = 0  # > 0: the stage draws I x V_supply per phase instead, η = I·Z / V (1.5) [E]
@@ -78,36 +114,76 @@ class ScsConfig:
     auto_recharge_max_h: float = 8.0  # ... gives up after this long if it never fills (Boston full: 4 h) [E]
     auto_recharge_retry_h: float = 24.0  # ... and tries again a day later [E]
     resume_after_charge: bool = True  # therapy the battery stopped comes back after a full charge [E]
+    # MRI mode (1.8): Abbott refuses it while a lead looks nonfunctional [V Abbott MRI page]; how recent
+    # the impedance check must be is not published [E]. Proclaim XR scans with stimulation off [V]; a
+    # model that scans with it on sets mri_stim_allowed, up to the MRI-safe limits below [E].
+    mri_impedance_max_age_min: float = 30.0
+    mri_stim_allowed: bool = False
+    mri_max_amplitude_ua: int = 5_000
+    mri_max_pulse_width_us: int = 500
+    mri_max_rate_hz: int = 1_200
 
     def __post_init__(self) -> None:
         """Normalise values read from JSON or a scenario file (lists, ints, dicts) and check them."""
         for f in fields(self):
             if isinstance(f.default, tuple):
                 object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        object.__setattr__(self, "amplitude_steps_ua", tuple(tuple(band) for band in self.amplitude_steps_ua))
+        policy = str(self.density_policy).lower()  # "WARN" as a scenario's member name, "warn" as saved
+        if policy not in {p.value for p in DensityPolicy}:
+            raise ValueError(f"density_policy {policy!r}: valid: {', '.join(p.value for p in DensityPolicy)}")
+        object.__setattr__(self, "density_policy", DensityPolicy(policy))
         kind = self.battery_kind
         if isinstance(kind, str) and kind.upper() not in BatteryKind.__members__:
             raise ValueError(f"battery_kind {kind!r}: valid: {', '.join(k.lower() for k in BatteryKind.__members__)}")
         object.__setattr__(
             self, "battery_kind", BatteryKind[kind.upper()] if isinstance(kind, str) else BatteryKind(kind)
         )
-        if isinstance(self.primary, dict):  # partial tables of a scenario file override the SCS defaults
-            object.__setattr__(self, "primary", replace(SCS_PRIMARY, **self.primary))
+        if isinstance(self.primary, str | dict):  # a preset's name, or a scenario's partial table
+            object.__setattr__(self, "primary", primary_cell(self.primary))
         if isinstance(self.rechargeable, dict):
             object.__setattr__(self, "rechargeable", RechargeableCellConfig(**self.rechargeable))
         if not 1 <= self.contacts <= 32:
             raise ValueError(f"contacts {self.contacts} outside 1..32 (the wire carries 32)")
         if not 1 <= self.max_areas <= 4:
             raise ValueError(f"max_areas {self.max_areas} outside 1..4 (the wire carries 4)")
+        if not 1 <= self.max_programs <= MASKED_PROGRAMS:
+            raise ValueError(f"max_programs {self.max_programs} outside 1..{MASKED_PROGRAMS} (the status mask's bits)")
+        self._check_steps()
+        if self.impedance_drift < 0 or self.impedance_drift_tau_days <= 0 or self.impedance_drift_step_h <= 0:
+            raise ValueError("impedance_drift must be >= 0, its tau_days and step_h positive")
+        if self.compliance_mv <= 0 or self.shannon_k_limit <= 0:
+            raise ValueError("compliance_mv and shannon_k_limit must be positive")
         if self.efficiency <= 0 or self.k_phase <= 0:
             raise ValueError("efficiency and k_phase must be positive")
         if self.wake_j < 0:
             raise ValueError(f"wake_j {self.wake_j} J: a wake-up cannot give energy back")
+
+    def _check_steps(self) -> None:
+        bands = self.amplitude_steps_ua
+        starts = [start for start, _ in bands]
+        if not bands or any(len(band) != 2 for band in bands) or any(step <= 0 for _, step in bands):
+            raise ValueError(f"amplitude_steps_ua {bands}: (from µA, step µA) pairs with positive steps")
+        if starts != sorted(set(starts)) or starts[0] > self.amplitude_ua[0]:
+            raise ValueError(f"amplitude_steps_ua {bands}: bands rise and the first covers {self.amplitude_ua[0]} µA")
+        if self.pulse_width_step_us <= 0 or self.rate_step_hz <= 0:
+            raise ValueError("pulse_width_step_us and rate_step_hz must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; ``ScsConfig(**d)`` reads it back."""
         data = asdict(self)
         data["battery_kind"] = int(self.battery_kind)
         return data
+
+
+def primary_cell(choice: str | dict[str, Any]) -> PrimaryCellConfig:
+    """The primary cell a scenario names: a preset (``"long_life_tonic"``) or a table of overrides of the
+    default cell, or of the preset its ``preset`` key names; ``ValueError`` naming the presets otherwise."""
+    table = {"preset": choice} if isinstance(choice, str) else dict(choice)
+    name = table.pop("preset", None)
+    if name is not None and name not in PRIMARY_CELLS:
+        raise ValueError(f"primary cell preset {name!r}: valid: {', '.join(PRIMARY_CELLS)}")
+    return replace(PRIMARY_CELLS[name] if name else SCS_PRIMARY, **table)
 
 
 # --- pulse physics -------------------------------------------------------------------------------
@@ -157,8 +233,20 @@ def split(area: Area) -> int:
 
 
 def charge_density(amplitude_ua: float, pulse_width_us: float, contacts: int, area_cm2: float) -> float:
-    """Charge density on the most loaded contact, µC/cm²/phase (charge = I · PW per contact)."""
-    return amplitude_ua / contacts * pulse_width_us * 1e-6 / area_cm2
+    """Charge density on the most loaded contact, µC/cm²/phase (charge = I · PW per contact).
+
+    Rounded to 1e-9 so that an amplitude exactly at a limit (3600 µA at 500 µs on 0.06 cm²: 30.0)
+    compares equal to it instead of a float's breadth above.
+    """
+    return round(amplitude_ua / contacts * pulse_width_us * 1e-6 / area_cm2, 9)
+
+
+def shannon_k(amplitude_ua: float, pulse_width_us: float, contacts: int, area_cm2: float) -> float:
+    """Shannon's k = log10 D + log10 Q on the most loaded contact (D µC/cm²/phase, Q µC/phase); -inf at 0 µA."""
+    charge = amplitude_ua / contacts * pulse_width_us * 1e-6
+    if charge <= 0:
+        return -math.inf
+    return round(math.log10(charge / area_cm2) + math.log10(charge), 9)  # rounded as charge_density is
 
 
 def load_ohm(area: Area, contact_ohm: Sequence[float]) -> float:
@@ -177,13 +265,17 @@ def load_ohm(area: Area, contact_ohm: Sequence[float]) -> float:
 
 
 # --- program validation --------------------------------------------------------------------------
-def _refuse(field_name: str, value: int, limit: int, reason: str) -> DeviceRejected:
+def refuse(field_name: str, value: int, limit: int, reason: str) -> DeviceRejected:
     """OUT_OF_RANGE for a derived limit, with the reason spelled out."""
     return DeviceRejected(ErrorCode.OUT_OF_RANGE, f"{field_name} {value}: {reason}", field_name, value, limit)
 
 
 def validate_program(message: StimProgramSet, config: ScsConfig) -> None:
-    """Refuse the first broken limit of a program (OUT_OF_RANGE naming field, value and limit)."""
+    """Refuse the first broken limit of a program (OUT_OF_RANGE naming field, value and limit).
+
+    Ranges, contacts, burst and cycling, current caps; ``stim_safety.validate_safety`` follows with
+    the steps, the compliance voltage, Shannon and the charge-density policy.
+    """
     require("program", message.program, 1, config.max_programs, "(program number)")
     require("areas", len(message.areas), 1, config.max_areas, "areas")
     for i, area in enumerate(message.areas):
@@ -209,13 +301,13 @@ def _validate_contacts(p: str, area: Area, contacts: int) -> None:
     for name, mask, role in (("anode_mask", area.anode_mask, "anode"), ("cathode_mask", area.cathode_mask, "cathode")):
         if mask < 0 or mask >> contacts:
             highest = mask.bit_length() - 1 if mask > 0 else mask
-            raise _refuse(f"{p}.{name}", highest, contacts - 1, f"contact out of range; contacts are 0-{contacts - 1}")
+            raise refuse(f"{p}.{name}", highest, contacts - 1, f"contact out of range; contacts are 0-{contacts - 1}")
         if mask == 0:
-            raise _refuse(f"{p}.{name}", 0, 1, f"an area needs at least one {role}")
+            raise refuse(f"{p}.{name}", 0, 1, f"an area needs at least one {role}")
     both = area.anode_mask & area.cathode_mask
     if both:
         listed = [i for i in range(contacts) if both >> i & 1]
-        raise _refuse(f"{p}.cathode_mask", both, 0, f"contacts {listed} cannot be both anode and cathode")
+        raise refuse(f"{p}.cathode_mask", both, 0, f"contacts {listed} cannot be both anode and cathode")
 
 
 def _validate_burst(p: str, area: Area, c: ScsConfig) -> None:
@@ -229,12 +321,12 @@ def _validate_burst(p: str, area: Area, c: ScsConfig) -> None:
         most = area.burst_rate_hz // area.burst_pulses
         if area.rate_hz > most:
             reason = f"{area.burst_pulses} pulses at {area.burst_rate_hz} Hz fit a burst period only up to {most} Hz"
-            raise _refuse(f"{p}.rate_hz", area.rate_hz, most, reason)
+            raise refuse(f"{p}.rate_hz", area.rate_hz, most, reason)
         pulse_rate = area.burst_rate_hz
     longest = int(1e6 // (PHASES * pulse_rate))
     if area.pulse_width_us > longest:
         reason = f"two {area.pulse_width_us} µs phases do not fit the pulse period at {pulse_rate} Hz (max {longest})"
-        raise _refuse(f"{p}.pulse_width_us", area.pulse_width_us, longest, reason)
+        raise refuse(f"{p}.pulse_width_us", area.pulse_width_us, longest, reason)
 
 
 def _validate_cycle(p: str, area: Area, c: ScsConfig) -> None:
@@ -248,269 +340,7 @@ def _validate_cycle(p: str, area: Area, c: ScsConfig) -> None:
 def _validate_current(p: str, area: Area, c: ScsConfig) -> None:
     amp, n, f = area.amplitude_ua, split(area), f"{p}.amplitude_ua"
     if amp > c.area_cap_ua:
-        raise _refuse(f, amp, c.area_cap_ua, f"above the per-area current cap {c.area_cap_ua} µA")
+        raise refuse(f, amp, c.area_cap_ua, f"above the per-area current cap {c.area_cap_ua} µA")
     if amp > c.contact_cap_ua * n:
         reason = f"{amp / n:.0f} µA on one of {n} contact(s) is above the per-contact cap {c.contact_cap_ua} µA"
-        raise _refuse(f, amp, c.contact_cap_ua * n, reason)
-    density = charge_density(amp, area.pulse_width_us, n, c.contact_area_cm2)
-    if density > c.charge_density_limit:
-        most = max_amplitude_for_density(area.pulse_width_us, n, c)
-        reason = (
-            f"{density:.1f} µC/cm²/phase is above the {c.charge_density_limit:g} µC/cm² limit; "
-            f"at most {most} µA at {area.pulse_width_us} µs"
-        )
-        raise _refuse(f, amp, most, reason)
-
-
-def max_amplitude_for_density(pulse_width_us: int, contacts: int, config: ScsConfig) -> int:
-    """Largest amplitude, µA, within the charge-density limit at this pulse width and split."""
-    most = int(config.charge_density_limit * config.contact_area_cm2 * 1e6 * contacts / pulse_width_us)
-    while charge_density(most, pulse_width_us, contacts, config.contact_area_cm2) > config.charge_density_limit:
-        most -= 1  # float rounding at the boundary
-    return most
-
-
-# --- battery drives ------------------------------------------------------------------------------
-# What a status poll shows of a cell, as ``snapshot`` returns it: (fraction, voltage_mv, state,
-# capacity_fraction, seconds_to_recharge, eri_ms, eos_ms), each the value of the method of that name
-# (the last two: ``projections_ms``) at the same instant, draw and program power.
-Snapshot = tuple[float, int, BatteryState, float, float, int, int]
-
-
-def _future(seconds: float) -> list[float]:
-    return [seconds] if 0.0 < seconds < math.inf else []
-
-
-@dataclass
-class PrimaryDrive:
-    """A primary cell behind the stimulator: OK -> ERI -> EOS by energy (and by age, if set)."""
-
-    battery: PrimaryBattery
-    kind: BatteryKind = field(default=BatteryKind.PRIMARY, init=False)
-
-    def integrate(self, draw_w: float, charge_w: float, seconds: float, end_ms: int) -> None:
-        """Draw ``draw_w`` for ``seconds`` (a primary cell cannot be charged)."""
-        self.battery.drain(draw_w, seconds)
-
-    def take(self, energy_j: float) -> float:
-        """Draw a lump of energy now (receiver wake-ups); return the joules the cell had to give."""
-        return self.battery.take(energy_j)
-
-    def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
-        """Seconds until each threshold this constant draw will cross (ERI reserve, empty)."""
-        b = self.battery
-        return _future(b.seconds_until_eri(draw_w)) + _future(b.seconds_until_empty(draw_w))
-
-    def scheduled_ms(self) -> list[int]:
-        """Fixed device times of age-based ERI/EOS."""
-        return [t for t in (self.battery.age_limit_ms(True), self.battery.age_limit_ms(False)) if t is not None]
-
-    def state(self, now_ms: int, program_w: float) -> BatteryState:
-        """OK, ERI or EOS."""
-        return self.battery.state(now_ms)
-
-    def conditions(self, now_ms: int, program_w: float) -> dict[EventCode, bool]:
-        """Battery alarm conditions; ERI gives way to EOS."""
-        state = self.state(now_ms, program_w)
-        return {EventCode.BATTERY_ERI: state is BatteryState.ERI, EventCode.BATTERY_EOS: state is BatteryState.EOS}
-
-    def empty(self) -> bool:
-        """No energy left to run on."""
-        return self.battery.remaining_j <= 0.0
-
-    def full(self, now_ms: int) -> bool:
-        """A primary cell is never charged."""
-        return True
-
-    def fraction(self, now_ms: int) -> float:
-        """Remaining energy fraction."""
-        return self.battery.fraction
-
-    def voltage_mv(self, now_ms: int) -> int:
-        """Cell voltage."""
-        return self.battery.voltage_mv()
-
-    def capacity_fraction(self, now_ms: int) -> float:
-        """A primary cell does not fade in this model."""
-        return 1.0
-
-    def projections_ms(self, now_ms: int, draw_w: float, program_w: float) -> tuple[int, int]:
-        """Projected ERI and EOS times at this draw (0 when not projectable)."""
-        b = self.battery
-        eri = _at(now_ms, b.seconds_until_eri(draw_w), b.age_limit_ms(True))
-        return eri, _at(now_ms, b.seconds_until_empty(draw_w), b.age_limit_ms(False))
-
-    def seconds_to_recharge(self, draw_w: float, now_ms: int) -> float:
-        """Never: a primary cell is not recharged."""
-        return 0.0
-
-    def snapshot(self, now_ms: int, draw_w: float, program_w: float) -> Snapshot:
-        """What a status poll shows of the cell, in one call (see ``Snapshot``)."""
-        b = self.battery
-        return b.fraction, b.voltage_mv(), b.state(now_ms), 1.0, 0.0, *self.projections_ms(now_ms, draw_w, program_w)
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-ready state."""
-        return self.battery.to_state()
-
-
-def _at(now_ms: int, seconds: float, fixed_ms: int | None) -> int:
-    """The earlier of ``now + seconds`` (if finite and not negative) and ``fixed_ms``, 0 if neither is."""
-    at = now_ms + math.ceil(seconds * 1000) if 0.0 < seconds < math.inf else now_ms if seconds == 0.0 else None
-    if fixed_ms is not None:
-        at = fixed_ms if at is None else min(at, fixed_ms)
-    return 0 if at is None else at
-
-
-@dataclass
-class RechargeDrive:
-    """A rechargeable cell behind the stimulator: state of charge, charging, fade, Eterna ERI.
-
-    Charge and capacity both move linearly in time within a segment (drain or charge at constant
-    power; calendar fade per second; cycle fade per joule drawn), so every threshold crossing, even
-    one relative to the fading capacity, is the root of a linear equation.
-    """
-
-    battery: RechargeableBattery
-    kind: BatteryKind = field(default=BatteryKind.RECHARGEABLE, init=False)
-
-    def integrate(self, draw_w: float, charge_w: float, seconds: float, end_ms: int) -> None:
-        """Run the device from the cell (or from the charger, the surplus filling the cell)."""
-        net = charge_w - draw_w
-        if charge_w > 0 and net >= 0:
-            self.battery.charge(net, seconds, end_ms)
-        elif net < 0:
-            self.battery.drain(-net, seconds)
-
-    def take(self, energy_j: float) -> float:
-        """Draw a lump of energy now (receiver wake-ups) from the cell, even while charging; return the joules.
-
-        The charger's surplus refills it over the rest of the segment, so only the cell's balance moves.
-        """
-        return self.battery.take(energy_j)
-
-    def _rates(self, draw_w: float, charge_w: float) -> tuple[float, float]:
-        """(d charge/dt, d throughput/dt), W: what ``integrate`` will do to the cell."""
-        net = charge_w - draw_w
-        if net < 0 and self.battery.charge_j <= 0.0:
-            return 0.0, 0.0  # flat: nothing left to draw
-        if charge_w > 0 and net >= 0:
-            return net, 0.0
-        return net, max(0.0, -net)
-
-    # The helpers take the capacity at the segment's start (``capacity_j(now)``), worked out once by the caller.
-    def _fade_w(self, throughput_w: float, capacity_j: float) -> float:
-        """Capacity lost per second: calendar fade plus cycle fade of the energy drawn."""
-        c = self.battery.config
-        if capacity_j <= MIN_CAPACITY_FRACTION * c.capacity_j * (1 + 1e-9):
-            return 0.0
-        return c.capacity_j * c.fade_per_year / YEAR_S + c.fade_per_cycle * throughput_w
-
-    def _seconds_to_soc(self, fraction: float, rate_w: float, fade_w: float, capacity_j: float) -> float:
-        """Solve charge + r·t = fraction · (capacity - fade·t) for t > 0."""
-        denominator = rate_w + fraction * fade_w
-        if denominator == 0.0:
-            return math.inf
-        t = (fraction * capacity_j - self.battery.charge_j) / denominator
-        return t if t > 0.0 else math.inf
-
-    def _seconds_to_capacity(self, target_j: float, fade_w: float, capacity_j: float) -> float:
-        return (capacity_j - target_j) / fade_w if capacity_j > target_j and fade_w > 0.0 else math.inf
-
-    def _eri_j(self, program_w: float) -> float:
-        """The capacity at which ERI is reached (see ``RechargeableBattery.eri_capacity_j``)."""
-        return self.battery.eri_capacity_j(program_w)
-
-    def crossings_s(self, draw_w: float, charge_w: float, now_ms: int, program_w: float) -> list[float]:
-        """Seconds until each state-of-charge or capacity threshold this segment crosses."""
-        c, capacity = self.battery.config, self.battery.capacity_j(now_ms)
-        rate, throughput = self._rates(draw_w, charge_w)
-        fade = self._fade_w(throughput, capacity)
-        levels = [c.low_fraction, c.recharge_now_fraction] + ([1.0] if charge_w > 0 else []) + [0.0]
-        times = [self._seconds_to_soc(f, rate, fade, capacity) for f in levels]
-        times.append(self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity))
-        times.append(self._seconds_to_capacity(self._eri_j(program_w), fade, capacity))
-        return [t for t in times if t < math.inf]
-
-    def scheduled_ms(self) -> list[int]:
-        """No fixed-time events."""
-        return []
-
-    def state(self, now_ms: int, program_w: float) -> BatteryState:
-        """EOS by fade, ERI by days per charge, else by state of charge."""
-        return self.battery.state(now_ms, program_w)
-
-    def conditions(self, now_ms: int, program_w: float) -> dict[EventCode, bool]:
-        """Battery alarm conditions; "recharge soon" gives way to "recharge now"."""
-        c, soc = self.battery.config, self.battery.soc(now_ms)
-        state = self.state(now_ms, program_w)
-        return {
-            EventCode.BATTERY_LOW: c.recharge_now_fraction < soc <= c.low_fraction,
-            EventCode.RECHARGE_NOW: soc <= c.recharge_now_fraction,
-            EventCode.BATTERY_ERI: state is BatteryState.ERI,
-            EventCode.BATTERY_EOS: state is BatteryState.EOS,
-        }
-
-    def empty(self) -> bool:
-        """Flat."""
-        return self.battery.charge_j <= 0.0
-
-    def full(self, now_ms: int) -> bool:
-        """Charged to the current capacity."""
-        return self.battery.charge_j >= self.battery.capacity_j(now_ms)
-
-    def fraction(self, now_ms: int) -> float:
-        """State of charge."""
-        return self.battery.soc(now_ms)
-
-    def voltage_mv(self, now_ms: int) -> int:
-        """Cell voltage."""
-        return self.battery.voltage_mv(now_ms)
-
-    def capacity_fraction(self, now_ms: int) -> float:
-        """Capacity after fade, fraction of new."""
-        return self.battery.capacity_j(now_ms) / self.battery.config.capacity_j
-
-    def projections_ms(self, now_ms: int, draw_w: float, program_w: float) -> tuple[int, int]:
-        """Projected ERI and EOS times: capacity fades by age and by the energy the program draws."""
-        return self._projections_ms(now_ms, program_w, self.battery.capacity_j(now_ms))
-
-    def _projections_ms(self, now_ms: int, program_w: float, capacity_j: float) -> tuple[int, int]:
-        c = self.battery.config
-        fade = self._fade_w(program_w, capacity_j)
-        eri = self._seconds_to_capacity(self._eri_j(program_w), fade, capacity_j)
-        eos = self._seconds_to_capacity(c.eos_capacity_fraction * c.capacity_j, fade, capacity_j)
-        return _at(now_ms, eri, None), _at(now_ms, eos, None)
-
-    def seconds_to_recharge(self, draw_w: float, now_ms: int) -> float:
-        """Seconds until "recharge soon" at this draw from the present charge (0 if already due)."""
-        return self._to_recharge_s(draw_w, self.battery.soc(now_ms), self.battery.capacity_j(now_ms))
-
-    def _to_recharge_s(self, draw_w: float, soc: float, capacity_j: float) -> float:
-        low = self.battery.config.low_fraction
-        if soc <= low or draw_w <= 0:
-            return 0.0
-        t = self._seconds_to_soc(low, -draw_w, self._fade_w(draw_w, capacity_j), capacity_j)
-        return 0.0 if math.isinf(t) else t
-
-    def snapshot(self, now_ms: int, draw_w: float, program_w: float) -> Snapshot:
-        """What a status poll shows of the cell, in one call with the faded capacity worked out once."""
-        capacity, soc, state, mv = self.battery.gauge(now_ms, program_w)
-        eri_ms, eos_ms = self._projections_ms(now_ms, program_w, capacity)
-        capacity_fraction = capacity / self.battery.config.capacity_j
-        return soc, mv, state, capacity_fraction, self._to_recharge_s(draw_w, soc, capacity), eri_ms, eos_ms
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-ready state."""
-        return self.battery.to_state()
-
-
-def make_drive(config: ScsConfig, implant_ms: int, state: dict[str, Any] | None = None) -> PrimaryDrive | RechargeDrive:
-    """The battery drive the config asks for, new or restored from ``to_state`` output."""
-    if config.battery_kind is BatteryKind.PRIMARY:
-        primary = PrimaryBattery.from_state(state) if state else PrimaryBattery(config.primary, implant_ms)
-        return PrimaryDrive(primary)
-    rechargeable = (
-        RechargeableBattery.from_state(state) if state else RechargeableBattery(config.rechargeable, implant_ms)
-    )
-    return RechargeDrive(rechargeable)
+        raise refuse(f, amp, c.contact_cap_ua * n, reason)

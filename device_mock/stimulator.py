@@ -4,9 +4,10 @@ Pure (no I/O, no clock reads). Between breakpoints the draw is constant: each ac
 k_phase · I² · Z · PW per pulse at its mean rate over the cycling period (cycling periods are
 seconds to minutes, battery time scales are days to years), so a segment integrates in closed form.
 ``advance_to`` stops at every breakpoint (battery thresholds, charge start and end, scheduled
-impedance scans) and logs each event at its device time, rounded up to the millisecond. The next
-breakpoint is computed once per segment and kept, so advancing in one call or in many small steps
-gives the same event log; ``to_state`` keeps it too, so a restored model resumes identically.
+impedance scans, impedance drift steps) and logs each event at its device time, rounded up to the
+millisecond. The next breakpoint is computed once per segment and kept, so advancing in one call or
+in many small steps gives the same event log; ``to_state`` keeps it too, so a restored model
+resumes identically. The safety rules a program meets beyond its ranges are in ``stim_safety``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from protocols.messages import (
     ImpedanceCheck,
     ImpedanceReply,
     Message,
+    MriModeSet,
     ProgramRead,
     ProgramReply,
     ProgramSelect,
@@ -46,32 +48,42 @@ from protocols.messages import (
 from .alarms import AlarmManager, EventLog
 from .battery import DAY_S
 from .model import unsupported
+from .stim_cells import make_drive
+from .stim_leads import OPEN_READING, StimLeads
+from .stim_mri import StimMri
 from .stim_patient import stored_program, with_amplitude
 from .stim_physics import (
     ScsConfig,
     battery_pulse_power_w,
-    charge_density,
     load_ohm,
-    make_drive,
-    split,
     tissue_power_w,
     validate_program,
 )
+from .stim_power import StimPower
+from .stim_safety import validate_safety
 
 __all__ = ["FAULTS", "OPEN_READING", "ScsConfig", "Stimulator"]
 
-OPEN_READING = 65_535  # wire value of an open contact
 FAULTS = ("lead_open", "lead_short", "clear_lead", "battery_failure", "charge", "stop_charge")
 _PERSISTED = (  # plain JSON values kept as they are by to_state / from_state
     *("seed", "now_ms", "_active", "_therapy", "_battery_stopped", "_failed", "_telemetry", "_charging"),
     *("_auto_retry_ms", "_readings", "_checks", "_next_scan_ms", "tissue_energy_j", "battery_energy_j", "_next_ms"),
-    *("wakeups", "wake_energy_j"),
+    *("wakeups", "wake_energy_j", "_checked_ms", "_mri", "_flat_ms", "_deep_discharged", "_implant_ms"),
 )
-_ADDED_LATER = {"wakeups": 0, "wake_energy_j": 0.0}  # absent from states saved before R10: their defaults
+# Absent from older saved states: their defaults (R10's wake-ups; MRI mode, which then needs a new
+# impedance check; the deep-discharge window).
+_ADDED_LATER = {
+    "wakeups": 0,
+    "wake_energy_j": 0.0,
+    "_checked_ms": None,
+    "_mri": None,
+    "_flat_ms": 0,
+    "_deep_discharged": False,
+}
 _NEVER = 1 << 62  # "no breakpoint": an int, so the cached value stays JSON-ready
 
 
-class Stimulator:
+class Stimulator(StimMri, StimPower, StimLeads):
     """An SCS implant: the ``DeviceModel`` of kind SCS."""
 
     kind = DeviceKind.SCS
@@ -84,6 +96,7 @@ class Stimulator:
 
     def _setup(self, config: ScsConfig, start_ms: int, seed: int, events: EventLog | None) -> None:
         self.config, self.seed, self.now_ms = config, seed, start_ms
+        self._implant_ms = start_ms  # impedance drifts from here (docs/devices.md 1.4)
         self.model_name, self.serial, self.firmware = config.model_name, config.serial, config.firmware
         self.capabilities = Capability.STIMULATION | Capability.IMPEDANCE | Capability.EVENT_PUSH | Capability.CLOCK_SET
         if config.battery_kind is BatteryKind.RECHARGEABLE:
@@ -96,11 +109,16 @@ class Stimulator:
         self._programs: dict[int, StimProgramSet] = {}
         self._active = 0
         self._therapy = self._battery_stopped = self._failed = self._telemetry = False
-        self._charging: dict[str, int] | None = None  # {"coupling": %, "end_ms": ms, 0 = until full}
+        # {"coupling": %, "end_ms": ms, 0 = until full; "full_ms": when the cell got full, 0 = not yet}
+        self._charging: dict[str, int] | None = None
         self._auto_retry_ms = 0
+        self._flat_ms = 0  # when a rechargeable cell went flat (0 = not flat): its deep-discharge window runs
+        self._deep_discharged = False  # left flat past the window: damaged for good (and ``_failed``)
         self._leads: dict[int, str] = {}  # injected lead faults: contact -> "open" | "short"
         self._readings = [0] * config.contacts
         self._checks = 0
+        self._checked_ms: int | None = None  # the last impedance check (stim_leads), which MRI mode needs
+        self._mri: dict[str, Any] | None = None  # MRI mode: what entry found (stim_mri)
         scan_ms = round(config.impedance_scan_h * 3_600_000)
         self._next_scan_ms = start_ms + scan_ms if scan_ms > 0 else 0
         self._reached: dict[int, int] = {}  # battery alarm code -> device time its condition began
@@ -111,15 +129,12 @@ class Stimulator:
         self._held: _Held | None = None  # what status() shows that only a state change alters
 
     # --- power -----------------------------------------------------------------------------------
-    def _true_ohm(self) -> list[float]:
-        faults = {"open": math.inf, "short": float(self.config.short_fault_ohm)}
-        return [faults.get(self._leads.get(i, ""), z) for i, z in enumerate(self._baseline)]
-
     def _area_powers(self) -> list[tuple[float, float]]:
-        """(tissue W, battery W) of each area of the active program, 0 for an area lost to an open lead."""
+        """(tissue W, battery W) of each area of the active program, 0 for an area lost to an open lead or
+        turned off by a short."""
         program = self._programs.get(self._active)
-        # Programs are immutable and the baseline fixed: only the program or a lead fault changes the powers.
-        key = (program, tuple(self._leads.items()))
+        # Programs are immutable: only the program, a lead fault, a drift step or a short found changes them.
+        key = (program, tuple(self._leads.items()), self._drift_index(), self._disabled_mask())
         if key != getattr(self, "_area_cache_key", None):
             self._area_cache_key, self._area_cache = key, self._compute_area_powers(program)
         return self._area_cache
@@ -127,13 +142,14 @@ class Stimulator:
     def _compute_area_powers(self, program: StimProgramSet | None) -> list[tuple[float, float]]:
         if program is None:
             return []
-        ohms, c = self._true_ohm(), self.config
+        ohms, c, disabled = self._true_ohm(), self.config, self._disabled_mask()
         powers = []
         for area in program.areas:
             z = load_ohm(area, ohms)  # inf: an open contact, the area's stimulation is lost
-            powers.append(
-                (0.0, 0.0) if math.isinf(z) else (tissue_power_w(area, z, c.k_phase), battery_pulse_power_w(area, z, c))
-            )
+            if math.isinf(z) or (area.anode_mask | area.cathode_mask) & disabled:
+                powers.append((0.0, 0.0))
+            else:
+                powers.append((tissue_power_w(area, z, c.k_phase), battery_pulse_power_w(area, z, c)))
         return powers
 
     def tissue_power_w(self) -> float:
@@ -202,10 +218,13 @@ class Stimulator:
         return self._next_ms
 
     def _scheduled_ms(self) -> list[int]:
-        times = [self._next_scan_ms, self._auto_retry_ms, *self.cell.scheduled_ms()]
-        if self._charging and self._charging["end_ms"]:
-            times.append(self._charging["end_ms"])
-        return times
+        return [
+            self._next_scan_ms,
+            self._auto_retry_ms,
+            self._next_drift_ms(),
+            *self.cell.scheduled_ms(),
+            *self._power_stops_ms(),
+        ]
 
     def _powers(self) -> tuple[float, float, float]:
         """(draw, tissue, charger) W of the current segment, computed once: they change only at breakpoints."""
@@ -224,6 +243,7 @@ class Stimulator:
 
     def _evaluate(self) -> None:
         """Bring alarms, therapy, charging and scans in line with the state at ``now_ms``."""
+        self._update_deep_discharge()
         self._update_battery_alarms()
         self._stop_if_battery_cannot()
         self._update_charging()
@@ -240,98 +260,16 @@ class Stimulator:
         """
         self._next_ms = self._segment = self._held = None
 
-    # --- battery ---------------------------------------------------------------------------------
-    def _battery_args(self) -> tuple[int, int]:
-        return round(self.cell.fraction(self.now_ms) * 10_000), self.cell.voltage_mv(self.now_ms)
-
-    def _battery_event(self, code: EventCode) -> None:
-        pct, mv = self._battery_args()
-        self.events.append(self.now_ms, code, arg0=pct, arg1=mv)
-
-    def _update_battery_alarms(self) -> None:
-        if self._failed:
-            return
-        conditions = self.cell.conditions(self.now_ms, self.program_power_w())
-        for code, present in conditions.items():
-            if present:
-                self._reached.setdefault(int(code), self.now_ms)
-                self.alarms.raise_alarm(code, self.now_ms, *self._battery_args())
-            else:
-                if not conditions[EventCode.BATTERY_EOS]:  # keep when ERI was reached once EOS supersedes it
-                    self._reached.pop(int(code), None)
-                self.alarms.clear_condition(code, self.now_ms, *self._battery_args())
-
-    def _stop_if_battery_cannot(self) -> None:
-        if self._therapy and self._battery_blocks() is not None:
-            self._therapy, self._battery_stopped = False, True
-            self.events.append(self.now_ms, EventCode.THERAPY_OFF)
-
-    def _battery_blocks(self, programming: bool = False) -> str | None:
-        """Why the battery cannot stimulate now (or, ``programming``, take a program), or None."""
-        if self._failed:
-            return "the battery has failed"
-        if self.cell.state(self.now_ms, self.program_power_w()) is BatteryState.EOS:
-            return "the battery is at end of service"
-        if not programming and self.cell.empty() and not self._charging:
-            return "the battery is depleted"
-        return None
-
-    def _update_charging(self) -> None:
-        c = self.config
-        if self._charging:
-            full = self.cell.full(self.now_ms)
-            if full or 0 < self._charging["end_ms"] <= self.now_ms:
-                self._end_charge(full)
-        elif (
-            c.auto_recharge
-            and self.cell.kind is BatteryKind.RECHARGEABLE
-            and not self._failed
-            and self.cell.fraction(self.now_ms) <= c.rechargeable.low_fraction
-            and self.now_ms >= self._auto_retry_ms
-        ):
-            self._start_charge(c.auto_recharge_coupling_pct, round(c.auto_recharge_max_h * 3_600_000))
-
-    def _start_charge(self, coupling_pct: int, duration_ms: int) -> None:
-        end_ms = self.now_ms + duration_ms if duration_ms > 0 else 0
-        self._charging = {"coupling": coupling_pct, "end_ms": end_ms}
-        self._battery_event(EventCode.CHARGING_STARTED)
-
-    def _end_charge(self, full: bool) -> None:
-        """End the session; CHARGING_COMPLETE carries the state of charge reached (full or not)."""
-        self._charging = None
-        self._battery_event(EventCode.CHARGING_COMPLETE)
-        if not full:  # the simulated patient tries again later, not at once
-            self._auto_retry_ms = self.now_ms + round(self.config.auto_recharge_retry_h * 3_600_000)
-        if full and self._battery_stopped and self.config.resume_after_charge and self._battery_blocks() is None:
-            self._therapy, self._battery_stopped = True, False
-            self.events.append(self.now_ms, EventCode.THERAPY_ON)
-
-    def _densities(self, at_patient_max: bool) -> list[float]:
-        """Charge density of each active area, µC/cm²/phase, at its amplitude or at the patient maximum."""
-        program, area_cm2 = self._programs.get(self._active), self.config.contact_area_cm2
-        if program is None:
-            return []
-        return [
-            charge_density(
-                program.patient_amp_max_ua if at_patient_max else a.amplitude_ua, a.pulse_width_us, split(a), area_cm2
-            )
-            for a in program.areas
-        ]
-
-    def _update_density_alarm(self) -> None:
-        """CHARGE_DENSITY_LIMIT while the patient's range could exceed the limit (docs/devices.md 1.3, 1.10)."""
-        if any(d > self.config.charge_density_limit for d in self._densities(at_patient_max=True)):
-            self.alarms.raise_alarm(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
-        else:
-            self.alarms.clear_condition(EventCode.CHARGE_DENSITY_LIMIT, self.now_ms)
-
     # --- commands --------------------------------------------------------------------------------
     def apply(self, message: Message, role: Actor = Actor.CLINICIAN) -> Message:
         """An SCS command or program read of a ``role`` session; all or nothing.
 
         The endpoint already refused what the role may not send at all (SPEC 3.8); what is left
-        here is how far a patient may go (the patient maximum).
+        here is how far a patient may go (the patient maximum), and MRI mode's refusals.
         """
+        self._check_mri_allows(message)
+        if isinstance(message, MriModeSet):
+            return self._set_mri_mode(message.on)
         if isinstance(message, StimProgramSet):
             return self._set_program(message)
         if isinstance(message, TherapySet):
@@ -362,63 +300,31 @@ class Stimulator:
         return CommandAck(seq)
 
     def _set_amplitude(self, request: AmplitudeSet, role: Actor) -> CommandAck:
-        changed = with_amplitude(self._programs.get(self._active), request, role)
+        changed = with_amplitude(self._programs.get(self._active), request, role, self.config)
         validate_program(changed, self.config)
         self._check_programmable(changed)
+        overridden = validate_safety(changed, self.config, self._measured_ohm())
         self._programs[changed.program] = changed
         code, area = EventCode.AMPLITUDE_CHANGED, request.area
         seq = self.events.append(self.now_ms, code, arg0=area, arg1=request.amplitude_ua).seq
-        self._evaluate()
-        return CommandAck(seq)
-
-    def _set_charging(self, on: bool) -> CommandAck:
-        """The charger placed (at the configured coupling, until full) or taken away."""
-        if self.cell.kind is not BatteryKind.RECHARGEABLE:
-            raise DeviceRejected(ErrorCode.UNSUPPORTED, "a primary-cell stimulator has nothing to charge", "on", 1)
-        if on == (self._charging is not None):
-            return CommandAck(0)
-        if on and self._failed:
-            raise DeviceRejected(ErrorCode.STATE_CONFLICT, "the battery has failed: it cannot be charged", "on", 1)
-        if on:
-            self._start_charge(self.config.auto_recharge_coupling_pct, 0)
-        else:
-            self._end_charge(self.cell.full(self.now_ms))
-        seq = self.events.last_seq  # CHARGING_STARTED or CHARGING_COMPLETE
+        if overridden:
+            self._log_density_override(overridden)
         self._evaluate()
         return CommandAck(seq)
 
     def _set_program(self, message: StimProgramSet) -> CommandAck:
         validate_program(message, self.config)
         self._check_programmable(message)
+        overridden = validate_safety(message, self.config, self._measured_ohm())
         self._programs[message.program] = message
         if message.activate:
             self._active = message.program
         amplitude = message.areas[0].amplitude_ua
         seq = self.events.append(self.now_ms, EventCode.PROGRAM_CHANGED, arg0=message.program, arg1=amplitude).seq
+        if overridden:
+            self._log_density_override(overridden)
         self._evaluate()
         return CommandAck(seq)
-
-    def _check_programmable(self, message: StimProgramSet) -> None:
-        """STATE_CONFLICT: no programming at EOS or after a battery failure, nor on a flagged contact."""
-        blocked = self._battery_blocks(programming=True)  # a flat battery can still store a program
-        if blocked:
-            raise DeviceRejected(ErrorCode.STATE_CONFLICT, f"cannot program: {blocked}")
-        flagged = self._flagged_contacts()
-        for i, area in enumerate(message.areas):
-            for name, mask in (("anode_mask", area.anode_mask), ("cathode_mask", area.cathode_mask)):
-                bad = [k for k in flagged if mask >> k & 1]
-                if bad:
-                    why = f"contact {bad[0]} measured {self._readings[bad[0]]} Ω (lead {flagged[bad[0]]}); re-measure"
-                    raise DeviceRejected(ErrorCode.STATE_CONFLICT, why, f"areas[{i}].{name}", bad[0])
-
-    def _flagged_contacts(self) -> dict[int, str]:
-        """Contacts the last impedance check found open or shorted."""
-        c = self.config
-        return {
-            i: "open" if r > c.open_ohm else "short"
-            for i, r in enumerate(self._readings)
-            if r > c.open_ohm or r < c.short_ohm
-        }
 
     def _set_therapy(self, on: bool) -> CommandAck:
         if on == self._therapy:
@@ -433,29 +339,6 @@ class Stimulator:
         seq = self.events.append(self.now_ms, EventCode.THERAPY_ON if on else EventCode.THERAPY_OFF).seq
         self._evaluate()
         return CommandAck(seq)
-
-    def _measure_impedance(self) -> int:
-        """Read every contact (true value plus seeded noise); log it and raise or clear lead alarms."""
-        self._checks += 1
-        rng = random.Random(f"scs-impedance:{self.seed}:{self._checks}")
-        readings = []
-        for z in self._true_ohm():
-            noise = rng.gauss(0.0, 1.0)  # drawn for every contact so the stream does not depend on faults
-            readings.append(
-                OPEN_READING
-                if math.isinf(z)
-                else min(65_534, max(1, round(z * (1 + self.config.impedance_noise * noise))))
-            )
-        self._readings = readings
-        seq = self.events.append(self.now_ms, EventCode.IMPEDANCE_MEASURED).seq
-        flagged = self._flagged_contacts()
-        for code, kind in ((EventCode.LEAD_OPEN, "open"), (EventCode.LEAD_SHORT, "short")):
-            contacts = [k for k, v in flagged.items() if v == kind]
-            if contacts:
-                self.alarms.raise_alarm(code, self.now_ms, contacts[0], readings[contacts[0]])
-            else:
-                self.alarms.clear_condition(code, self.now_ms)
-        return seq
 
     # --- faults ----------------------------------------------------------------------------------
     def inject_fault(self, fault: str, params: dict[str, Any]) -> None:
@@ -472,44 +355,6 @@ class Stimulator:
             raise ValueError(f"unknown SCS fault {fault!r}; valid: {', '.join(FAULTS)}")
         handlers[fault](params)
         self._evaluate()
-
-    def _set_lead(self, params: dict[str, Any], fault: str | None) -> None:
-        """Open or short a contact (it reads so at the next check; an open one loses its area), or mend it."""
-        contact = params.get("contact")
-        if not isinstance(contact, int) or not 0 <= contact < self.config.contacts:
-            raise ValueError(f"'contact' must be an integer 0-{self.config.contacts - 1}, got {contact!r}")
-        if fault is None:
-            self._leads.pop(contact, None)
-        else:
-            self._leads[contact] = fault
-
-    def _fail_battery(self) -> None:
-        if self._failed:
-            return
-        self._failed = True
-        self.alarms.raise_alarm(EventCode.BATTERY_FAILURE, self.now_ms, *self._battery_args())
-        if self._charging:
-            self._end_charge(False)
-        if self._therapy:
-            self._therapy = False
-            self.events.append(self.now_ms, EventCode.THERAPY_OFF)
-
-    def _charge_fault(self, params: dict[str, Any]) -> None:
-        """Start (or retune) a charging session now: coupling_pct 1-100, optional hours (or duration, ms)."""
-        if self.cell.kind is not BatteryKind.RECHARGEABLE:
-            raise ValueError("a primary-cell stimulator cannot be charged")
-        if self._failed:
-            raise ValueError("the battery has failed: it cannot be charged")
-        coupling = params.get("coupling_pct", self.config.auto_recharge_coupling_pct)
-        if not isinstance(coupling, int) or not 1 <= coupling <= 100:
-            raise ValueError(f"'coupling_pct' must be an integer 1-100, got {coupling!r}")
-        duration_ms = round(float(params["hours"]) * 3_600_000) if "hours" in params else int(params.get("duration", 0))
-        if duration_ms < 0:
-            raise ValueError("a charging session cannot last a negative time")
-        if self._charging:  # retune the running session
-            self._charging.update(coupling=coupling, end_ms=self.now_ms + duration_ms if duration_ms else 0)
-        else:
-            self._start_charge(coupling, duration_ms)
 
     # --- telemetry -------------------------------------------------------------------------------
     def status(self) -> ScsStatus:
@@ -543,6 +388,9 @@ class Stimulator:
             alarms=self.alarms.active(),
             last_event_seq=self.events.last_seq,
             stored_programs=held.stored_programs,
+            mri_mode=self._mri is not None,
+            shannon_k_x100=held.shannon_k_x100,
+            disabled_contacts=held.disabled_contacts,
         )
 
     def _hold(self) -> _Held:
@@ -558,6 +406,8 @@ class Stimulator:
             charge_density_x100=min(0xFFFF, round(density * 100)),
             impedance_ohm=tuple(self._readings),
             stored_programs=stored_programs_mask(self._programs),
+            shannon_k_x100=self._shannon_k_x100(),
+            disabled_contacts=self._disabled_mask(),
         )
         return self._held
 
@@ -589,7 +439,7 @@ class Stimulator:
         config = ScsConfig(**data["config"])
         log = events if events is not None else EventLog.from_state(data["events"])  # an empty log is falsy
         model._setup(config, data["now_ms"], data["seed"], log)
-        saved = {**_ADDED_LATER, **data}
+        saved = {**_ADDED_LATER, "_implant_ms": data["now_ms"], **data}  # no implant time saved: drift from now
         for name in _PERSISTED:
             setattr(model, name, copy.copy(saved[name]))
         model.alarms.load_state(data["alarms"])
@@ -611,6 +461,8 @@ class _Held(NamedTuple):
     charge_density_x100: int
     impedance_ohm: tuple[int, ...]
     stored_programs: int
+    shannon_k_x100: int
+    disabled_contacts: int
 
 
 def _program_to_dict(program: StimProgramSet) -> dict[str, Any]:
@@ -621,4 +473,7 @@ def _program_to_dict(program: StimProgramSet) -> dict[str, Any]:
 
 def _program_from_dict(data: dict[str, Any]) -> StimProgramSet:
     areas = tuple(Area(**{**area, "waveform": Waveform(area["waveform"])}) for area in data["areas"])
-    return StimProgramSet(data["program"], data["activate"], areas, data["patient_amp_max_ua"], data["ramp_s"])
+    override = data.get("density_override", False)  # absent from programs saved before the override existed
+    return StimProgramSet(
+        data["program"], data["activate"], areas, data["patient_amp_max_ua"], data["ramp_s"], override
+    )

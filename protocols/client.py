@@ -15,6 +15,7 @@ the session and repeats the request once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import threading
@@ -77,11 +78,14 @@ from .messages import (
     Message,
     MsgType,
     PatientBolusSettings,
+    PeriodicBolus,
     ProgramRead,
     ProgramReply,
     PumpStatus,
     Refill,
     RefillReply,
+    ScheduleRead,
+    ScheduleReply,
     ScsStatus,
     SessionChallenge,
     SessionClose,
@@ -168,6 +172,11 @@ class DeviceClient:
         self._lock = threading.RLock()
         # Exactly pyserial's local port class: wrappers such as spy:// subclass it and must see every byte.
         self._fd = port.fileno() if type(port) is serial.Serial and port.is_open else None
+        # poll, not select.select: select refuses descriptors above FD_SETSIZE (1024), which a
+        # dashboard serving a thousand devices passes; a poll object holds no descriptor of its own.
+        self._poller = select.poll() if self._fd is not None else None
+        if self._poller is not None:
+            self._poller.register(self._fd, select.POLLIN)
         self._next_id = int.from_bytes(rng(4), "little") or 1
         self._sent_id = 0  # command id of the request last written to the port
         self._closed = False
@@ -193,6 +202,10 @@ class DeviceClient:
             reopened=stats.reopened,
         )
         return counters
+
+    def fileno(self) -> int | None:
+        """The descriptor that turns readable when the device sends (for a selector); None if the port has none."""
+        return self._fd
 
     # --- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> DeviceClient:
@@ -371,10 +384,18 @@ class DeviceClient:
         return self._typed(ClockSet(time_ms), CommandAck)
 
     def set_program(
-        self, program: int, areas: tuple[Area, ...], patient_amp_max_ua: int, activate: bool = True, ramp_s: int = 2
+        self,
+        program: int,
+        areas: tuple[Area, ...],
+        patient_amp_max_ua: int,
+        activate: bool = True,
+        ramp_s: int = 2,
+        density_override: bool = False,
     ) -> CommandAck:
-        """Store (and by default activate) a stimulation program."""
-        return self._typed(StimProgramSet(program, activate, tuple(areas), patient_amp_max_ua, ramp_s), CommandAck)
+        """Store (and by default activate) a stimulation program; ``density_override`` accepts areas above
+        the charge-density warning (SPEC 4.4)."""
+        message = StimProgramSet(program, activate, tuple(areas), patient_amp_max_ua, ramp_s, density_override)
+        return self._typed(message, CommandAck)
 
     def set_therapy(self, on: bool) -> CommandAck:
         """Turn therapy on or off."""
@@ -391,9 +412,18 @@ class DeviceClient:
         patient_bolus: PatientBolusSettings,
         alarm_volume_ul: int,
         steps: tuple[FlexStep, ...] = (),
+        periodic_boluses: tuple[PeriodicBolus, ...] = (),
+        utc_offset_min: int = 0,
     ) -> CommandAck:
-        """Program the pump's dosing."""
-        return self._typed(DosingSet(mode, rate_ul_per_day, tuple(steps), patient_bolus, alarm_volume_ul), CommandAck)
+        """Program the pump's dosing (flex steps and periodic boluses in the local time ``utc_offset_min``)."""
+        message = DosingSet(
+            mode, rate_ul_per_day, tuple(steps), patient_bolus, alarm_volume_ul, tuple(periodic_boluses), utc_offset_min
+        )
+        return self._typed(message, CommandAck)
+
+    def read_schedule(self) -> ScheduleReply:
+        """The pump's dosing program as it holds it."""
+        return self._typed(ScheduleRead(), ScheduleReply)
 
     def bolus(self, kind: BolusKind, volume_ul: int, duration_min: int) -> BolusReply:
         """Deliver a bolus."""
@@ -419,7 +449,7 @@ class DeviceClient:
         with self._lock:
             deadline = self._clock() + wait_s
             while True:
-                self._read_frames(None)
+                self._read_frames(None, block=wait_s > 0)  # no wait asked: only what is there already
                 if self.pushes or self._clock() >= deadline:
                     break
             items = list(self.pushes)
@@ -509,17 +539,22 @@ class DeviceClient:
             if self._clock() >= deadline:
                 return None
 
-    def _read_available(self) -> bytes:
-        """What the port has, waiting up to its timeout for the first byte."""
+    def _read_available(self, block: bool = True) -> bytes:
+        """What the port has, waiting up to its timeout for the first byte (``block``) or not at all."""
         if self._fd is not None:
-            # A local serial port or pty: one select and one read instead of pyserial's several.
-            ready, _, _ = select.select([self._fd], [], [], self.port.timeout)
-            if not ready:
+            # A local serial port or pty: one poll and one read instead of pyserial's several.
+            assert self._poller is not None
+            timeout = self.port.timeout if block else 0
+            if not self._poller.poll(None if timeout is None else math.ceil(timeout * 1000)):
                 return b""
             data = os.read(self._fd, 4096)
             if not data:
                 raise LinkError("the port was closed (end of file)")
             return data
+        if not block and not self.port.in_waiting:
+            if not getattr(self.port, "is_open", True):
+                raise LinkError("the port was closed")
+            return b""
         data = self.port.read(1)
         if data:
             waiting = self.port.in_waiting
@@ -527,9 +562,9 @@ class DeviceClient:
                 data += self.port.read(waiting)
         return data
 
-    def _read_frames(self, want: tuple[int, Message] | None) -> Frame | object | None:
+    def _read_frames(self, want: tuple[int, Message] | None, block: bool = True) -> Frame | object | None:
         try:
-            data = self._read_available()
+            data = self._read_available(block)
         except ProtocolError:
             raise
         except (OSError, serial.SerialException) as exc:

@@ -9,6 +9,7 @@ identify and refuse to go on, instead of misreading fields.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import MISSING
 from dataclasses import fields as dc_fields
 from enum import IntEnum
 from typing import Any
@@ -83,10 +84,16 @@ def to_json(value: Any) -> Any:
 
 
 def from_json(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a message or record of ``cls`` from ``to_json`` output."""
+    """Rebuild a message or record of ``cls`` from ``to_json`` output.
+
+    A field added later with a default (one at the end of a message) may be missing: JSON saved
+    before it existed still reads, with that default.
+    """
     values = {}
+    defaults = {f.name for f in dc_fields(cls) if f.default is not MISSING}
     for info in layout_of(cls).fields:
-        values[info.name] = _value_from_json(info.wire, data[info.name])
+        if info.name in data or info.name not in defaults:
+            values[info.name] = _value_from_json(info.wire, data[info.name])
     return cls(**values)
 
 

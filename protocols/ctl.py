@@ -48,9 +48,13 @@ from .messages import (
     Drug,
     DrugConcentration,
     EventCode,
+    FlexStep,
     ImpedanceCheck,
     Message,
+    MriCheckDone,
+    MriModeSet,
     PatientBolusSettings,
+    PeriodicBolus,
     ProgramSelect,
     Refill,
     StimProgramSet,
@@ -128,6 +132,35 @@ def parse_drug(text: str) -> DrugConcentration:
         names = ", ".join(d.name.lower() for d in Drug)
         raise argparse.ArgumentTypeError(
             f"bad drug {text!r}; expected NAME:NG_PER_ML with NAME one of {names}"
+        ) from None
+
+
+def _minute(text: str) -> int:
+    """``HH:MM`` as the minute of the day."""
+    hours, sep, minutes = text.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(text)
+    return int(hours) * 60 + int(minutes)
+
+
+def parse_step(text: str) -> FlexStep:
+    """Parse ``08:00=600`` (local time, µL/day)."""
+    when, _, rate = text.partition("=")
+    try:
+        return FlexStep(_minute(when), int(rate))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad flex step {text!r}; expected HH:MM=UL_PER_DAY, e.g. 08:00=600") from None
+
+
+def parse_periodic(text: str) -> PeriodicBolus:
+    """Parse ``12:00=100/60`` (local time, µL over minutes)."""
+    when, _, size = text.partition("=")
+    volume, _, minutes = size.partition("/")
+    try:
+        return PeriodicBolus(_minute(when), int(volume), int(minutes))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad periodic bolus {text!r}; expected HH:MM=UL/MIN, e.g. 12:00=100/60"
         ) from None
 
 
@@ -217,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     charge = sub.add_parser("charge", help="start or stop charging a rechargeable stimulator", parents=[after])
     charge.add_argument("state", choices=["on", "off"])
     sub.add_parser("programs", help="every stored stimulation program", parents=[after])
+    mri = sub.add_parser(
+        "mri", help="put a stimulator into MRI mode or take it out (SPEC 4.5; the clinician's)", parents=[after]
+    )
+    mri.add_argument("state", choices=["on", "off"])
+    sub.add_parser(
+        "mri-check",
+        help="confirm a pump was checked after an MRI scan: clears the check, restarts or resets delivery (SPEC 4.5)",
+        parents=[after],
+    )
     sub.add_parser("alarm-test", help="sound every alarm tone once (a pump's sounder)", parents=[after])
     program = sub.add_parser("program", help="store and activate a stimulation program", parents=[after])
     program.add_argument("--program", type=int, default=1, help="program number (default 1)")
@@ -232,11 +274,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     program.add_argument("--ramp-s", type=int, default=2, help="ramp-up time, s (default 2)")
     program.add_argument("--no-activate", action="store_true", help="store without activating")
+    program.add_argument(
+        "--density-override",
+        action="store_true",
+        help="accept areas above the charge-density warning (refused OVERRIDE_REQUIRED without it; SPEC 4.4)",
+    )
     dose = sub.add_parser("dose", help="program pump dosing", parents=[after])
     dose.add_argument("--mode", choices=[m.name.lower() for m in DosingMode], default="continuous")
-    dose.add_argument("--rate-ul-per-day", type=int, required=True, help="continuous rate, µL/day")
+    dose.add_argument("--rate-ul-per-day", type=int, default=0, help="continuous rate, µL/day (--mode continuous)")
     dose.add_argument("--alarm-ul", type=int, default=2000, help="low-reservoir alarm volume, µL (default 2000)")
     dose.add_argument("--ptm", metavar="DOSE_UL/DURATION_MIN/LOCKOUT_MIN/MAX_PER_DAY", help="enable patient bolus")
+    dose.add_argument(
+        "--step",
+        type=parse_step,
+        action="append",
+        default=[],
+        metavar="HH:MM=UL_PER_DAY",
+        help="a flex step from that local time on (repeat, in order; --mode flex)",
+    )
+    dose.add_argument(
+        "--periodic",
+        type=parse_periodic,
+        action="append",
+        default=[],
+        metavar="HH:MM=UL/MIN",
+        help="a periodic bolus every day at that local time: volume µL over minutes (repeat; --mode flex)",
+    )
+    dose.add_argument(
+        "--utc-offset-min", type=int, default=0, help="local time of the flex day, minutes east of UTC (default 0)"
+    )
+    sub.add_parser("schedule", help="read back the pump's dosing program", parents=[after])
     bolus = sub.add_parser("bolus", help="deliver a bolus", parents=[after])
     bolus.add_argument("--kind", choices=[k.name.lower() for k in BolusKind], default="clinician")
     bolus.add_argument("--volume-ul", type=int, required=True, help="volume, µL")
@@ -273,16 +340,22 @@ def _command_message(args: argparse.Namespace) -> Message | None:
         return AmplitudeSet(args.area, args.ua)
     if command == "charge":
         return ChargingSet(args.state == "on")
+    if command == "mri":
+        return MriModeSet(args.state == "on")
+    if command == "mri-check":
+        return MriCheckDone()
     if command == "alarm-test":
         return AlarmTest()
     if command == "program":
-        return StimProgramSet(args.program, not args.no_activate, tuple(args.area), args.patient_max_ua, args.ramp_s)
+        areas, override = tuple(args.area), args.density_override
+        return StimProgramSet(args.program, not args.no_activate, areas, args.patient_max_ua, args.ramp_s, override)
     if command == "dose":
         ptm = PatientBolusSettings(False, 0, 0, 0, 0)
         if args.ptm:
             dose_ul, duration, lockout, most = (int(x) for x in args.ptm.split("/"))
             ptm = PatientBolusSettings(True, dose_ul, duration, lockout, most)
-        return DosingSet(DosingMode[args.mode.upper()], args.rate_ul_per_day, (), ptm, args.alarm_ul)
+        mode, steps, periodic = DosingMode[args.mode.upper()], tuple(args.step), tuple(args.periodic)
+        return DosingSet(mode, args.rate_ul_per_day, steps, ptm, args.alarm_ul, periodic, args.utc_offset_min)
     if command == "bolus":
         return Bolus(BolusKind[args.kind.upper()], args.volume_ul, args.duration_min)
     if command == "refill":
@@ -317,6 +390,8 @@ def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], N
     elif command == "programs":
         stored = client.programs()
         emit(stored if stored or args.json else "No stored programs.")
+    elif command == "schedule":
+        emit(client.read_schedule())
     elif command == "clock":
         emit(client.read_clock())
     elif command == "watch":

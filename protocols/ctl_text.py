@@ -21,14 +21,17 @@ from .messages import (
     ClockReply,
     CommandAck,
     CommandOutcome,
+    DosingMode,
     DrugLevel,
     EventPush,
     EventRecord,
     IdentifyReply,
     ImpedanceReply,
+    PatientBolusSettings,
     ProgramReply,
     PumpStatus,
     RefillReply,
+    ScheduleReply,
     ScsStatus,
     ToneKind,
     stored_program_numbers,
@@ -100,11 +103,59 @@ def _alarms(alarms: tuple[ActiveAlarm, ...]) -> str:
 
 
 def _drug(level: DrugLevel) -> str:
-    return f"{name(level.drug)} {mg(level.conc_ng_per_ml, 'mL')}, {mg(level.dose_ng_per_day, 'day')}"
+    text = f"{name(level.drug)} {mg(level.conc_ng_per_ml, 'mL')}, {mg(level.dose_ng_per_day, 'day')}"
+    if level.bolus_ng_24h:
+        text += f", boluses {mg(level.bolus_ng_24h, '24 h')}"
+    return text
+
+
+def clock_time(minute: int) -> str:
+    """A minute of the day as ``HH:MM``."""
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def utc_offset(minutes: int) -> str:
+    """Minutes east of UTC as ``UTC+05:30`` (``UTC`` for 0)."""
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{clock_time(abs(minutes))}"
+
+
+def _ptm(ptm: PatientBolusSettings) -> str:
+    if not ptm.enabled:
+        return "off"
+    return (
+        f"{ml(ptm.dose_ul)} mL over {ptm.duration_min} min, lockout {ptm.lockout_min} min, "
+        f"up to {ptm.max_per_day} per day"
+    )
+
+
+def schedule(s: ScheduleReply) -> str:
+    """The pump's dosing program as it reads back."""
+    rows = [("Mode", name(s.mode)), ("Local time", f"{utc_offset(s.utc_offset_min)}, now {clock_time(s.local_minute)}")]
+    if s.mode is DosingMode.CONTINUOUS:
+        rows.append(("Rate", f"{ml(s.rate_ul_per_day)} mL/day"))
+    rows += [(f"From {clock_time(step.start_min)}", f"{ml(step.rate_ul_per_day)} mL/day") for step in s.steps]
+    rows += [
+        (f"Bolus {clock_time(b.start_min)}", f"{ml(b.volume_ul)} mL over {b.duration_min} min, daily")
+        for b in s.periodic_boluses
+    ]
+    rows += [
+        ("Day's volume", f"{ml(s.daily_ul)} mL"),
+        ("Patient bolus", _ptm(s.patient_bolus)),
+        ("Low alarm at", f"{ml(s.alarm_volume_ul)} mL"),
+    ]
+    return _rows("Dosing program", rows)
 
 
 def _impedance(values: tuple[int, ...]) -> str:
     return ", ".join(f"{n}: {'open' if ohm == OPEN_OHM else f'{ohm} Ω'}" for n, ohm in enumerate(values)) or "none"
+
+
+def _disabled(mask: int) -> str:
+    """Contacts the last impedance check found shorted and turned off (SPEC 4.4)."""
+    return f"{_contacts(mask)} (shorted at the last check)" if mask else "none"
 
 
 def _rows(title: str, rows: list[tuple[str, str]]) -> str:
@@ -119,6 +170,7 @@ def scs_status(s: ScsStatus) -> str:
         battery += f", charging at {s.coupling_pct} % coupling"
     rows = [
         ("Therapy", f"{'on' if s.therapy_on else 'off'}, program {s.active_program}"),
+        ("MRI mode", "on: programming and therapy on refused until it ends" if s.mri_mode else "off"),
         ("Stored programs", ", ".join(str(n) for n in stored_program_numbers(s.stored_programs)) or "none"),
         *((f"Area {n}", _area(a)) for n, a in enumerate(s.areas, 1)),
         ("Patient max", f"{_num(s.patient_amp_max_ua / 1000, 3)} mA"),
@@ -132,7 +184,9 @@ def scs_status(s: ScsStatus) -> str:
         ("End of service", iso(s.eos_ms)),
         ("Tissue power", f"{_num(s.tissue_power_uw / 1000, 3)} mW"),
         ("Charge density", f"{_num(s.charge_density_x100 / 100, 2)} µC/cm²/phase"),
+        ("Shannon k", _num(s.shannon_k_x100 / 100, 2) if any(a.amplitude_ua for a in s.areas) else "none (no charge)"),
         ("Impedance", _impedance(s.impedance_ohm)),
+        ("Contacts off", _disabled(s.disabled_contacts)),
         ("Alarms", _alarms(s.alarms)),
         ("Last event", f"#{s.last_event_seq}"),
     ]
@@ -141,6 +195,9 @@ def scs_status(s: ScsStatus) -> str:
 
 def pump_status(s: PumpStatus) -> str:
     """A pump's telemetry snapshot."""
+    bolus = _ptm(s.patient_bolus)
+    if s.patient_bolus.enabled:
+        bolus += f"; {s.patient_boluses_today} in the last 24 h"
     ptm = s.patient_bolus
     bolus = (
         f"{ml(ptm.dose_ul)} mL over {ptm.duration_min} min, lockout {ptm.lockout_min} min, "
@@ -148,12 +205,21 @@ def pump_status(s: PumpStatus) -> str:
         if ptm.enabled
         else "off"
     )
+    mri = [
+        text
+        for flag, text in (
+            (s.mri_suspended, "delivery held by a magnetic field"),
+            (s.valve_closed, "flow-activated valve closed"),
+            (s.mri_check_due, "check after the scan due (mri-check)"),
+        )
+        if flag
+    ]
     tone = "silent" if s.tone is ToneKind.NONE else f"{name(s.tone)} tone for code 0x{s.tone_code:04x}"
     if s.next_tone is not ToneKind.NONE:
         tone += f"; next: {name(s.next_tone)} tone at {iso(s.next_tone_ms)}"
     rows = [
         ("Mode", f"{name(s.mode)}, {'infusing' if s.infusing else 'not infusing'}"),
-        ("Rate", f"{ml(s.rate_ul_per_day)} mL/day"),
+        ("Rate now", f"{ml(s.rate_ul_per_day)} mL/day"),
         ("Reservoir", f"{ml(s.reservoir_ul)} of {ml(s.capacity_ul)} mL (alarm at {ml(s.alarm_volume_ul)} mL)"),
         *(("Drug", _drug(level)) for level in s.drugs),
         ("Patient bolus", bolus),
@@ -161,7 +227,9 @@ def pump_status(s: PumpStatus) -> str:
         ("Battery", f"{name(s.battery_state)}, {_battery(s.battery_pct_x100, s.battery_mv)}"),
         ("ERI", iso(s.eri_ms)),
         ("End of service", iso(s.eos_ms)),
+        ("Replacement", iso(s.replacement_ms)),
         ("Motor", name(s.motor_state)),
+        ("MRI", "; ".join(mri) or "nothing pending"),
         ("Low alarm", iso(s.low_alarm_ms)),
         ("Empty", f"{iso(s.empty_ms)} (between {iso(s.empty_earliest_ms)} and {iso(s.empty_latest_ms)})"),
         ("Next refill", iso(s.next_refill_ms)),
@@ -227,6 +295,8 @@ def render(value: Any) -> str:
         return _done(value.event_seq)
     if isinstance(value, ProgramReply):
         return program(value)
+    if isinstance(value, ScheduleReply):
+        return schedule(value)
     if isinstance(value, ImpedanceReply):
         return f"Impedance at {iso(value.time_ms)} (event #{value.event_seq}): {_impedance(value.impedance_ohm)}"
     if isinstance(value, BolusReply):

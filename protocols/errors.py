@@ -26,6 +26,8 @@ class ErrorCode(IntEnum):
     LOCKED_OUT = 10
     STATE_CONFLICT = 11
     NOT_PERMITTED = 12  # the session's role may not do this (SPEC 3.8)
+    OVERRIDE_REQUIRED = 13  # allowed only with the request's explicit override flag (SPEC 4.4)
+    OFF_STEP = 14  # within its range but between the device's steps; `limit` is the nearest valid value
 
 
 class ProtocolError(Exception):

@@ -14,7 +14,7 @@ from enum import IntEnum, IntFlag
 from typing import Annotated, ClassVar
 
 from .errors import ErrorCode
-from .fields import BOOL, I32, I64, U8, U16, U32, U64, Blob, Enum, FixedBytes, ListOf, Record, Text
+from .fields import BOOL, I16, I32, I64, U8, U16, U32, U64, Blob, Enum, FixedBytes, ListOf, Record, Text
 
 NONCE_SIZE = 16
 OPEN_PROOF_SIZE = 16
@@ -23,6 +23,7 @@ MAX_CONTACTS = 32
 MAX_ALARMS = 8
 MAX_DRUGS = 4
 MAX_FLEX_STEPS = 12
+MAX_PERIODIC_BOLUSES = 12  # periodic boluses of a flex day, as many as its steps [E]
 EVENTS_PER_PAGE = 8
 DIGEST_SIZE = 16
 MASKED_PROGRAMS = 16  # program numbers a u16 stored_programs mask can name
@@ -50,9 +51,12 @@ class MsgType(IntEnum):
     AMPLITUDE_SET = 0x24
     CHARGING_SET = 0x25
     PROGRAM_READ = 0x26
+    MRI_MODE_SET = 0x27
     DOSING_SET = 0x30
     BOLUS = 0x31
     REFILL = 0x32
+    SCHEDULE_READ = 0x33
+    MRI_CHECK_DONE = 0x34
     IDENTIFY_REPLY = 0x81
     SESSION_CHALLENGE = 0x82
     COMMAND_ACK = 0x83
@@ -65,6 +69,7 @@ class MsgType(IntEnum):
     PROGRAM_REPLY = 0xA6
     BOLUS_REPLY = 0xB1
     REFILL_REPLY = 0xB2
+    SCHEDULE_REPLY = 0xB3
     EVENT_PUSH = 0xE0
     ERROR_REPLY = 0xFF
 
@@ -145,6 +150,8 @@ class EventCode(IntEnum):
     CHARGING_COMPLETE = 0x0105
     BATTERY_FAILURE = 0x0106
     BATTERY_REDUCED_PERFORMANCE = 0x0107
+    REPLACEMENT_ADVISED = 0x0108
+    BATTERY_DEEP_DISCHARGE = 0x0109
     THERAPY_ON = 0x0200
     THERAPY_OFF = 0x0201
     PROGRAM_CHANGED = 0x0202
@@ -152,8 +159,12 @@ class EventCode(IntEnum):
     LEAD_OPEN = 0x0204
     LEAD_SHORT = 0x0205
     CHARGE_DENSITY_LIMIT = 0x0206
+    DENSITY_OVERRIDE = 0x0207
+    CONTACTS_DISABLED = 0x0208
     AMPLITUDE_CHANGED = 0x020B
     PROGRAM_SELECTED = 0x020C
+    MRI_MODE_ON = 0x020D
+    MRI_MODE_OFF = 0x020E
     LOW_RESERVOIR = 0x0300
     EMPTY_RESERVOIR = 0x0301
     MOTOR_STALL = 0x0302
@@ -167,6 +178,11 @@ class EventCode(IntEnum):
     REFILL_DISCREPANCY = 0x030A
     PUMP_STOPPED = 0x030B
     PUMP_STARTED = 0x030C
+    MRI_SUSPEND = 0x030D
+    MRI_RESUME = 0x030E
+    FAV_CLOSED = 0x030F
+    FAV_RESET = 0x0310
+    MRI_CHECKED = 0x0311
 
 
 class ToneKind(IntEnum):
@@ -287,7 +303,8 @@ class DrugLevel:
 
     drug: Annotated[Drug, Enum(Drug), "drug"]
     conc_ng_per_ml: Annotated[int, U32, "concentration, ng/mL"]
-    dose_ng_per_day: Annotated[int, U32, "daily dose at the programmed rate, ng/day"]
+    dose_ng_per_day: Annotated[int, U32, "dose of the programmed 24 h (flex steps, periodic boluses), ng/day"]
+    bolus_ng_24h: Annotated[int, U32, "boluses started in the last 24 h, ng (they count against the daily cap)"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +321,15 @@ class FlexStep:
 
     start_min: Annotated[int, U16, "minute of day the step starts, 0-1439"]
     rate_ul_per_day: Annotated[int, U32, "rate during the step, µL/day"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicBolus:
+    """A bolus of a flex day: ``volume_ul`` over ``duration_min`` from ``start_min`` (local time), daily."""
+
+    start_min: Annotated[int, U16, "minute of the local day the bolus starts, 0-1439"]
+    volume_ul: Annotated[int, U32, "volume, µL"]
+    duration_min: Annotated[int, U16, "delivery time, min"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +464,9 @@ class ScsStatus(Message):
     alarms: Annotated[tuple[ActiveAlarm, ...], ListOf(ActiveAlarm, MAX_ALARMS), "alarms not cleared"]
     last_event_seq: Annotated[int, U32, "newest event-log sequence number"]
     stored_programs: Annotated[int, U16, "bit n-1 set: program n is stored (ProgramRead reads it)"]
+    mri_mode: Annotated[bool, BOOL, "MRI mode is on (SPEC 4.5): programming and therapy on are refused"]
+    shannon_k_x100: Annotated[int, I16, "highest Shannon k of the active program's areas, 0.01 (0 = none)"] = 0
+    disabled_contacts: Annotated[int, U32, "bit n set: contact n is off, its last check read a short"] = 0
 
 
 def stored_program_numbers(mask: int) -> list[int]:
@@ -486,6 +515,10 @@ class PumpStatus(Message):
     tone_code: Annotated[int, U16, "event code of the alarm sounding now (ALARM_TEST during a test), 0 if silent"]
     next_tone: Annotated[ToneKind, Enum(ToneKind), "pattern of the next alarm tone to start"]
     next_tone_ms: Annotated[int, U64, "when the next alarm tone starts, ms since epoch; 0 if none will"]
+    mri_suspended: Annotated[bool, BOOL, "a magnetic field holds delivery (SPEC 4.5): the motor stalled or the valves"]
+    mri_check_due: Annotated[bool, BOOL, "a scan stopped delivery: the clinician must check the pump (MriCheckDone)"]
+    valve_closed: Annotated[bool, BOOL, "the flow-activated valve shut in a field: no delivery until MriCheckDone"]
+    replacement_ms: Annotated[int, U64, "replacement advised (reached or projected), ms since epoch; 0 if failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,6 +625,9 @@ class StimProgramSet(Message):
     areas: Annotated[tuple[Area, ...], ListOf(Area, MAX_AREAS), "areas, 1 to 4"]
     patient_amp_max_ua: Annotated[int, U16, "highest amplitude the patient may select, µA"]
     ramp_s: Annotated[int, U8, "ramp-up time at therapy on, s"]
+    density_override: Annotated[
+        bool, BOOL, "the clinician accepts areas above the charge-density warning (SPEC 4.4)"
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,6 +716,20 @@ class ProgramReply(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class MriModeSet(Message):
+    """Put a stimulator into MRI mode or take it out (SPEC 4.5); the clinician's only.
+
+    Entry needs a recent impedance check without an open or shorted contact, and switches
+    stimulation off unless the model allows it at the active program; exit restores the program
+    and therapy state as they were at entry.
+    """
+
+    TYPE = MsgType.MRI_MODE_SET
+    MUTATING = True
+    on: Annotated[bool, BOOL, "MRI mode on"]
+
+
+@dataclass(frozen=True, slots=True)
 class DosingSet(Message):
     """Program the pump's dosing. All or nothing."""
 
@@ -690,6 +740,36 @@ class DosingSet(Message):
     steps: Annotated[tuple[FlexStep, ...], ListOf(FlexStep, MAX_FLEX_STEPS), "flex schedule (FLEX mode)"]
     patient_bolus: Annotated[PatientBolusSettings, Record(PatientBolusSettings), "patient bolus settings"]
     alarm_volume_ul: Annotated[int, U32, "low-reservoir alarm volume, µL"]
+    periodic_boluses: Annotated[
+        tuple[PeriodicBolus, ...], ListOf(PeriodicBolus, MAX_PERIODIC_BOLUSES), "periodic boluses (FLEX mode)"
+    ] = ()
+    utc_offset_min: Annotated[int, I16, "local time of the schedule: minutes east of UTC, -720 to 840"] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRead(Message):
+    """Read back the pump's dosing program as it holds it."""
+
+    TYPE = MsgType.SCHEDULE_READ
+    REPLIES = (MsgType.SCHEDULE_REPLY,)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleReply(Message):
+    """The dosing program the pump runs: what ``DosingSet`` stored, with its 24-hour volume."""
+
+    TYPE = MsgType.SCHEDULE_REPLY
+    mode: Annotated[DosingMode, Enum(DosingMode), "dosing mode (STOPPED also when therapy is off)"]
+    rate_ul_per_day: Annotated[int, U32, "continuous rate, µL/day (0 in FLEX mode)"]
+    steps: Annotated[tuple[FlexStep, ...], ListOf(FlexStep, MAX_FLEX_STEPS), "flex steps, local time"]
+    periodic_boluses: Annotated[
+        tuple[PeriodicBolus, ...], ListOf(PeriodicBolus, MAX_PERIODIC_BOLUSES), "periodic boluses, local time"
+    ]
+    utc_offset_min: Annotated[int, I16, "local time of the schedule: minutes east of UTC"]
+    patient_bolus: Annotated[PatientBolusSettings, Record(PatientBolusSettings), "patient bolus settings"]
+    alarm_volume_ul: Annotated[int, U32, "low-reservoir alarm volume, µL"]
+    daily_ul: Annotated[int, U32, "volume of the programmed 24 h, µL, rounded up (0 when stopped)"]
+    local_minute: Annotated[int, U16, "the device's local minute of the day now, 0-1439"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,6 +823,19 @@ class RefillReply(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class MriCheckDone(Message):
+    """The clinician has checked a pump after an MRI scan (SPEC 4.5); the clinician's only.
+
+    Clears ``mri_check_due``: a peristaltic pump whose motor did not restart by itself restarts it
+    (MRI_RESUME), and MRI_CHECKED is logged; a valve-gated pump's closed flow-activated valve is
+    reset open (FAV_RESET). Refused while the pump is still in the field.
+    """
+
+    TYPE = MsgType.MRI_CHECK_DONE
+    MUTATING = True
+
+
+@dataclass(frozen=True, slots=True)
 class EventPush(Message):
     """Unsolicited: a new event-log entry (alarms among them), sent while a session is open."""
 
@@ -792,11 +885,15 @@ MESSAGES: tuple[type[Message], ...] = (
     ChargingSet,
     ProgramRead,
     ProgramReply,
+    MriModeSet,
     DosingSet,
     Bolus,
     BolusReply,
     Refill,
     RefillReply,
+    ScheduleRead,
+    ScheduleReply,
+    MriCheckDone,
     EventPush,
     ErrorReply,
 )

@@ -9,6 +9,7 @@ serial-like ends for tests and in-process use; a manipulator rewrites each write
 
 from __future__ import annotations
 
+import errno
 import random
 import threading
 import time
@@ -35,6 +36,31 @@ class SerialLike(Protocol):
     def in_waiting(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Make room for ``needed`` open descriptors: lift the soft RLIMIT_NOFILE towards the hard one.
+
+    A fleet holds a descriptor or more per device (a pty, and pyserial's two abort pipes), past the
+    usual soft limit of 1024. Returns the soft limit now in force; an ``OSError`` (EMFILE) that
+    names both limits and the fix when even the hard limit is below ``needed``.
+    """
+    try:
+        import resource  # POSIX only; elsewhere there is no limit to raise here
+    except ImportError:
+        return needed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return needed if soft == resource.RLIM_INFINITY else soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise OSError(
+            errno.EMFILE,
+            f"{needed} open files needed, but the hard limit is {hard} (soft {soft}): "
+            f"raise it (ulimit -Hn {needed} as root, or LimitNOFILE= in a systemd unit) or serve fewer devices",
+        )
+    target = needed if hard == resource.RLIM_INFINITY else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
 
 
 def open_port(url: str, baudrate: int = 115200, timeout: float = 0.05) -> serial.SerialBase:

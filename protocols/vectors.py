@@ -59,7 +59,10 @@ from .messages import (
     ImpedanceReply,
     Message,
     MotorState,
+    MriCheckDone,
+    MriModeSet,
     PatientBolusSettings,
+    PeriodicBolus,
     Priority,
     ProgramRead,
     ProgramReply,
@@ -67,6 +70,8 @@ from .messages import (
     PumpStatus,
     Refill,
     RefillReply,
+    ScheduleRead,
+    ScheduleReply,
     ScsStatus,
     SessionChallenge,
     SessionClose,
@@ -89,6 +94,8 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
 _AREA = Area(0x0000_0001, 0x0000_0006, 3500, 300, 50, Waveform.TONIC, 0, 0, 0, 0)
 _BURST = Area(0x0000_0100, 0x0000_0200, 600, 1000, 40, Waveform.BURST, 5, 500, 30, 90)
 _PTM = PatientBolusSettings(True, 50, 10, 120, 4)
+_STEPS = (FlexStep(0, 400), FlexStep(480, 600))  # local time, UTC+1 below
+_PERIODIC = (PeriodicBolus(720, 150, 30),)  # 150 µL over 30 min at noon: 7,200 µL/day on top
 _ALARM = ActiveAlarm(EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE)
 _EVENT = EventRecord(
     42, T0 + 3_600_000, EventCode.LOW_RESERVOIR, Priority.MEDIUM, AlarmState.ACTIVE, 2000, 0, Actor.DEVICE
@@ -125,8 +132,8 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
             alarm_volume_ul=2_000,
             rate_ul_per_day=500,
             drugs=(
-                DrugLevel(Drug.MORPHINE, 10_000_000, 5_000_000),
-                DrugLevel(Drug.BUPIVACAINE, 20_000_000, 10_000_000),
+                DrugLevel(Drug.MORPHINE, 10_000_000, 5_000_000, 500_000),  # a 50 µL patient bolus today
+                DrugLevel(Drug.BUPIVACAINE, 20_000_000, 10_000_000, 1_000_000),
             ),
             patient_bolus=_PTM,
             patient_boluses_today=1,
@@ -148,6 +155,10 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
             tone_code=0,
             next_tone=ToneKind.NONE,
             next_tone_ms=0,
+            mri_suspended=False,
+            mri_check_due=False,
+            valve_closed=False,
+            replacement_ms=T0 + (3 * 365 + 90 - 182) * 86_400_000,
         ),
         False,
     ),
@@ -165,8 +176,10 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", CommandAck(46), False),
     ("host", TherapySet(True), False),
     ("device", CommandAck(47), False),
-    ("host", DosingSet(DosingMode.FLEX, 500, (FlexStep(0, 400), FlexStep(480, 600)), _PTM, 2_000), False),
+    ("host", DosingSet(DosingMode.FLEX, 500, _STEPS, _PTM, 2_000, _PERIODIC, 60), False),
     ("device", CommandAck(49), False),
+    ("host", ScheduleRead(), False),
+    ("device", ScheduleReply(DosingMode.FLEX, 0, _STEPS, _PERIODIC, 60, _PTM, 2_000, 684, 61), False),
     ("host", _BOLUS, False),
     ("device", _BOLUS_REPLY, False),
     (
@@ -178,8 +191,10 @@ EXCHANGE: list[tuple[str, Message, bool]] = [
     ("device", EventPush(_PUSHED), False),
     ("host", Bolus(BolusKind.CLINICIAN, 90_000, 30), False),
     ("device", ErrorReply(ErrorCode.OUT_OF_RANGE, "volume_ul", 90_000, 18_500, 0, "bolus exceeds reservoir"), False),
-    ("host", SessionClose(), False),
+    ("host", MriCheckDone(), False),  # the clinician's check after a scan (SPEC 4.5)
     ("device", CommandAck(53), False),
+    ("host", SessionClose(), False),
+    ("device", CommandAck(54), False),
     ("host", StatusRequest(), True),
     ("device", ErrorReply(ErrorCode.NO_SESSION, "", 0, 0, 0, "StatusRequest needs an authenticated session"), True),
 ]
@@ -197,6 +212,13 @@ _SCS_IDENTITY = IdentifyReply(
     DeviceKind.SCS, "IT-Stim 16R", "SCS-000456", "3.0.1", PROTOCOL_VERSION, SCHEMA_FINGERPRINT, 0x2D, 255
 )
 _STORED = StimProgramSet(2, True, (_AREA,), 5_000, 2)
+# 31.7 µC/cm²/phase on a device with 0.06 cm² contacts: above the 30 µC/cm² warning, under Shannon's k (SPEC 4.4).
+_DENSE = Area(0x0000_0010, 0x0000_0020, 3_800, 500, 50, Waveform.TONIC, 0, 0, 0, 0)
+_OVER_DENSITY = (
+    "areas[0].amplitude_ua 3800: 31.7 µC/cm²/phase is above the 30 µC/cm²/phase limit; "
+    "needs an explicit override (density_override), else 3600 µA"
+)
+_OFF_STEP = "areas[0].amplitude_ua 3510 µA is between steps of 50 µA: nearest valid 3500 or 3550 µA"
 SCS_EXCHANGE: list[tuple[str, Message, bool]] = [
     ("host", IdentifyRequest(), True),
     ("device", _SCS_IDENTITY, True),
@@ -229,32 +251,70 @@ SCS_EXCHANGE: list[tuple[str, Message, bool]] = [
             alarms=(ActiveAlarm(EventCode.LEAD_OPEN, Priority.MEDIUM, AlarmState.ACTIVE),),
             last_event_seq=12,  # the session opened as #10; #11 and #12 are the device's own
             stored_programs=0b101,
+            mri_mode=False,
+            shannon_k_x100=95,  # _AREA: 1.05 µC on one contact of 0.123 cm², k = log 8.54 + log 1.05
+            disabled_contacts=0,
         ),
         False,
     ),
     ("host", _STORED, False),
     ("device", CommandAck(13), False),
+    ("host", StimProgramSet(3, False, (_DENSE,), 4_000, 2), False),
+    ("device", ErrorReply(ErrorCode.OVERRIDE_REQUIRED, "areas[0].amplitude_ua", 3_800, 3_600, 0, _OVER_DENSITY), False),
+    ("host", StimProgramSet(3, False, (_DENSE,), 4_000, 2, density_override=True), False),
+    ("device", CommandAck(14), False),  # PROGRAM_CHANGED; DENSITY_OVERRIDE follows it
+    (
+        "device",
+        EventPush(
+            EventRecord(
+                15,
+                T0 + 30_000,
+                EventCode.DENSITY_OVERRIDE,
+                Priority.NONE,
+                AlarmState.NONE,
+                3_167,
+                3_000,
+                Actor.CLINICIAN,
+            )
+        ),
+        False,
+    ),
+    ("host", StimProgramSet(4, False, (Area(0x1, 0x6, 3_510, 300, 50, Waveform.TONIC, 0, 0, 0, 0),), 5_000, 2), False),
+    ("device", ErrorReply(ErrorCode.OFF_STEP, "areas[0].amplitude_ua", 3_510, 3_500, 0, _OFF_STEP), False),
     ("host", ProgramRead(2), False),
     ("device", ProgramReply(2, True, (_AREA,), 5_000, 2), False),
     ("host", ImpedanceCheck(), False),
-    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 14), False),
+    ("device", ImpedanceReply(T0, (525, 610, 580, 65535), 16), False),
+    ("host", MriModeSet(True), False),  # the check just found contact 3 open: MRI mode is refused
+    (
+        "device",
+        ErrorReply(
+            ErrorCode.STATE_CONFLICT,
+            "on",
+            1,
+            0,
+            0,
+            "cannot enter MRI mode: contact 3 measured 65535 Ω (lead open): MRI is not advised with a lead problem",
+        ),
+        False,
+    ),
     ("host", SessionClose(), False),
-    ("device", CommandAck(15), False),
+    ("device", CommandAck(17), False),
 ]
 PATIENT_EXCHANGE: list[tuple[str, Message, bool]] = [
     ("host", session_open(SCS_PATIENT_KEY, PATIENT_HOST_NONCE), True),
     ("device", SessionChallenge(PATIENT_DEVICE_NONCE, 300, 3600, Actor.PATIENT), False),
     ("host", SessionConfirm(), False),
-    ("device", CommandAck(16), False),
-    ("host", ProgramSelect(1), False),
-    ("device", CommandAck(17), False),
-    ("host", AmplitudeSet(0, 4_200), False),
     ("device", CommandAck(18), False),
+    ("host", ProgramSelect(1), False),
+    ("device", CommandAck(19), False),
+    ("host", AmplitudeSet(0, 4_200), False),
+    ("device", CommandAck(20), False),
     (
         "device",
         EventPush(
             EventRecord(
-                18, T0 + 60_000, EventCode.AMPLITUDE_CHANGED, Priority.NONE, AlarmState.NONE, 0, 4_200, Actor.PATIENT
+                20, T0 + 60_000, EventCode.AMPLITUDE_CHANGED, Priority.NONE, AlarmState.NONE, 0, 4_200, Actor.PATIENT
             )
         ),
         False,
@@ -273,9 +333,9 @@ PATIENT_EXCHANGE: list[tuple[str, Message, bool]] = [
         False,
     ),
     ("host", ChargingSet(True), False),
-    ("device", CommandAck(19), False),
+    ("device", CommandAck(21), False),
     ("host", TherapySet(False), False),
-    ("device", CommandAck(20), False),
+    ("device", CommandAck(22), False),
     ("host", ImpedanceCheck(), False),
     (
         "device",
@@ -290,7 +350,7 @@ PATIENT_EXCHANGE: list[tuple[str, Message, bool]] = [
         False,
     ),
     ("host", SessionClose(), False),
-    ("device", CommandAck(21), False),
+    ("device", CommandAck(23), False),
 ]
 
 

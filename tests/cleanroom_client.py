@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x4A8496C6
+SCHEMA_FINGERPRINT = 0x8D4C7C02
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -599,6 +599,8 @@ ENUMS: dict[str, dict[int, str]] = {
         0x105: "CHARGING_COMPLETE",
         0x106: "BATTERY_FAILURE",
         0x107: "BATTERY_REDUCED_PERFORMANCE",
+        0x108: "REPLACEMENT_ADVISED",
+        0x109: "BATTERY_DEEP_DISCHARGE",
         0x200: "THERAPY_ON",
         0x201: "THERAPY_OFF",
         0x202: "PROGRAM_CHANGED",
@@ -606,8 +608,12 @@ ENUMS: dict[str, dict[int, str]] = {
         0x204: "LEAD_OPEN",
         0x205: "LEAD_SHORT",
         0x206: "CHARGE_DENSITY_LIMIT",
+        0x207: "DENSITY_OVERRIDE",
+        0x208: "CONTACTS_DISABLED",
         0x20B: "AMPLITUDE_CHANGED",
         0x20C: "PROGRAM_SELECTED",
+        0x20D: "MRI_MODE_ON",
+        0x20E: "MRI_MODE_OFF",
         0x300: "LOW_RESERVOIR",
         0x301: "EMPTY_RESERVOIR",
         0x302: "MOTOR_STALL",
@@ -621,6 +627,11 @@ ENUMS: dict[str, dict[int, str]] = {
         0x30A: "REFILL_DISCREPANCY",
         0x30B: "PUMP_STOPPED",
         0x30C: "PUMP_STARTED",
+        0x30D: "MRI_SUSPEND",
+        0x30E: "MRI_RESUME",
+        0x30F: "FAV_CLOSED",
+        0x310: "FAV_RESET",
+        0x311: "MRI_CHECKED",
     },
     # SPEC 4.1 error codes
     "ErrorCode": {
@@ -636,6 +647,8 @@ ENUMS: dict[str, dict[int, str]] = {
         10: "LOCKED_OUT",
         11: "STATE_CONFLICT",
         12: "NOT_PERMITTED",
+        13: "OVERRIDE_REQUIRED",
+        14: "OFF_STEP",
     },
 }
 
@@ -652,7 +665,7 @@ CAPABILITIES = {
 # Field types: ("int", struct code) | ("bool",) | ("text", max) | ("bytes", n) | ("blob", max) |
 # ("enum", name, struct code) | ("list", item type, max) | ("record", name)
 U8, U16, U32, U64 = ("int", "B"), ("int", "H"), ("int", "I"), ("int", "Q")
-I32, I64 = ("int", "i"), ("int", "q")
+I16, I32, I64 = ("int", "h"), ("int", "i"), ("int", "q")
 BOOL = ("bool",)
 
 
@@ -710,9 +723,10 @@ RECORDS: dict[str, Fields] = {
         ("arg1", I32),
         ("actor", ENUM("Actor")),
     ],
-    "DrugLevel": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32), ("dose_ng_per_day", U32)],
+    "DrugLevel": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32), ("dose_ng_per_day", U32), ("bolus_ng_24h", U32)],
     "DrugConcentration": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32)],
     "FlexStep": [("start_min", U16), ("rate_ul_per_day", U32)],
+    "PeriodicBolus": [("start_min", U16), ("volume_ul", U32), ("duration_min", U16)],
     "PatientBolusSettings": [
         ("enabled", BOOL),
         ("dose_ul", U32),
@@ -742,6 +756,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("areas", LIST(RECORD("Area"), 4)),
             ("patient_amp_max_ua", U16),
             ("ramp_s", U8),
+            ("density_override", BOOL),
         ],
     ),
     0x21: ("TherapySet", [("on", BOOL)]),
@@ -750,6 +765,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     0x24: ("AmplitudeSet", [("area", U8), ("amplitude_ua", U16)]),
     0x25: ("ChargingSet", [("on", BOOL)]),
     0x26: ("ProgramRead", [("program", U8)]),
+    0x27: ("MriModeSet", [("on", BOOL)]),
     0x30: (
         "DosingSet",
         [
@@ -758,6 +774,8 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("steps", LIST(RECORD("FlexStep"), 12)),
             ("patient_bolus", RECORD("PatientBolusSettings")),
             ("alarm_volume_ul", U32),
+            ("periodic_boluses", LIST(RECORD("PeriodicBolus"), 12)),
+            ("utc_offset_min", I16),
         ],
     ),
     0x31: ("Bolus", [("kind", ENUM("BolusKind")), ("volume_ul", U32), ("duration_min", U16)]),
@@ -772,6 +790,8 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("bridge_bolus", BOOL),
         ],
     ),
+    0x33: ("ScheduleRead", []),
+    0x34: ("MriCheckDone", []),
     0x81: (
         "IdentifyReply",
         [
@@ -819,6 +839,9 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("alarms", LIST(RECORD("ActiveAlarm"), 8)),
             ("last_event_seq", U32),
             ("stored_programs", U16),
+            ("mri_mode", BOOL),
+            ("shannon_k_x100", I16),
+            ("disabled_contacts", U32),
         ],
     ),
     0x91: (
@@ -852,6 +875,10 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("tone_code", U16),
             ("next_tone", ENUM("ToneKind")),
             ("next_tone_ms", U64),
+            ("mri_suspended", BOOL),
+            ("mri_check_due", BOOL),
+            ("valve_closed", BOOL),
+            ("replacement_ms", U64),
         ],
     ),
     0x92: (
@@ -883,6 +910,20 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("discrepancy_ul", I32),
             ("reservoir_ul", U32),
             ("next_refill_ms", U64),
+        ],
+    ),
+    0xB3: (
+        "ScheduleReply",
+        [
+            ("mode", ENUM("DosingMode")),
+            ("rate_ul_per_day", U32),
+            ("steps", LIST(RECORD("FlexStep"), 12)),
+            ("periodic_boluses", LIST(RECORD("PeriodicBolus"), 12)),
+            ("utc_offset_min", I16),
+            ("patient_bolus", RECORD("PatientBolusSettings")),
+            ("alarm_volume_ul", U32),
+            ("daily_ul", U32),
+            ("local_minute", U16),
         ],
     ),
     0xE0: ("EventPush", [("event", RECORD("EventRecord"))]),

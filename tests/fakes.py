@@ -61,6 +61,7 @@ def scs_status(therapy_on: bool = True, seq: int = 7) -> ScsStatus:
         alarms=(ActiveAlarm(EventCode.BATTERY_LOW, Priority.LOW, AlarmState.ACTIVE),),
         last_event_seq=seq,
         stored_programs=0b1,
+        mri_mode=False,
     )
 
 

@@ -131,6 +131,15 @@ def test_message_decodes_to_vector(session, vec):
     assert cc.parse_header(bytes.fromhex(vec["header_hex"]))["command_id"] == vec["command_id"]
 
 
+def test_signed_status_field_decodes_below_zero():
+    """ScsStatus.shannon_k_x100 is an i16 (SPEC 1, 4.4): a small charge gives a negative k."""
+    vec = next(v for s in SESSIONS for v in s["messages"] if v["name"] == "ScsStatus")
+    fields = {**vec["fields"], "shannon_k_x100": -134}
+    payload = cc.encode_payload(0x90, fields)
+    assert payload[-6:-4] == struct.pack("<h", -134)  # then disabled_contacts, a u32, ends the payload
+    assert cc.decode_payload(0x90, payload)["shannon_k_x100"] == -134
+
+
 @pytest.mark.parametrize("session,vec", ALL, ids=ALL_IDS)
 def test_message_tag_verifies_with_derived_keys(session, vec):
     k_h2d, k_d2h = cc.derive_session_keys(*_inputs(session))

@@ -8,6 +8,7 @@ SPEC.md 4 (stop-and-wait, same command id on retry, exactly once), 3.6 (re-open 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -620,3 +621,34 @@ def test_counters_flatten_the_frame_and_the_request_counters(client):
     assert set(client.link_stats.as_dict()) | {"requests", "retries", "timeouts", "rejected", "reopened"} == set(
         counters
     )
+
+
+def test_a_pty_above_descriptor_1024_still_polls(tmp_path):
+    """select.select refuses descriptors above 1024; a fleet's ports pass that, so the client polls."""
+    from device_mock.clock import ManualClock
+    from device_mock.device import Device
+    from device_mock.server import PtyTransport, Served, Server
+    from device_mock.stimulator import ScsConfig, Stimulator
+    from protocols.transport import raise_fd_limit
+
+    raise_fd_limit(1300)
+    t0 = 1_767_225_600_000
+    transport = PtyTransport()
+    server = Server([Served("scs", Device(Stimulator(ScsConfig(), t0, 1), ManualClock(t0), KEY), transport)])
+    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
+    thread.start()
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # push the client's port above 1024
+    try:
+        client = DeviceClient.connect(transport.path, write_pairing_key(tmp_path / "k.key", KEY), timeout=0.5)
+        try:
+            assert client.port.fileno() > 1024
+            client.identify()
+            client.open_session()
+            assert isinstance(client.status(), ScsStatus)
+        finally:
+            client.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        server.stop()
+        thread.join(timeout=5)

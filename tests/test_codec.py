@@ -384,3 +384,16 @@ def test_decoded_messages_are_immutable():
         if fields:
             with pytest.raises(AttributeError):
                 setattr(message, fields[0].name, None)
+
+
+def test_json_saved_before_a_defaulted_field_existed_still_reads():
+    """Fields added at the end of a message with a default (SPEC 4.4's status fields) may be absent."""
+    status = replace(scs_status(), shannon_k_x100=-134, disabled_contacts=0b10)
+    data = codec.to_json(status)
+    assert codec.from_json(ScsStatus, data) == status
+    for name in ("shannon_k_x100", "disabled_contacts"):
+        del data[name]
+    assert codec.from_json(ScsStatus, data) == replace(status, shannon_k_x100=0, disabled_contacts=0)
+    del data["stored_programs"]  # a field without a default stays required
+    with pytest.raises(KeyError, match="stored_programs"):
+        codec.from_json(ScsStatus, data)

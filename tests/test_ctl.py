@@ -169,3 +169,66 @@ def test_small_drug_amounts_read_in_mg_with_the_microgram_figure():
     assert mg(10_000_000, "mL") == "10 mg/mL"
     assert mg(2_400, "day") == "0.0024 mg/day (2.4 µg/day)"
     assert iso(1767422172552) == "2026-01-03T06:36:12.552Z" and iso(0) == "never"
+
+
+@pytest.mark.parametrize(("state", "on"), [("on", True), ("off", False)])
+def test_mri_sends_mri_mode_set(link, pairing_key, key_file, fake_device, capsys, state, on):
+    from protocols.messages import MriModeSet
+
+    args = ctl.build_parser().parse_args(["--port", "x", "--key", key_file, "mri", state])
+    assert ctl._command_message(args) == MriModeSet(on)
+    code, _, err = run(link, pairing_key, ["--port", "x", "--key", key_file, "mri", state], capsys)
+    assert code == ctl.EXIT_REFUSED and "MriModeSet not supported by the fake" in err  # it went out
+
+
+def test_status_text_names_the_mri_mode():
+    from dataclasses import replace
+
+    from protocols.ctl_text import scs_status
+    from tests.fakes import scs_status as snapshot
+
+    assert "MRI mode         off" in scs_status(snapshot())
+    assert "MRI mode         on: programming and therapy on refused" in scs_status(replace(snapshot(), mri_mode=True))
+
+
+def test_mri_check_sends_mri_check_done_and_pump_text_names_what_is_pending():
+    from dataclasses import replace
+
+    from protocols.ctl_text import pump_status
+    from protocols.messages import MriCheckDone
+    from protocols.vectors import EXCHANGE, PumpStatus
+
+    args = ctl.build_parser().parse_args(["--port", "x", "--key", "k", "mri-check"])
+    assert ctl._command_message(args) == MriCheckDone()
+    status = next(m for _, m, _ in EXCHANGE if isinstance(m, PumpStatus))
+    assert "MRI             nothing pending" in pump_status(status)
+    held = pump_status(replace(status, valve_closed=True, mri_check_due=True))
+    assert "MRI             flow-activated valve closed; check after the scan due (mri-check)" in held
+
+
+def test_program_density_override_flag_sets_the_field():
+    argv = [
+        "--port",
+        "x",
+        "program",
+        "--area",
+        "anodes=0,cathodes=1,amp=3500,pw=300,rate=50",
+        "--patient-max-ua",
+        "4000",
+    ]
+    plain = ctl._command_message(ctl.build_parser().parse_args(argv))
+    overridden = ctl._command_message(ctl.build_parser().parse_args([*argv, "--density-override"]))
+    assert (plain.density_override, overridden.density_override) == (False, True)
+
+
+def test_status_text_shows_shannon_k_and_the_contacts_turned_off():
+    from dataclasses import replace
+
+    from protocols.ctl_text import scs_status as text
+    from tests.fakes import scs_status
+
+    shown = text(replace(scs_status(), shannon_k_x100=-134, disabled_contacts=0b1010))
+    assert "Shannon k        -1.34" in shown
+    assert "Contacts off     1+3 (shorted at the last check)" in shown
+    assert "Contacts off     none" in text(scs_status())
+    assert "Shannon k        none (no charge)" in text(replace(scs_status(), areas=()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from protocols.codec import REGISTRY
 from protocols.specgen import SPEC_PATH, spliced
 
@@ -54,8 +56,22 @@ def test_the_device_limits_spec_states_are_the_emulator_defaults():
     assert f"`rate_hz` {span(*scs.rate_hz)} Hz tonic, {span(*scs.hf_rate_hz)} Hz high frequency" in text
     assert f"`cycle_on_s` and `cycle_off_s` {span(*scs.cycle_s)} s" in text and f"1–{scs.ramp_s[1]} s" in text
     limit = f"{scs.charge_density_limit:g} µC/cm²/phase"
-    assert f"more than {limit} is refused" in text and f"above {limit}, and cleared" in text
+    assert f"An area above {limit} meets the device's density policy. `{scs.density_policy}`" in text
+    assert f"above {limit}, and cleared" in text
     assert f"/ {scs.contact_area_cm2}` µC/cm²/phase" in text
+    assert f"An area whose k reaches {scs.shannon_k_limit:g} is refused" in text
+    # Where Shannon binds with the default contact: k = log(Q² / A) = limit.
+    q = math.sqrt(10**scs.shannon_k_limit * scs.contact_area_cm2)
+    assert f"k reaches {scs.shannon_k_limit:g} at {q / scs.contact_area_cm2:.1f} µC/cm²/phase (Q = {q:.2f}" in text
+    smallest = 10**scs.shannon_k_limit / scs.charge_density_limit**2
+    assert f"on contacts smaller than {smallest:.3f} cm²" in text
+    assert f"needing more than {scs.compliance_mv} mV is refused" in text
+    (_, fine), (coarse_from, coarse) = scs.amplitude_steps_ua
+    assert f"steps of {fine} µA below {coarse_from} µA and of {coarse} µA from {coarse_from} µA" in text
+    assert f"a multiple of {scs.pulse_width_step_us} µs and `rate_hz` of {scs.rate_step_hz} Hz" in text
+    assert f"read below {scs.short_ohm} Ω (a" in text
+    drift = f"+{scs.impedance_drift * 100:g} % with a {scs.impedance_drift_tau_days:g}-day time constant"
+    assert drift in text and scs.impedance_drift_step_h == 24 and "moving once a day" in text
     assert f"at 1000 µs ({charge_density(6000, 1000, 1, scs.contact_area_cm2):.1f} µC/cm²/phase) raises it" in text
     assert f"at 300 µs ({charge_density(6000, 300, 1, scs.contact_area_cm2):.1f} µC/cm²/phase) does not" in text
     rates = span(pump.min_rate_ul_per_day, pump.max_rate_ul_per_day)

@@ -148,3 +148,26 @@ def test_line_noise_is_reproducible_with_a_seed():
     data = bytes(range(256)) * 10
     make = lambda: line_noise(random.Random(7), flip_rate=0.01, drop_rate=0.01, duplicate_rate=0.01)  # noqa: E731
     assert make()(data) == make()(data)
+
+
+def test_raise_fd_limit_lifts_the_soft_limit_to_the_hard_one(monkeypatch):
+    import resource
+
+    from protocols.transport import raise_fd_limit
+
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 8192))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append(limits))
+    assert raise_fd_limit(900) == 1024 and calls == []  # enough already: left alone
+    assert raise_fd_limit(3000) == 8192
+    assert calls == [(8192, 8192)]
+
+
+def test_raise_fd_limit_names_both_limits_when_the_hard_one_is_too_low(monkeypatch):
+    import resource
+
+    from protocols.transport import raise_fd_limit
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 2048))
+    with pytest.raises(OSError, match=r"5000 open files needed, but the hard limit is 2048 \(soft 1024\)"):
+        raise_fd_limit(5000)

@@ -204,6 +204,16 @@ def test_shipped_scenario_lead_fracture_is_found_by_the_next_check():
     assert any(a.code == EventCode.LEAD_OPEN for a in device.model.status().alarms)
 
 
+def test_shipped_scenario_demo_finds_its_lead_fracture_at_the_next_daily_scan():
+    scenario = Scenario.load(SCENARIOS / "demo-scs.toml")
+    device = _run_scenario("demo-scs.toml", Stimulator(ScsConfig(**scenario.config), T0, 1), T0 + 42 * DAY_MS)
+    opened = [e for e in device.model.events.read(1, 10_000) if e.code == EventCode.LEAD_OPEN]
+    assert opened and T0 + 40 * DAY_MS <= opened[0].time_ms <= T0 + 41 * DAY_MS
+    assert (opened[0].arg0, opened[0].arg1) == (2, 65535)  # contact 2 reads open
+    assert device.model.status().impedance_ohm[2] == 65535
+    assert any(a.code == EventCode.LEAD_OPEN for a in device.model.status().alarms)
+
+
 def test_shipped_scenario_battery_reaches_eri():
     scenario = Scenario.load(SCENARIOS / "battery-eri.toml")
     config = ScsConfig(**scenario.config)
@@ -211,6 +221,51 @@ def test_shipped_scenario_battery_reaches_eri():
     codes = [e.code for e in device.model.events.read(1, 1000)]
     assert EventCode.BATTERY_ERI in codes and EventCode.BATTERY_EOS in codes
     assert codes.index(EventCode.BATTERY_ERI) < codes.index(EventCode.BATTERY_EOS)
+
+
+def test_shipped_scenario_scs_mri_checks_the_leads_scans_and_restores_then_refuses_a_stale_check():
+    device = _run_scenario("scs-mri.toml", Stimulator(ScsConfig(), T0, 2), T0 + 6 * DAY_MS)
+    log = [(e.time_ms, e.code) for e in device.model.events.read(1, 1000) if e.time_ms >= T0 + 3 * DAY_MS]
+    scan, end = T0 + 3 * DAY_MS, T0 + 3 * DAY_MS + 45 * 60_000
+    assert log == [
+        (scan, EventCode.IMPEDANCE_MEASURED),
+        (scan, EventCode.THERAPY_OFF),
+        (scan, EventCode.MRI_MODE_ON),
+        (end, EventCode.THERAPY_ON),
+        (end, EventCode.MRI_MODE_OFF),
+    ]  # nothing on day 5: the entry without a fresh check was refused
+    status = device.model.status()
+    assert status.therapy_on and not status.mri_mode
+
+
+def test_shipped_scenario_pump_mri_stalls_the_motor_which_restarts_late_and_the_check_waits_for_it():
+    device = _run_scenario("pump-mri.toml", Pump(PumpConfig(), T0, 4), T0 + 3 * DAY_MS)
+    minute = 60_000
+    log = [(e.time_ms, e.code, e.state, e.arg0) for e in device.model.events.read(1, 1000)]
+    assert log == [
+        (T0 + 2 * DAY_MS, EventCode.BOLUS_STARTED, AlarmState.NONE, 100),
+        (T0 + 2895 * minute, EventCode.BOLUS_COMPLETE, AlarmState.NONE, 25),  # cut short 15 min in
+        (T0 + 2895 * minute, EventCode.MRI_SUSPEND, AlarmState.ACTIVE, 45),
+        (T0 + 3060 * minute, EventCode.MRI_SUSPEND, AlarmState.CLEARED, 0),  # 2 h after the scan
+        (T0 + 3060 * minute, EventCode.MRI_RESUME, AlarmState.NONE, 165 * 60),
+        (T0 + 3120 * minute, EventCode.MRI_CHECKED, AlarmState.NONE, 0),  # the check at 1 h was refused
+    ]
+    status = device.model.status()
+    assert status.infusing and not (status.mri_suspended or status.mri_check_due)
+
+
+def test_shipped_scenario_pump_mri_valve_shuts_after_its_leak_until_the_check_resets_it():
+    scenario = Scenario.load(SCENARIOS / "pump-mri-valve.toml")
+    pump = Pump(PumpConfig(**scenario.config), T0, 4)
+    device = _run_scenario("pump-mri-valve.toml", pump, T0 + 2 * DAY_MS)
+    log = [(e.time_ms, e.code, e.state, e.arg0) for e in device.model.events.read(1, 1000)]
+    reset = T0 + 1560 * 60_000
+    assert log == [
+        (T0 + DAY_MS + 6_000, EventCode.FAV_CLOSED, AlarmState.ACTIVE, 10),
+        (reset, EventCode.FAV_CLOSED, AlarmState.CLEARED, 0),
+        (reset, EventCode.FAV_RESET, AlarmState.NONE, 10),
+    ]
+    assert device.model.status().infusing
 
 
 def test_shipped_scenario_noisy_link_turns_noise_on_then_drops_the_link():

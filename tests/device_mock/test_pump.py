@@ -630,6 +630,96 @@ def test_age_limit_ends_service_at_7_years_even_at_low_drain():
     assert not pump.status().infusing
 
 
+# --- replacement advised (about 6 months before the stop) ---------------------------------------------
+def _baclofen_pump(rate_ul_per_day: int, **cell) -> Pump:
+    """A 40 mL pump of baclofen 50 µg/mL (its cap allows the whole flow range) at ``rate_ul_per_day``."""
+    config = replace(EXACT, initial_drugs=BACLOFEN, initial_rate_ul_per_day=rate_ul_per_day)
+    return new_pump(replace(config, capacity_ul=40_000, initial_fill_ul=40_000, cell=replace(EXACT.cell, **cell)))
+
+
+ADVISED_AT_RATES = [48, 500, 2_000, 10_000, 24_000]  # µL/day: the flow range's ends and between
+ADVISED_IDS = ["0.048mL/day", "0.5mL/day", "2mL/day", "10mL/day", "24mL/day"]
+
+
+@pytest.mark.parametrize("rate", ADVISED_AT_RATES, ids=ADVISED_IDS)
+def test_replacement_is_advised_182_days_before_the_stop_at_any_flow_rate(rate):
+    pump = _baclofen_pump(rate)  # the default 20 kJ cell with its 7-year age limit
+    projected = pump.status().replacement_ms
+    every = max(1, min(30, 30_000 // rate))  # refill before the reservoir runs low
+    while not events(pump, EventCode.BATTERY_EOS):
+        pump.advance_to(pump.now_ms + every * DAY_MS)
+        if pump.powered:
+            pump.apply(refill(pump.reservoir_ul, added=40_000, drugs=BACLOFEN))
+    (advised,) = events(pump, EventCode.REPLACEMENT_ADVISED)
+    (eri,) = events(pump, EventCode.BATTERY_ERI)
+    (eos,) = events(pump, EventCode.BATTERY_EOS)
+    assert abs(eos.time_ms - advised.time_ms - 182 * DAY_MS) <= 1  # replacement_advised_days = 182
+    assert advised.time_ms < eri.time_ms and abs(projected - advised.time_ms) <= 1  # as projected at implant
+    assert (advised.priority, advised.state, advised.arg0) == (Priority.NONE, AlarmState.NONE, 182)
+    assert pump.status().replacement_ms == advised.time_ms  # reached, shown as such
+    by_age = rate == 48  # the 7-year limit comes before the energy runs low
+    assert (eos.time_ms == T0 + int(7 * YEAR_S * 1000)) == by_age
+    assert not events(pump, EventCode.EMPTY_RESERVOIR)
+
+
+def _advised_ms(pump: Pump, until_ms: int, step_ms: int | None) -> int:
+    t = pump.now_ms
+    while step_ms and t + step_ms < until_ms:
+        t += step_ms
+        pump.advance_to(t)
+    pump.advance_to(until_ms)
+    (advised,) = events(pump, EventCode.REPLACEMENT_ADVISED)
+    return advised.time_ms
+
+
+def test_replacement_advised_comes_at_the_same_ms_in_one_step_in_many_and_across_a_restart():
+    small = dict(capacity_j=5_000.0, max_life_years=0.0)  # advised after about 460 days at 0.048 mL/day
+    projected = _baclofen_pump(48, **small).status().replacement_ms
+    once = _advised_ms(_baclofen_pump(48, **small), T0 + 600 * DAY_MS, None)
+    stepped = _advised_ms(_baclofen_pump(48, **small), T0 + 600 * DAY_MS, 6 * HOUR_MS + 7)
+    saved = _baclofen_pump(48, **small)
+    saved.advance_to(T0 + 300 * DAY_MS)
+    restarted = Pump.from_state(json.loads(json.dumps(saved.to_state())))
+    assert once == stepped == _advised_ms(restarted, T0 + 600 * DAY_MS, None)
+    assert abs(projected - once) <= 1
+    again = Pump.from_state(json.loads(json.dumps(restarted.to_state())))  # after it: not logged twice
+    again.advance_to(T0 + 700 * DAY_MS)
+    assert len(events(again, EventCode.REPLACEMENT_ADVISED)) == 1 and again.status().replacement_ms == once
+
+
+def test_replacement_advice_follows_a_rate_rise_and_a_lead_shorter_than_the_reserve_counts_from_eri():
+    pump = _baclofen_pump(48, capacity_j=5_000.0, max_life_years=0.0)
+    before = pump.status().replacement_ms
+    pump.advance_to(T0 + 100 * DAY_MS)
+    pump.apply(dosing(rate=500, alarm=2_000))  # the programmed drain rises: the projection moves up
+    status = pump.status()
+    assert status.replacement_ms < before - 30 * DAY_MS
+    assert abs(status.eos_ms - status.replacement_ms - 182 * DAY_MS) <= 1
+    for day in range(130, 201, 30):  # refilled monthly, so it goes on pumping
+        pump.advance_to(T0 + day * DAY_MS)
+        pump.apply(refill(pump.reservoir_ul, added=40_000, drugs=BACLOFEN))
+    pump.apply(dosing(rate=10_000, alarm=2_000))  # now the stop is nearer than 182 days: advised at once
+    (advised,) = events(pump, EventCode.REPLACEMENT_ADVISED)
+    status = pump.status()
+    assert advised.time_ms == status.replacement_ms == T0 + 190 * DAY_MS
+    assert advised.arg0 == round((status.eos_ms - advised.time_ms) / DAY_MS) < 182
+    late = _baclofen_pump(500, capacity_j=5_000.0, max_life_years=0.0)
+    late = Pump.from_state({**late.to_state(), "config": {**late.config.to_dict(), "replacement_advised_days": 30}})
+    late.advance_to(T0 + 3 * 365 * DAY_MS)
+    (advised,) = events(late, EventCode.REPLACEMENT_ADVISED)
+    (eri,) = events(late, EventCode.BATTERY_ERI)
+    assert advised.time_ms == eri.time_ms + 60 * DAY_MS  # 30 days before the stop fixed at ERI + 90 days
+    with pytest.raises(ValueError, match="replacement_advised_days"):
+        replace(EXACT, replacement_advised_days=0)
+
+
+def test_a_failed_battery_projects_no_replacement_date():
+    pump = new_pump()
+    assert pump.status().replacement_ms > T0
+    pump.inject_fault("battery_failure", {})
+    assert pump.status().replacement_ms == 0
+
+
 # --- faults --------------------------------------------------------------------------------------
 def test_motor_stall_stops_delivery_and_clear_motor_resumes():
     pump = new_pump()

@@ -24,8 +24,9 @@ import pytest
 from device_mock.alarms import EventLog
 from device_mock.battery import DAY_S, PrimaryCellConfig, RechargeableCellConfig
 from device_mock.pump import Pump, PumpConfig
+from device_mock.pump_config import PumpMechanism
 from device_mock.pump_dosing import DAY_MS, MINUTE_MS, UNITS_PER_UL, Projections, time_to_drain
-from device_mock.stim_physics import PrimaryDrive
+from device_mock.stim_cells import PrimaryDrive
 from device_mock.stimulator import ScsConfig, Stimulator
 from protocols.errors import DeviceRejected
 from protocols.messages import (
@@ -43,6 +44,8 @@ from protocols.messages import (
     FlexStep,
     ImpedanceCheck,
     MotorState,
+    MriCheckDone,
+    MriModeSet,
     PatientBolusSettings,
     PumpStatus,
     Refill,
@@ -92,7 +95,21 @@ def reference_scs_status(stim: Stimulator) -> ScsStatus:
         alarms=stim.alarms.active(),
         last_event_seq=stim.events.last_seq,
         stored_programs=sum(1 << (n - 1) for n in stim._programs),
+        mri_mode=stim._mri is not None,
+        shannon_k_x100=reference_shannon_x100(program, stim.config.contact_area_cm2),
+        disabled_contacts=sum(1 << i for i, r in enumerate(stim._readings) if r < stim.config.short_ohm),
     )
+
+
+def reference_shannon_x100(program: StimProgramSet | None, area_cm2: float) -> int:
+    """k = log10 D + log10 Q on each area's most loaded contact; the highest, x100; 0 with no charge."""
+    ks = []
+    for a in program.areas if program else ():
+        n = max(1, min(a.anode_mask.bit_count(), a.cathode_mask.bit_count()))
+        q = a.amplitude_ua / n * a.pulse_width_us * 1e-6
+        if q > 0:
+            ks.append(math.log10(q / area_cm2) + math.log10(q))
+    return round(max(ks) * 100) if ks else 0
 
 
 def reference_scs_projections(stim: Stimulator, draw_w: float, program_w: float) -> tuple[int, int]:
@@ -164,12 +181,22 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
     """Every field computed from the model's plain methods, nothing kept from an earlier call."""
     program, now = pump.program, pump.now_ms
     rate = program.schedule.rate_at(now) if program.therapy_on else 0
+    basal = pump.pumping and not pump.stopped  # nothing infused: 0
+    daily_ul = program.schedule.daily_ul() if basal else 0  # the whole programmed day, not this step
+    given = [row for row in pump.totals.boluses_given if row[0] + DAY_MS > now]
     drugs = tuple(
-        DrugLevel(d.drug, d.conc_ng_per_ml, min(0xFFFF_FFFF, d.conc_ng_per_ml * rate // 1000)) for d in program.drugs
+        DrugLevel(
+            d.drug,
+            d.conc_ng_per_ml,
+            min(0xFFFF_FFFF, d.conc_ng_per_ml * daily_ul // 1000),
+            min(0xFFFF_FFFF, sum(ng for _, drug, ng in given if drug == d.drug)),
+        )
+        for d in program.drugs
     )
     eri_ms, eos_ms = pump._battery_dates(pump.pumping and not pump.stopped)
-    faults = pump.faults
-    motor = MotorState.STALLED if faults.stalled else MotorState.OK
+    faults, magnet = pump.faults, pump.magnet
+    motor = MotorState.STALLED if faults.stalled or magnet.suspended_ms else MotorState.OK
+    valve_gated = pump.config.mechanism is PumpMechanism.VALVE_GATED
     return PumpStatus(
         time_ms=now,
         mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
@@ -192,6 +219,10 @@ def reference_pump_status(pump: Pump) -> PumpStatus:
         last_event_seq=pump.events.last_seq,
         **reference_pump_projections(pump),
         **reference_tones(pump),
+        mri_suspended=magnet.suspended_ms > 0 or (magnet.field and valve_gated),
+        mri_check_due=magnet.check_due,
+        valve_closed=magnet.valve_closed,
+        replacement_ms=pump._replacement_date(pump.pumping and not pump.stopped),
     )
 
 
@@ -207,9 +238,9 @@ def rebuilt_pump(pump: Pump) -> Pump:
 # time step scale, ms: weight. Mostly poll-sized steps, sometimes hours or days, now and then months or a year.
 SCALES = {1: 20, 1_000: 10, 60_000: 8, HOUR_MS: 10, DAY_MS: 10, 30 * DAY_MS: 3, YEAR_MS: 1}
 SCS_OPS = {"advance": 40, "program": 8, "activate": 3, "therapy": 8, "impedance": 4, "lead": 5, "charge": 4}
-SCS_OPS |= {"stop": 2, "telemetry": 4, "ack": 4, "fail": 0.3}
+SCS_OPS |= {"stop": 2, "telemetry": 4, "ack": 4, "fail": 0.3, "mri": 2}
 PUMP_OPS = {"advance": 40, "dosing": 6, "therapy": 5, "bolus": 5, "patient": 6, "refill": 12, "fault": 5, "ack": 4}
-PUMP_OPS |= {"fail": 0.3}
+PUMP_OPS |= {"fail": 0.3, "mri": 3}
 PUMP_FAULTS = ("motor_stall", "clear_motor", "clear_motor", "occlusion", "clear_occlusion", "clear_occlusion")
 
 
@@ -235,11 +266,12 @@ def random_area(rng: random.Random, contacts: int) -> Area:
     def made(amp: int, pw: int, rate: int, burst: tuple[int, int] = (0, 0)) -> Area:
         return Area(1 << anode, cathode_mask, amp, pw, rate, kind, *burst, on_s, off_s)
 
+    # Amplitudes and pulse widths on the device's steps (25 µA below 2 mA, 50 µA above, 10 µs).
     if kind is Waveform.HIGH_FREQUENCY:
-        return made(rng.randint(500, 4_000), rng.randint(20, 45), 10_000)
+        return made(50 * rng.randint(10, 80), 10 * rng.randint(2, 4), 10_000)
     if kind is Waveform.BURST:
-        return made(rng.randint(200, 1_500), 1_000, 40, (5, 500))
-    return made(rng.randint(500, 5_000), rng.randint(60, 400), rng.randint(20, 300))
+        return made(25 * rng.randint(8, 60), 1_000, 40, (5, 500))
+    return made(50 * rng.randint(10, 100), 10 * rng.randint(6, 40), rng.randint(20, 300))
 
 
 def scs_step(rng: random.Random, stim: Stimulator, late: bool) -> None:
@@ -277,6 +309,8 @@ def scs_step(rng: random.Random, stim: Stimulator, late: bool) -> None:
             listed = stim.alarms.active()
             if listed:
                 stim.alarms.acknowledge(rng.choice(listed).code, now)
+        elif op == "mri":
+            stim.apply(MriModeSet(rng.random() < 0.5))
         elif op == "fail":
             stim.inject_fault("battery_failure", {})
     except (DeviceRejected, ValueError):
@@ -325,6 +359,17 @@ def pump_step(rng: random.Random, pump: Pump, late: bool) -> None:
             listed = pump.alarms.active()
             if listed:
                 pump.alarms.acknowledge(rng.choice(listed).code, now)
+        elif op == "mri":  # a scan of minutes to hours, its end, or the clinician's check
+            what = rng.choice(["scan", "scan", "end", "check", "check"])
+            if what == "scan":
+                keys: dict[str, Any] = {"minutes": rng.choice([0, 0.05, 20, 45, 180])}
+                if pump.config.mechanism is PumpMechanism.PERISTALTIC:
+                    keys |= {"resume_delay_min": rng.choice([0, 0, 90]), "restarts": rng.random() < 0.8}
+                pump.inject_fault("mri_scan", keys)
+            elif what == "end":
+                pump.inject_fault("end_mri_scan", {})
+            else:
+                pump.apply(MriCheckDone())
         elif op == "fail":
             pump.inject_fault("battery_failure", {})
     except (DeviceRejected, ValueError):
@@ -348,7 +393,8 @@ def pump_model(seed: int) -> Pump:
     """A cell that ends by age (odd seeds) or, being small, by energy within the run."""
     cell = PumpConfig().cell
     cell = replace(cell, max_life_years=1.5) if seed % 2 else replace(cell, capacity_j=6_000.0)
-    return Pump(PumpConfig(cell=cell), T0, seed, EventLog(LOG_CAPACITY))
+    mechanism = PumpMechanism.VALVE_GATED if seed >= 4 else PumpMechanism.PERISTALTIC
+    return Pump(PumpConfig(cell=cell, mechanism=mechanism), T0, seed, EventLog(LOG_CAPACITY))
 
 
 def drive(
@@ -391,6 +437,7 @@ def test_pump_status_is_always_freshly_exact(seed):
     seen = drive(pump_model(seed), pump_step, rebuilt_pump, reference_pump_status, seed)
     assert any(s.infusing for s in seen) and any(s.bolus_active for s in seen) and any(s.alarms for s in seen)
     assert {s.battery_state for s in seen} & {BatteryState.ERI, BatteryState.EOS, BatteryState.FAILED}
+    assert any(s.mri_suspended for s in seen) and any(s.mri_check_due for s in seen)
 
 
 def test_status_right_after_each_kind_of_change():
@@ -408,7 +455,8 @@ def test_status_right_after_each_kind_of_change():
         lambda: stim.inject_fault("charge", {"coupling_pct": 60}),
         lambda: stim.alarms.acknowledge(stim.alarms.active()[0].code, stim.now_ms),
         lambda: stim.inject_fault("stop_charge", {}),
-        lambda: stim.inject_fault("clear_lead", {"contact": 1}),
+        # The check turned the shorted contact off: mending it changes nothing until a check reads it good.
+        lambda: (stim.inject_fault("clear_lead", {"contact": 1}), stim.apply(ImpedanceCheck())),
         lambda: stim.apply(TherapySet(False)),
         lambda: stim.inject_fault("battery_failure", {}),
     ]

@@ -39,7 +39,12 @@ def test_json_after_the_command_is_the_same_document_as_before_it(mock):
     pump = mock.devices["pump-1"]
     after, before = json.loads(ctl(pump, "status", "--json")), json.loads(ctl(pump, "--json", "status"))
     assert after.keys() == before.keys() and after["capacity_ul"] == before["capacity_ul"] == 20_000
-    assert after["drugs"][0] == {"drug": "MORPHINE", "conc_ng_per_ml": 10_000_000, "dose_ng_per_day": 5_000_000}
+    assert after["drugs"][0] == {
+        "drug": "MORPHINE",
+        "conc_ng_per_ml": 10_000_000,
+        "dose_ng_per_day": 5_000_000,
+        "bolus_ng_24h": 0,
+    }
     assert isinstance(json.loads(ctl(pump, "events", "--from", "1", "--json")), list)
 
 
@@ -50,7 +55,7 @@ def test_pump_status_text_reads_in_millilitres_milligrams_percent_volts_and_iso_
     assert not [name for name in WIRE_NAMES if name in text], text
     reservoir = re.search(r"Reservoir +(\d+(?:\.\d+)?) of 20 mL \(alarm at 2 mL\)", text)
     assert reservoir and abs(float(reservoir[1]) * 1000 - wire["reservoir_ul"]) <= 2, text
-    assert "Rate            0.5 mL/day" in text
+    assert "Rate now        0.5 mL/day" in text
     assert "morphine 10 mg/mL, 5 mg/day" in text and "bupivacaine 20 mg/mL, 10 mg/day" in text
     battery = re.search(r"Battery +ok, (\d+(?:\.\d+)?) % \((\d\.\d\d) V\)", text)
     assert battery and float(battery[1]) == pytest.approx(wire["battery_pct_x100"] / 100, abs=0.1), text

@@ -57,13 +57,16 @@ def test_pump_drain_matches_rate_times_time_at_any_speed(run_mock, connect, spee
 
 
 @pytest.mark.parametrize("speed", ["100000", "1000000"])
-def test_stimulator_battery_drain_matches_the_pulse_physics(run_mock, connect, speed):
+def test_stimulator_battery_drain_matches_the_pulse_physics(run_mock, connect, speed, tmp_path):
     """Energy taken from the cell between two polls equals (pulses/η + quiescent + radio) x device time."""
-    mock = run_mock("--device", "scs", "--speed", speed)
+    # Without impedance drift, so that the load, and with it the draw, stays what it was at implant.
+    scenario = tmp_path / "no-drift.toml"
+    scenario.write_text('[scenario]\nname = "no drift"\ndevice = "scs"\n\n[config]\nimpedance_drift = 0.0\n')
+    mock = run_mock("--scenario", str(scenario), "--speed", speed)
     client = connect(mock.devices["scs-1"])
     client.set_program(1, (TONIC,), 6000)
     client.set_therapy(True)
-    reference = Stimulator(ScsConfig(), 0, 1)
+    reference = Stimulator(ScsConfig(impedance_drift=0.0), 0, 1)
     reference.apply(StimProgramSet(1, True, (TONIC,), 6000, 2))
     reference.apply(TherapySet(True))
     reference.set_telemetry_active(True)
@@ -234,7 +237,11 @@ def test_fault_at_a_device_time_offset_arrives_then(run_mock, connect):
 
 def test_line_noise_is_survived_and_counted(run_mock, connect):
     """Corrupted, dropped and duplicated bytes: every poll answers, damage is counted, a bolus is one bolus."""
-    mock = run_mock("--device", "pump", "--speed", "1", "--noise", "flip=0.002,drop=0.002,dup=0.002")
+    # The rates are per byte: a poll moves about 300 bytes (the PumpStatus reply is over 220), so at
+    # 0.03 % each about one exchange in four is damaged. Nine tries then all fail about once in 400,000
+    # polls, and 41 exchanges all come through clean about once in 80,000 runs: both outcomes the test
+    # checks are certain, whatever the status grows to within a few dozen bytes.
+    mock = run_mock("--device", "pump", "--speed", "1", "--noise", "flip=0.0003,drop=0.0003,dup=0.0003")
     pump = connect(mock.devices["pump-1"], timeout=0.3, retries=8)
     for _ in range(40):
         pump.status()
@@ -301,3 +308,31 @@ def test_implant_ctl_alarm_test_sounds_the_pump_and_the_stimulator_refuses_it(ru
         time.sleep(0.2)
         status = pump.status()
     assert status.tone is ToneKind.NONE and status.next_tone is ToneKind.NONE
+
+
+def test_implant_ctl_programs_a_flex_day_in_local_time_and_reads_it_back(run_mock, connect):
+    mock = run_mock("--device", "pump", "--speed", "1")
+    device = mock.devices["pump-1"]
+
+    def ctl(*argv: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "protocols.ctl", "--port", device.port, "--key", str(device.key), *argv]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    dose = ["dose", "--mode", "flex", "--step", "00:00=400", "--step", "08:00=600"]
+    done = ctl(*dose, "--periodic", "12:00=100/60", "--utc-offset-min", "-300")
+    assert done.returncode == 0, done.stderr
+    text = ctl("schedule")
+    assert text.returncode == 0, text.stderr
+    for line in ("Local time     UTC-05:00", "From 08:00     0.6 mL/day", "Bolus 12:00    0.1 mL over 60 min, daily"):
+        assert line in text.stdout, text.stdout
+    read = json.loads(ctl("schedule", "--json").stdout)
+    assert (read["mode"], read["utc_offset_min"], read["daily_ul"]) == ("FLEX", -300, 634)
+    assert read["periodic_boluses"] == [{"start_min": 720, "volume_ul": 100, "duration_min": 60}]
+    status = connect(device).status()
+    assert status.drugs[0].dose_ng_per_day == status.drugs[0].conc_ng_per_ml * 634 // 1000  # the day, not the step
+    refused = ctl(*dose, "--periodic", "12:00=1/7", "--json")
+    assert refused.returncode == 6
+    error = json.loads(refused.stdout)
+    assert (error["field"], error["value"], error["limit"]) == ("periodic_boluses[0].duration_min", 7, 8)
+    bad = ctl("dose", "--mode", "flex", "--step", "25:00=400")
+    assert bad.returncode == 2 and "HH:MM=UL_PER_DAY" in bad.stderr
