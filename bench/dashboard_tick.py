@@ -33,7 +33,7 @@ T0 = 1_767_225_600_000
 
 def status_at(t_ms: int, pct_x100: int) -> ScsStatus:
     battery = (BatteryKind.RECHARGEABLE, BatteryState.OK, pct_x100, 3900, False, 0, 10000)
-    return ScsStatus(t_ms, False, 0, (), 0, *battery, 0, 0, 0, 0, 0, (), (), 0, 0)
+    return ScsStatus(t_ms, False, 0, (), 0, *battery, 0, 0, 0, 0, 0, (), (), 0, 0, False)
 
 
 def fill(store, seconds: int) -> int:

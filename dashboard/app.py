@@ -19,12 +19,13 @@ from flask import Response, jsonify
 
 from protocols.messages import Priority
 
-from . import exports, ids, paths
+from . import compression, exports, ids, paths
 from .auth import AuthEvent, UserDB, current_user, install_auth, logout_form
 from .deps import Deps, UnknownDevice
 from .throttle import LoginThrottle
-from .views import device, overview, programming
-from .views.common import CSS, alarm_label
+from .views import audit, device, event_log, overview, programming, ticks
+from .views.common import CSS, LOADING_AFTER_MS, alarm_label
+from .words import sentence
 
 ASSETS = Path(__file__).with_name("assets")
 AUTH_OK = frozenset({"login_ok", "logout"})  # every other auth event is a refusal
@@ -41,35 +42,44 @@ def shell(tick_s: float) -> html.Div:
                 [
                     dcc.Link("implant-telemetry", href="/"),
                     html.Div(id=ids.BANNER, className="banner banner-none"),
+                    dcc.Link("Audit log", href=paths.AUDIT_PATH, className="nav", id="nav-audit"),
                     html.Div(className="spacer"),
                     html.Span(id=ids.USER_BOX),
                     logout_form(),
                 ],
                 className="topbar",
             ),
-            html.Div(id=ids.PAGE, className="content"),
-            dcc.Interval(id=ids.TICK, interval=int(tick_s * 1000)),
+            # A page that takes longer than 300 ms to build shows a spinner until it is there.
+            dcc.Loading(
+                html.Div(id=ids.PAGE, className="content"),
+                delay_show=LOADING_AFTER_MS,
+                target_components={ids.PAGE: "children"},
+                overlay_style={"visibility": "visible", "opacity": 0.5},
+            ),
+            ticks.ticker(ids.TICK_BANNER, tick_s),
+            *ticks.watchdog(),
         ]
     )
 
 
 def banner(deps: Deps) -> tuple[list, str]:
-    """The highest-priority active alarm across devices (technical alarms count as high)."""
-    worst: tuple[int, str, str] | None = None
+    """The highest-priority active alarm across devices (technical alarms count as high), linking to its device."""
+    worst: tuple[int, str, str, str] | None = None
     for name, link in deps.links.items():
         snap = link.snapshot()
         if snap.technical_alarm:
-            candidate = (int(Priority.HIGH) + 1, f"{name}: {snap.technical_alarm}", "alarm-technical")
+            candidate = (int(Priority.HIGH) + 1, f"{name}: {sentence(snap.technical_alarm)}", "alarm-technical", name)
         elif snap.status is not None and snap.status.alarms:
             top = snap.status.alarms[0]
-            candidate = (int(top.priority), f"{name}: {alarm_label(top.code.name, top.priority)}", CSS[top.priority])
+            text = f"{name}: {alarm_label(top.code, top.priority)}"
+            candidate = (int(top.priority), text, CSS[top.priority], name)
         else:
             continue
         if worst is None or candidate[0] > worst[0]:
             worst = candidate
     if worst is None:
         return [], "banner banner-none"
-    return [worst[1]], f"banner {worst[2]}"
+    return [dcc.Link(worst[1], href=paths.device_href(worst[3]), id="banner-link")], f"banner {worst[2]}"
 
 
 def create_app(
@@ -105,14 +115,19 @@ def create_app(
         audit=audit_to_store(deps.store),
         throttle=login_throttle,
     )
+    # Compressed responses (brotli or gzip, as the browser accepts): Dash's bundles and Plotly are
+    # mostly JavaScript text, about a quarter of their size compressed (bench/dashboard_pages.py).
+    compression.install(app.server)
     exports.register(app.server, deps)
     app.server.register_error_handler(UnknownDevice, _unknown_device_response)
 
     @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"))
     def route(path: str | None):
+        if path == paths.AUDIT_PATH:
+            return audit.layout(deps)
         name = paths.device_from_pathname(path)
         if name is None:
-            return overview.layout()
+            return overview.layout(deps)
         if name in deps.links:
             return device.layout(deps, name)
         return html.Div(f"No device named {name!r}.", id="unknown-device")
@@ -121,7 +136,8 @@ def create_app(
         Output(ids.BANNER, "children"),
         Output(ids.BANNER, "className"),
         Output(ids.USER_BOX, "children"),
-        Input(ids.TICK, "n_intervals"),
+        Input(ids.TICK_BANNER, "n_intervals"),
+        running=ticks.paced(ids.TICK_BANNER),
     )
     def top(_n: int):
         children, css = banner(deps)
@@ -130,7 +146,9 @@ def create_app(
 
     overview.register(app, deps)
     device.register(app, deps)
+    event_log.register(app, deps)
     programming.register(app, deps)
+    ticks.register(app)
     return app
 
 

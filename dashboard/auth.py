@@ -251,6 +251,8 @@ def _login_view() -> Response:
     assert state is not None
     next_path = web_security.safe_next(request.values.get("next"), state.landing)
     if request.method == "GET":
+        if request.args.get("logged_out") == "1" and current_user() is None:
+            return _login_page(next_path, note="You are logged out.")
         return _login_page(next_path)
     if not csrf_ok(CSRF_FIELD):
         return _login_page(next_path, "The form expired. Please try again.", status=400)
@@ -296,7 +298,7 @@ def _logout_view() -> Response:
         logger.info("log-out of %r", user.username)
         state.record("logout", user.username)
     session.clear()
-    return redirect(LOGIN_PATH, code=303)
+    return redirect(f"{LOGIN_PATH}?logged_out=1", code=303)
 
 
 def _permission_denied_response(error: PermissionDenied) -> Response:
@@ -305,9 +307,12 @@ def _permission_denied_response(error: PermissionDenied) -> Response:
     return response
 
 
-def _login_page(next_path: str, message: str = "", *, username: str = "", status: int = 200) -> Response:
+def _login_page(
+    next_path: str, message: str = "", *, username: str = "", status: int = 200, note: str = ""
+) -> Response:
     user = current_user()
-    note = f"Signed in as {user.username}. Enter your password again to confirm." if user else ""
+    if user:
+        note = f"Signed in as {user.username}. Enter your password again to confirm."
     page = web_security.render_login_page(
         action=LOGIN_PATH,
         csrf_field=CSRF_FIELD,

@@ -1,8 +1,11 @@
 """``implant-dashboard``: the live dashboard for one or more devices.
 
-Each ``--port URL --key FILE`` pair (in order) is one device, polled by its own link thread. The
-history goes to ``--db`` (SQLite by default). On first run the users file is created with a
-clinician and a viewer account and their passwords are printed once. Binds 127.0.0.1 unless told
+Each ``--port URL --key FILE`` pair (in order) is one device; ``--fleet MANIFEST`` adds every device
+of a fleet manifest (``implant-mock`` writes one in its state directory; docs/fleet.md). A few link
+threads (``--link-threads``) drive every device's link, waiting on their ports with one selector, so
+a thousand devices need no thousand threads. The history goes to ``--db`` (SQLite by default). On
+first run the users file is created with a clinician and a viewer account and their passwords are
+printed once. Binds 127.0.0.1 unless told
 otherwise, and never runs in debug mode.
 """
 
@@ -19,13 +22,20 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
+from protocols.manifest import ManifestError, load_manifest
+from protocols.transport import raise_fd_limit
+
+from . import compression
 from .app import create_app
 from .auth import AuthConfigError, UserDB
 from .deps import Deps
 from .link import DeviceLink
+from .link_pool import DEFAULT_WORKERS, LinkPool
 from .store import StoreError, open_store
 
 log = logging.getLogger("implant-dashboard")
+FDS_PER_DEVICE = 4  # the port, pyserial's two abort pipes, and one to spare per device
+FDS_SPARE = 256  # the store's connections, the HTTP server and its clients, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +44,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port",
         action="append",
-        required=True,
+        default=[],
         metavar="URL",
-        help="a device's pyserial URL or pty path (repeat per device)",
+        help="a device's pyserial URL or pty path (repeat per device; or --fleet)",
     )
     p.add_argument(
         "--key",
         action="append",
-        required=True,
+        default=[],
         metavar="FILE",
         help="that device's pairing key file (same order as --port)",
+    )
+    p.add_argument(
+        "--fleet",
+        metavar="MANIFEST",
+        help="a fleet manifest (JSON, version 1: name, kind, port and key file per device), "
+        "such as the fleet.json implant-mock writes in its --state directory",
+    )
+    p.add_argument(
+        "--link-threads",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"threads that drive the device links, each link on one at a time (default {DEFAULT_WORKERS}); "
+        "a device that stops answering holds one for up to its timeout",
     )
     p.add_argument(
         "--name", action="append", default=[], help="display name per device (default: device-1, device-2, ...)"
@@ -85,6 +109,20 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _devices(args: argparse.Namespace) -> list[tuple[str, str, str | Path]]:
+    """(name, port, key file) of every device: the --port pairs, then the manifest's; names unique."""
+    names = args.name + [f"device-{i + 1}" for i in range(len(args.name), len(args.port))]
+    devices: list[tuple[str, str, str | Path]] = list(zip(names, args.port, args.key, strict=False))
+    if args.fleet:
+        devices += [(d.name, d.port, d.key) for d in load_manifest(args.fleet)]
+    seen: set[str] = set()
+    for name, _, _ in devices:
+        if name in seen:
+            raise ManifestError(f"device name {name!r} is given twice (--name and the manifest): names must differ")
+        seen.add(name)
+    return devices
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``implant-dashboard``."""
     args = build_parser().parse_args(argv)
@@ -95,6 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if len(args.port) != len(args.key):
         print("implant-dashboard: give one --key per --port, in the same order", file=sys.stderr)
+        return 2
+    if not args.port and not args.fleet:
+        print("implant-dashboard: give --fleet MANIFEST or a --port URL --key FILE pair per device", file=sys.stderr)
+        return 2
+    if args.link_threads < 1:
+        print(f"implant-dashboard: --link-threads {args.link_threads}: at least 1", file=sys.stderr)
+        return 2
+    try:
+        devices = _devices(args)
+        # A pty and pyserial's two abort pipes per device, plus the store, the server and its clients.
+        raise_fd_limit(len(devices) * FDS_PER_DEVICE + FDS_SPARE)
+    except (ManifestError, OSError) as exc:
+        print(f"implant-dashboard: {exc}", file=sys.stderr)
         return 2
     if not _loopback(args.host) and not args.tls:
         print(
@@ -121,14 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"implant-dashboard: {exc}", file=sys.stderr)
         store.close()
         return 2
-    names = args.name + [f"device-{i + 1}" for i in range(len(args.name), len(args.port))]
+    pool = LinkPool(workers=args.link_threads).start()
     links = {
-        name: DeviceLink(name, url, key, store, poll_s=args.poll, stale_after_s=args.stale_after)
-        for name, url, key in zip(names, args.port, args.key, strict=True)
+        name: DeviceLink(name, url, key, store, poll_s=args.poll, stale_after_s=args.stale_after, pool=pool)
+        for name, url, key in devices
     }
     app = create_app(
         Deps(links, store, tick_s=1.0), users, allowed_hosts={args.host, "127.0.0.1", "localhost"}, tls=args.tls
     )
+    compression.warm_plotly(app.server)
     server = make_server(args.host, args.http_port, app.server, threaded=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -146,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.shutdown()
         thread.join(timeout=5)
-        for link in links.values():
-            link.stop()
+        pool.stop()  # every link at once: each closes its session and port
         store.close()
     print("implant-dashboard: stopped", flush=True)
     return 0

@@ -41,6 +41,8 @@ from protocols.messages import (
     TherapySet,
 )
 
+from .words import readback_rows
+
 Status = ScsStatus | PumpStatus
 
 # CommandResult.error_code values that are not device refusals (those carry the ErrorCode name).
@@ -172,12 +174,6 @@ def audit_text(result: CommandResult, link_down: BaseException | None) -> str:
     return result.message
 
 
-def short(value: object, limit: int = 90) -> str:
-    """A field value as compact JSON text, cut to ``limit`` characters for display."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def readback_mismatches(command: Message, after: dict) -> list[str]:
     """Where the status read back after a command disagrees with what was sent (docs/security.md R12)."""
     expected: dict[str, object] = {}
@@ -190,8 +186,6 @@ def readback_mismatches(command: Message, after: dict) -> list[str]:
         expected = {"alarm_volume_ul": command.alarm_volume_ul, "mode": command.mode.name}
         if command.mode == DosingMode.CONTINUOUS:
             expected["rate_ul_per_day"] = command.rate_ul_per_day
-    return [
-        f"{key}: sent {short(want)}, read back {short(after[key])}"
-        for key, want in expected.items()
-        if key in after and after[key] != want
-    ]
+    sent = {key: want for key, want in expected.items() if key in after}
+    got = {key: after[key] for key in sent}
+    return [f"{label}: sent {want}, read back {seen}" for label, want, seen in readback_rows(sent, got)]

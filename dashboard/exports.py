@@ -18,6 +18,7 @@ from typing import TextIO
 from flask import Flask, Response, request
 
 from . import paths
+from .auth import Role, require_role
 from .deps import Deps
 from .web_security import plain_response
 
@@ -105,4 +106,5 @@ def register(server: Flask, deps: Deps) -> None:
 
     @server.get("/export/audit.csv")
     def export_audit() -> Response:
+        require_role(Role.CLINICIAN)  # the audit log is a clinician's record (a viewer gets 403)
         return csv_download(deps.store.export_audit_csv, "audit.csv")

@@ -47,7 +47,9 @@ def time_chart(series: Sequence[tuple[str, Sequence[int], Sequence[float]]], tit
         x, y = points(times_ms, values)
         # SVG, not WebGL: a chart holds at most a few thousand points, and WebGL is missing on many machines.
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=info(name).label))
-    fig.update_yaxes(title_text=unit, gridcolor="#e8ecf0")
+    # Every series is a level that cannot be negative: the axis starts at 0, so a flat 0 (nothing
+    # infused, therapy off) reads as 0 rather than floating in a -1..1 band.
+    fig.update_yaxes(title_text=unit, gridcolor="#e8ecf0", rangemode="tozero")
     fig.update_xaxes(gridcolor="#e8ecf0")
     return _layout(fig, f"{title} ({unit})" if unit else title, CHART_HEIGHT)
 

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 URL = "url"
 PAGE = "page"
-TICK = "tick"
+# Each live callback has its own tick (an interval that ``views.ticks.paced`` stops while the
+# callback runs), so a slow one never stacks calls or has them dropped.
+TICK_BANNER = "tick-banner"
+TICK_FLEET = "tick-fleet"
+TICK_STATUS = "tick-status"
+TICK_CHARTS = "tick-charts"
+TICK_SPEED = "tick-speed"
+TICK_REFILL = "tick-refill"
+TICK_EVENTS = "tick-events"
+TICK_ALARMS = "tick-alarms"
+LIVE_TICKS = (TICK_BANNER, TICK_FLEET, TICK_STATUS, TICK_CHARTS, TICK_SPEED, TICK_REFILL, TICK_EVENTS, TICK_ALARMS)
 BANNER = "alarm-banner"
 USER_BOX = "user-box"
 
 OVERVIEW_CARDS = "overview-cards"
+OVERVIEW_COUNTS = "overview-counts"
+OVERVIEW_TABLE = "overview-table"
+OVERVIEW_SEARCH = "overview-search"
+OVERVIEW_KIND = "overview-kind"
+OVERVIEW_ALARM = "overview-alarm"
+OVERVIEW_LINK = "overview-link"
+OVERVIEW_SORT = "overview-sort"  # dcc.Store: {"column": key, "descending": bool}
+OVERVIEW_SORT_BUTTON = "overview-sort-button"  # pattern-matching id: {"type": ..., "column": key}
+OVERVIEW_PAGE = "overview-current-page"  # dcc.Store: the 0-based page shown
+OVERVIEW_PAGE_TEXT = "overview-page-text"
+OVERVIEW_PREV = "overview-prev"
+OVERVIEW_NEXT = "overview-next"
 
 DEVICE_NAME = "device-name"
 GAUGES = "device-gauges"
@@ -16,15 +38,15 @@ STATUS_TEXT = "device-status"
 PROJECTIONS = "device-projections"
 LINK_PANEL = "device-link"
 RANGE = "chart-range"
+RANGE_NOTE = "chart-range-note"  # what the ranges mean at the device's clock speed
+SPEED_SAMPLE = "device-speed-sample"  # dcc.Store: a (wall s, device ms) pair to judge the clock speed by
 CHARTS = "device-charts"
+IMPEDANCE_NOTE = "impedance-note"  # open or shorted contacts of the last check, under the charts
 CHART = "chart"  # pattern-matching id: {"type": CHART, "series": name}
 CHART_CURSOR = "chart-cursor"  # dcc.Store: last time (ms) drawn per series
 ALARMS = "device-alarms"
 ALARMS_SHOWN = "device-alarms-shown"  # dcc.Store: what the alarm list on the page shows (alarm_signature)
 ACK = "ack"  # pattern-matching id: {"type": ACK, "code": int}
-ALARM_HISTORY = "alarm-history"
-EVENTS = "device-events"
-EVENT_FILTER = "event-filter"
 
 PROGRAM_FORM = "program-form"
 PROGRAM_RESULT = "program-result"
@@ -50,4 +72,10 @@ REFILL_DRUGS = "refill-drugs"
 REFILL_CONFIRM = "refill-confirm"
 REFILL_ACCEPT = "refill-accept"
 SEND_REFILL = "send-refill"
+REFILL_EXPECTED = "refill-expected"  # the live expected residual beside the refill form
+IMPEDANCE_CHECK = "impedance-check"
+REVIEW = "program-review"  # the pending-against-current table of the command about to be sent
+REVIEWED = "program-reviewed"  # dcc.Store: the reviewed form (action and values) that Send sends
+CONFIRM_SEND = "confirm-send"
+CANCEL_SEND = "cancel-send"
 EXPORT = "export-link"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from enum import Enum
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from protocols.client import DeviceClient
 from protocols.codec import to_json
@@ -58,6 +58,9 @@ from protocols.messages import (
 )
 
 from .commands import LINK, UNKNOWN, CommandResult, audit_text, describe, outcome, settle, touched_fields
+
+if TYPE_CHECKING:
+    from .link_pool import LinkPool
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +171,10 @@ class DeviceLink:
         connect: Connect = DeviceClient.connect,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        pool: LinkPool | None = None,
     ) -> None:
         self.name, self.url, self.key_file, self.store = name, url, key_file, store
+        self.pool = pool
         self.poll_s, self.stale_after_s, self.backoff = poll_s, stale_after_s, backoff
         self._connect, self._clock, self._sleep = connect, clock, sleep
         self._lock = threading.Lock()
@@ -178,6 +183,16 @@ class DeviceLink:
         self._wake = threading.Event()
         self._commands: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._started = False
+        self._finished = threading.Event()  # set by the last step: session closed, port closed, queue refused
+        self._stepping: threading.Thread | None = None  # the thread inside _step() now, if any
+        # Step state (only the thread running a step touches it): the client, when to poll, the backoff.
+        self._client: DeviceClient | None = None
+        self._next_poll = 0.0
+        self._retry_deadline: float | None = None
+        self._delays = backoff_delays(*backoff)
+        self._sessions_before = 0
+        self._polled_last = False
         self._tx_ids: dict[int, int] = {}
         self._abort_jumps = 0
         # Commands sent whose fate the device could not be asked about yet; settled after reconnecting.
@@ -204,32 +219,44 @@ class DeviceLink:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> DeviceLink:
-        """Start the link thread ``link-<name>`` (once)."""
+        """Start the link (once): on its own thread ``link-<name>``, or handed to its ``pool``."""
         with self._lock:
-            if self._thread is not None:
+            if self._started:
                 if self._stop.is_set():
                     raise RuntimeError(f"link {self.name} was stopped: create a new one")
                 return self
+            self._started = True
             self._started_at = self._clock()
-            self._thread = threading.Thread(target=self._run, name=f"link-{self.name}", daemon=True)
-        self._thread.start()
+            if self.pool is None:
+                self._thread = threading.Thread(target=self._run, name=f"link-{self.name}", daemon=True)
+        if self._thread is not None:
+            self._thread.start()
+        else:
+            assert self.pool is not None
+            self.pool.add(self)
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """End the thread, closing the session and the port. Prompt (well under 1 s), idempotent."""
+        """End the link, closing the session and the port. Prompt (well under 1 s), idempotent."""
         self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
+        self._notify()
+        if not self._started or self._stepping is threading.current_thread():
             self._refuse_queued("link stopped")
             return
-        thread.join(_STOP_GRACE_S)
-        if thread.is_alive():  # blocked in an exchange: make every client deadline pass now
+        if not self._finished.wait(_STOP_GRACE_S):  # blocked in an exchange: make every client deadline pass now
             self._abort.set()
-            thread.join(timeout_s)
-        if thread.is_alive():
-            log.error("%s: link thread did not stop within %.1f s", self.name, _STOP_GRACE_S + timeout_s)
+            self._finished.wait(timeout_s)
+        if self._thread is not None:
+            self._thread.join(timeout_s if self._finished.is_set() else 0.1)
+        if not self._finished.is_set():
+            log.error("%s: link did not stop within %.1f s", self.name, _STOP_GRACE_S + timeout_s)
         self._refuse_queued("link stopped")
+
+    def _notify(self) -> None:
+        """Have the link look at its command queue and stop flag now (not at its next poll)."""
+        self._wake.set()
+        if self.pool is not None:
+            self.pool.kick(self)
 
     def __enter__(self) -> DeviceLink:
         return self.start()
@@ -241,8 +268,9 @@ class DeviceLink:
 
     @property
     def running(self) -> bool:
-        """True while the link thread is alive and not asked to stop."""
-        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        """True while the link is started, not finished and not asked to stop."""
+        alive = self._thread.is_alive() if self._thread is not None else self._started
+        return alive and not self._finished.is_set() and not self._stop.is_set()
 
     # --- reading ---------------------------------------------------------------------------------
     def snapshot(self) -> LinkSnapshot:
@@ -264,7 +292,7 @@ class DeviceLink:
             state = LinkState.STALE
         alarm = error
         if stale:
-            no_data = f"no data for {silence:.1f} s"
+            no_data = f"no data from {self.name} for {silence:.0f} s"
             alarm = no_data if alarm is None else f"{alarm} ({no_data})"
         return LinkSnapshot(
             name=self.name,
@@ -298,7 +326,7 @@ class DeviceLink:
         if not self.running:
             return self._finish_unsent(pending, "link not running")
         self._commands.put(pending)
-        self._wake.set()
+        self._notify()
         if not self.running:  # stopped meanwhile: the thread may have drained the queue already
             self._refuse_queued("link stopped")
         if pending.done.wait(timeout_s):
@@ -410,48 +438,133 @@ class DeviceLink:
             log.exception("%s: audit entry for %s could not be written", self.name, type(pending.command).__name__)
             return None
 
-    # --- the link thread -------------------------------------------------------------------------
+    # --- the link's work, one step at a time -----------------------------------------------------
     def _run(self) -> None:
-        delays = backoff_delays(*self.backoff)
-        while not self._stop.is_set():
-            client: DeviceClient | None = None
-            sessions = self._sessions
-            delay: float | None = None
-            try:
-                client = self._connect(self.url, self.key_file, clock=self._client_clock, trace=self._trace)
-                self._serve(client)
-            except Exception as exc:  # the thread must outlive any failure; a link error is the usual one
-                if self._sessions > sessions:
-                    delays = backoff_delays(*self.backoff)  # it worked for a while: start again at 0.5 s
-                delay = self._failed(exc, delays)
-            finally:
-                self._close(client)
-            if delay is not None and not self._stop.is_set():
-                self._wait_retry(delay)
-        with self._lock:
-            self._state, self._session_open, self._retry_at = LinkState.OFFLINE, False, None
-            self._error = self._error or "link stopped"
-        self._refuse_queued("link stopped")
+        """The link's own thread: steps back to back; between retries, sleeps until due or woken."""
+        while True:
+            due = self._step(_SLICE_S)
+            if due is None:
+                return
+            if self._client is None:  # waiting to reconnect: submit() and stop() wake it
+                remaining = due - time.monotonic()
+                if remaining > 0:
+                    self._wake.wait(remaining)
+                self._wake.clear()
 
-    def _serve(self, client: DeviceClient) -> None:
-        """Identify, open the session, then poll, read the log, take pushes and run commands."""
-        with self._lock:
-            self._state = LinkState.CONNECTING
-        identity = client.identify()
-        client.open_session()
-        self._begin(identity)
-        self._settle_unresolved(client)
-        next_poll = time.monotonic()
-        while not self._stop.is_set():
+    def _step(self, max_wait_s: float) -> float | None:
+        """Do the link's next piece of work; return when (``time.monotonic``) it wants the next, None when done.
+
+        A piece is a connect with its handshake, or one poll, one page of the event log or one look
+        for pushes (waiting up to ``max_wait_s`` for them: a pool passes 0 and waits on the port's
+        descriptor instead), after the queued commands. One thread at a time runs a link's steps.
+        """
+        self._stepping = threading.current_thread()
+        try:
+            if self._stop.is_set():
+                self._finish()
+                return None
+            if self._client is not None:
+                return self._serve_step(max_wait_s)
+            if self._retry_deadline is not None:
+                self._refuse_queued(f"link offline: {self._error}")
+                if time.monotonic() < self._retry_deadline:
+                    return self._retry_deadline
+                self._end_wait()
+            return self._connect_step()
+        except Exception:  # a fault of the link's own (connect and exchange failures are handled above)
+            log.exception("%s: link failed; it stops", self.name)
+            with self._lock:
+                self._error = "link failed: see the dashboard's log"
+            self._finish()
+            return None
+        finally:
+            self._stepping = None
+
+    def wait_fd(self) -> int | None:
+        """The descriptor a pool waits on for this link's pushes (None: none, or not connected)."""
+        client = self._client
+        fileno = getattr(client, "fileno", None) if client is not None else None
+        return fileno() if fileno is not None else None
+
+    def _connect_step(self) -> float:
+        """Connect, identify, open the session, settle what a lost link left open; then poll at once."""
+        self._sessions_before = self._sessions
+        try:
+            self._client = self._connect(self.url, self.key_file, clock=self._client_clock, trace=self._trace)
+            with self._lock:
+                self._state = LinkState.CONNECTING
+            identity = self._client.identify()
+            self._client.open_session()
+            self._begin(identity)
+            self._settle_unresolved(self._client)
+        except Exception as exc:  # the link must outlive any failure; a link error is the usual one
+            return self._fail(exc)
+        self._next_poll = time.monotonic()
+        return self._next_poll
+
+    def _serve_step(self, max_wait_s: float) -> float:
+        """Run queued commands, then poll status when due, else read a page of the log, else take pushes."""
+        client = self._client
+        assert client is not None
+        try:
             self._run_commands(client)
             now = time.monotonic()
-            if now >= next_poll:
+            if self._stop.is_set():
+                return now
+            behind = self._device_last_seq != self._next_seq() - 1
+            # A late poll does not starve the log: when both are due, they take turns.
+            if now >= self._next_poll and not (behind and self._polled_last):
                 self._record_status(client.status(), client)
-                next_poll = now + self.poll_s
-            elif self._device_last_seq != self._next_seq() - 1:
+                self._next_poll = now + self.poll_s
+                self._polled_last = True
+            elif behind:
                 self._read_page(client)
+                self._polled_last = False
             else:
-                self._take_pushes(client.poll_pushes(min(_SLICE_S, next_poll - now)))
+                self._take_pushes(client.poll_pushes(min(max_wait_s, self._next_poll - now)))
+        except Exception as exc:
+            return self._fail(exc)
+        if self._device_last_seq != self._next_seq() - 1 or not self._commands.empty():
+            return time.monotonic()  # more to read or to send: next in line again at once
+        return self._next_poll
+
+    def _fail(self, exc: BaseException) -> float:
+        """A failed connect or exchange: technical alarm, port closed, and when to try again."""
+        if self._sessions > self._sessions_before:
+            self._delays = backoff_delays(*self.backoff)  # it worked for a while: start again at 0.5 s
+        delay = self._failed(exc, self._delays)
+        self._close(self._client)
+        self._client = None
+        now = time.monotonic()
+        if self._stop.is_set():
+            return now
+        if self._sleep is not None:
+            self._sleep(delay)
+            self._refuse_queued(f"link offline: {self._error}")
+            self._end_wait()
+            return time.monotonic()
+        self._retry_deadline = now + delay
+        self._refuse_queued(f"link offline: {self._error}")
+        return self._retry_deadline
+
+    def _end_wait(self) -> None:
+        self._retry_deadline = None
+        with self._lock:
+            self._retry_at = None
+            if self._state is LinkState.OFFLINE:
+                self._state = LinkState.CONNECTING
+
+    def _finish(self) -> None:
+        """The last step: close the session and the port, refuse what is queued, and say so."""
+        try:
+            self._close(self._client)
+        finally:
+            self._client = None
+            with self._lock:
+                self._state, self._session_open, self._retry_at = LinkState.OFFLINE, False, None
+                self._error = self._error or "link stopped"
+            self._refuse_queued("link stopped")
+            self._finished.set()
 
     def _begin(self, identity: IdentifyReply) -> None:
         stored_next = self.store.last_event_seq(self.name) + 1
@@ -548,25 +661,6 @@ class DeviceLink:
         else:
             log.error("%s: link thread failed; retry in %.1f s", self.name, delay, exc_info=exc)
         return delay
-
-    def _wait_retry(self, delay: float) -> None:
-        """Wait ``delay`` before reconnecting; refuse commands meanwhile; wake at once on stop()."""
-        if self._sleep is not None:
-            self._sleep(delay)
-            self._refuse_queued(f"link offline: {self._error}")
-        else:
-            deadline = time.monotonic() + delay
-            while not self._stop.is_set():
-                self._wake.clear()
-                self._refuse_queued(f"link offline: {self._error}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wake.wait(remaining)
-        with self._lock:
-            self._retry_at = None
-            if self._state is LinkState.OFFLINE:
-                self._state = LinkState.CONNECTING
 
     def _close(self, client: DeviceClient | None) -> None:
         if client is None:

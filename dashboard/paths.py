@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 
 DEVICE_PREFIX = "/device/"
 EXPORT_PREFIX = "/export/"
+AUDIT_PATH = "/audit"
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 

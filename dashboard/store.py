@@ -105,6 +105,36 @@ class LatestStatus:
 
 
 @dataclass(frozen=True)
+class EventQuery:
+    """Which events a page shows: a device's, filtered by code, priority and device time, newest first.
+
+    Pages are keyed by sequence number, so new events arriving never shift a page being read:
+    ``before_seq`` asks for the page older than that entry, ``after_seq`` for the page newer than
+    it (both 0: the newest page). ``alarms_only`` keeps alarm state changes (the alarm history).
+    """
+
+    device: str
+    codes: tuple[int, ...] = ()  # empty: every code
+    priorities: tuple[int, ...] = ()  # empty: every priority
+    start_ms: int = 0  # 0: no lower bound
+    end_ms: int = 0  # 0: no upper bound
+    before_seq: int = 0
+    after_seq: int = 0
+    alarms_only: bool = False
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of events (newest first), how many match in all, and whether older or newer pages exist."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    has_older: bool
+    has_newer: bool
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One audit record as stored; ``before``/``after`` are canonical JSON text."""
 
@@ -237,6 +267,10 @@ class HistoryStore(ABC):
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Events with seq > since_seq, oldest first (by seq; by time across devices) unless newest_first."""
+
+    @abstractmethod
+    def event_page(self, query: EventQuery) -> EventPage:
+        """One page of a device's events as ``query`` asks, newest first (see ``EventQuery``)."""
 
     @abstractmethod
     def alarm_history(self, device: str | None, limit: int = 200) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ from .store import (
     GENESIS_HASH,
     ROLLUP_WIDTHS_MS,
     AuditEntry,
+    EventPage,
+    EventQuery,
     HistoryStore,
     LatestStatus,
     StoreError,
@@ -165,6 +167,20 @@ EVENTS = {  # (one device?, newest first?) -> SQL; one static string each, so ea
         " ORDER BY time_ms DESC, device, seq DESC LIMIT :limit"
     ),
 }
+_PAGE_FILTER = (
+    " FROM events WHERE device = :device"
+    " AND (:codes IS NULL OR code IN (SELECT value FROM json_each(:codes)))"
+    " AND (:priorities IS NULL OR priority IN (SELECT value FROM json_each(:priorities)))"
+    " AND (:start = 0 OR time_ms >= :start) AND (:end = 0 OR time_ms <= :end)"
+    " AND (:alarms = 0 OR state != 0)"
+)
+_PAGE_COLUMNS = "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor"
+EVENT_PAGE_OLDER = f"{_PAGE_COLUMNS}{_PAGE_FILTER} AND (:before = 0 OR seq < :before) ORDER BY seq DESC LIMIT :limit"
+EVENT_PAGE_NEWER = f"{_PAGE_COLUMNS}{_PAGE_FILTER} AND seq > :after ORDER BY seq LIMIT :limit"
+EVENT_PAGE_COUNT = f"SELECT COUNT(*){_PAGE_FILTER}"
+EVENT_PAGE_EXISTS = (
+    f"SELECT EXISTS(SELECT 1{_PAGE_FILTER} AND seq < :before), EXISTS(SELECT 1{_PAGE_FILTER} AND seq > :after)"
+)
 ALARMS_DEVICE = (
     "SELECT device, seq, time_ms, code, priority, state, arg0, arg1, actor FROM events"
     " WHERE device = ? AND state != 0 ORDER BY time_ms DESC, seq DESC LIMIT ?"
@@ -263,6 +279,9 @@ class SqliteStore(HistoryStore):
         self._pending: list[_Samples | _Events] = []
         self._pending_rows, self._deadline = 0, 0.0
         self._series_ids: dict[tuple[str, str], int] = {}
+        # The writer's copy of each series' newest rollup bucket per level, as committed:
+        # (series_id, level) -> (bucket, row). Points after its last one merge into it in memory.
+        self._open_buckets: dict[tuple[int, int], tuple[int, tuple]] = {}
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -494,10 +513,11 @@ class SqliteStore(HistoryStore):
                 ids = self._series_ids | new_ids
                 points = [(ids[(p.device, name)], t, v) for p in samples for name, t, v in p.rows]
                 self._conn.executemany(UPSERT_SAMPLE, points)
-                self._update_rollups({(sid, t) for sid, t, _ in points})
+                buckets = self._update_rollups(points)
                 self._conn.executemany(UPSERT_EVENT, (r for p in pending if isinstance(p, _Events) for r in p.rows))
                 self._conn.executemany(UPSERT_LATEST, (p.latest for p in samples if p.latest))
         except Exception as exc:  # the writer must outlive a bad batch: log, count, report at flush/close
+            self._open_buckets.clear()  # they may hold what was rolled back: read them afresh
             log.exception("history store %s: batch of %d rows lost", self.path, rows)
             self._error = exc
             with self._state:
@@ -505,26 +525,56 @@ class SqliteStore(HistoryStore):
                 self._counts["dropped_rows"] += rows
             return
         self._series_ids.update(new_ids)  # only ids that were committed
+        for (sid, level, bucket), row in buckets.items():  # only buckets that were committed
+            held = self._open_buckets.get((sid, level))
+            if held is None or bucket >= held[0]:
+                self._open_buckets[(sid, level)] = (bucket, row)
         with self._state:
             self._counts["rows_written"] += rows
             self._counts["batches"] += 1
 
-    def _update_rollups(self, touched: set[tuple[int, int]]) -> None:
-        """Recompute every rollup bucket the batch touched, level by level, from the level below."""
+    def _update_rollups(self, points: list[tuple[int, int, float]]) -> dict[tuple[int, int, int], tuple]:
+        """Bring every rollup bucket the batch touched up to date; return them by (series, level, bucket).
+
+        A series' points that all come after the last point of its newest bucket (the usual case: a
+        device reports in time order) are merged into the writer's copy of that bucket, with no
+        read. Anything else (a new bucket, a late point, a rewritten one) is recomputed level by
+        level from the level below, as the store holds it.
+        """
+        done: dict[tuple[int, int, int], tuple] = {}
         finer = 1
-        for level, width in enumerate(ROLLUP_WIDTHS_MS, 1):
+        for level, width in enumerate(ROLLUP_WIDTHS_MS, 1):  # level by level: a recompute reads the one below
+            grouped: dict[tuple[int, int], list[tuple]] = {}
+            for sid, t, v in points:
+                grouped.setdefault((sid, t // width), []).append((1, t, v, t, v, t, v, t, v))
             updates = []
-            for sid, bucket in {(sid, t // width) for sid, t in touched}:
-                if level == 1:
-                    source = self._conn.execute(ROLLUP_FROM_SAMPLES, (sid, bucket * width, (bucket + 1) * width))
-                else:
-                    ratio = width // finer
-                    source = self._conn.execute(
-                        ROLLUP_FROM_LEVEL, (sid, level - 1, bucket * ratio, (bucket + 1) * ratio)
-                    )
-                updates.append((sid, level, bucket, *merge_buckets(source.fetchall())))
+            for (sid, bucket), raw in grouped.items():
+                row = self._merged_in_memory(sid, level, bucket, raw)
+                if row is None:
+                    if level == 1:
+                        source = self._conn.execute(ROLLUP_FROM_SAMPLES, (sid, bucket * width, (bucket + 1) * width))
+                    else:
+                        ratio = width // finer
+                        source = self._conn.execute(
+                            ROLLUP_FROM_LEVEL, (sid, level - 1, bucket * ratio, (bucket + 1) * ratio)
+                        )
+                    row = merge_buckets(source.fetchall())
+                done[(sid, level, bucket)] = row
+                updates.append((sid, level, bucket, *row))
             self._conn.executemany(UPSERT_ROLLUP, updates)
             finer = width
+        return done
+
+    def _merged_in_memory(self, sid: int, level: int, bucket: int, raw: list[tuple]) -> tuple | None:
+        """The bucket with ``raw`` merged into the writer's copy, when that is exact: the copy is of
+        this bucket and every point is new (after its last point, no time twice); else None."""
+        held = self._open_buckets.get((sid, level))
+        if held is None or held[0] != bucket:
+            return None
+        times = [r[1] for r in raw]
+        if min(times) <= held[1][7] or len(set(times)) != len(times):
+            return None
+        return merge_buckets([held[1], *raw])
 
     def _series_id(self, key: tuple[str, str]) -> int:
         self._conn.execute(INSERT_SERIES, key)
@@ -622,6 +672,31 @@ class SqliteStore(HistoryStore):
         params = {"device": device, "since": since_seq, "codes": wanted, "limit": limit}
         with self._read() as conn:
             return [event_dict(*row) for row in conn.execute(EVENTS[device is not None, newest_first], params)]
+
+    def event_page(self, query: EventQuery) -> EventPage:
+        def listed(values: tuple[int, ...]) -> str | None:
+            return json.dumps(sorted(int(v) for v in values)) if values else None
+
+        params: dict[str, Any] = {
+            "device": query.device,
+            "codes": listed(query.codes),
+            "priorities": listed(query.priorities),
+            "start": query.start_ms,
+            "end": query.end_ms,
+            "alarms": int(query.alarms_only),
+            "before": query.before_seq,
+            "after": query.after_seq,
+            "limit": query.limit,
+        }
+        with self._read(snapshot=True) as conn:
+            if query.after_seq and not query.before_seq:
+                rows = list(conn.execute(EVENT_PAGE_NEWER, params))[::-1]
+            else:
+                rows = list(conn.execute(EVENT_PAGE_OLDER, params))
+            total = conn.execute(EVENT_PAGE_COUNT, params).fetchone()[0]
+            bounds = {**params, "before": rows[-1][1] if rows else 0, "after": rows[0][1] if rows else 0}
+            older, newer = conn.execute(EVENT_PAGE_EXISTS, bounds).fetchone() if rows else (0, 0)
+        return EventPage([event_dict(*row) for row in rows], total, bool(older), bool(newer))
 
     def alarm_history(self, device: str | None, limit: int = 200) -> list[dict[str, Any]]:
         sql, params = (ALARMS_ALL, (limit,)) if device is None else (ALARMS_DEVICE, (device, limit))

@@ -294,17 +294,29 @@ class SessionTable(Generic[T]):
 
 
 _LOGIN_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Log in - implant dashboard</title>
+<html lang="en"><head><meta charset="utf-8"><title>Log in - implant-telemetry</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}}
-label,input,button{{display:block;width:100%;margin-top:.5rem}}.message{{color:#b00020}}</style>
-</head><body><h1>Implant dashboard</h1>
-<p class="note">{note}</p><p class="message" role="alert">{message}</p>
+<style>
+body{{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f2f4f7;color:#17324d}}
+header{{background:#17324d;color:#fff;padding:.8rem 1.2rem;font-weight:600;letter-spacing:.02em}}
+main{{max-width:22rem;margin:4rem auto;padding:1.6rem 1.8rem;background:#fff;border-radius:8px;
+box-shadow:0 1px 4px rgba(23,50,77,.15)}}
+h1{{font-size:1.25rem;margin:0 0 .2rem}}p.lead{{margin:0 0 1rem;color:#5b6b7b;font-size:.9rem}}
+label{{display:block;margin-top:.8rem;font-size:.9rem}}
+input{{display:block;width:100%;box-sizing:border-box;margin-top:.3rem;padding:.45rem .5rem;
+border:1px solid #b8c3cf;border-radius:4px;font-size:1rem}}
+button{{margin-top:1.2rem;width:100%;padding:.55rem;border:0;border-radius:4px;background:#17324d;color:#fff;
+font-size:1rem;cursor:pointer}}
+.message{{color:#b00020;min-height:1.2em}}.note{{color:#1b6e3a;min-height:1.2em}}
+</style>
+</head><body><header>implant-telemetry</header><main>
+<h1>Log in</h1><p class="lead">Implant telemetry dashboard: stimulators and drug pumps, live.</p>
+<p class="note" role="status">{note}</p><p class="message" role="alert">{message}</p>
 <form method="post" action="{action}">
 <input type="hidden" name="{csrf_field}" value="{csrf_token}"><input type="hidden" name="next" value="{next_path}">
 <label>User name<input name="username" value="{username}" autocomplete="username" required maxlength="64"></label>
 <label>Password<input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form></body></html>
+<button type="submit">Log in</button></form></main></body></html>
 """
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from dashboard.auth import UserDB
+from protocols.manifest import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = Path(os.environ.get("DEMO_DIR", ROOT / ".demo"))
@@ -66,6 +67,8 @@ def main() -> int:
     DEMO.mkdir(parents=True, exist_ok=True)
     accounts = logins()
     py = sys.executable
+    manifest = DEMO / "mock-state" / MANIFEST_NAME  # the mock writes it afresh once its devices are up
+    manifest.unlink(missing_ok=True)
     mock = subprocess.Popen(
         [py, "-m", "device_mock.cli", "--device", "scs", "--device", "pump", "--speed", SPEED,
          "--state", str(DEMO / "mock-state"), "--link", str(DEMO / "scs"), "--link", str(DEMO / "pump"),
@@ -73,13 +76,9 @@ def main() -> int:
     )  # fmt: skip
     dash = None
     try:
-        wait_for(DEMO / "scs", mock)
-        wait_for(DEMO / "pump", mock)
-        keys = DEMO / "mock-state"
+        wait_for(manifest, mock)
         dash = subprocess.Popen(
-            [py, "-m", "dashboard.cli",
-             "--port", str(DEMO / "scs"), "--key", str(keys / "scs-1" / "pairing.key"), "--name", "scs-1",
-             "--port", str(DEMO / "pump"), "--key", str(keys / "pump-1" / "pairing.key"), "--name", "pump-1",
+            [py, "-m", "dashboard.cli", "--fleet", str(manifest),
              "--db", f"sqlite:///{DEMO / 'history.db'}", "--users", str(DEMO / "users.json"), "--http-port", HTTP_PORT],
         )  # fmt: skip
         wait_listening(int(HTTP_PORT), dash)

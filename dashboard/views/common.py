@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from dash import html
 from dash.development.base_component import Component
 
 from protocols.messages import Priority
 
+from ..words import device_time, event_title
+
 MARKERS = {Priority.HIGH: "***", Priority.MEDIUM: "**", Priority.LOW: "*", Priority.NONE: ""}
+LOADING_AFTER_MS = 300  # a wait longer than this shows a loading indication (issue 10 item 5)
 CSS = {Priority.HIGH: "alarm-high", Priority.MEDIUM: "alarm-medium", Priority.LOW: "alarm-low"}
 
 
 def when(time_ms: int) -> str:
-    """Device time as ISO 8601 UTC to the second; em dash when unknown."""
-    if not time_ms:
-        return "—"
-    return dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """Device time as a UTC date and time to the second; em dash when unknown."""
+    return device_time(time_ms) or "—"
 
 
 def day(time_ms: int) -> str:
@@ -34,6 +33,6 @@ def kv(pairs: list[tuple[str, object]]) -> html.Div:
     return html.Div(cells, className="kv")
 
 
-def alarm_label(code_name: str, priority: Priority) -> str:
-    """An alarm's text with its priority marker (IEC 60601-1-8 text markers)."""
-    return f"{MARKERS.get(priority, '')} {code_name.replace('_', ' ').title()}".strip()
+def alarm_label(code: object, priority: Priority) -> str:
+    """An alarm's words (``code``: an EventCode or its name) with its priority marker (IEC 60601-1-8 text markers)."""
+    return f"{MARKERS.get(priority, '')} {event_title(code)}".strip()

@@ -19,12 +19,44 @@ def _mask_text(mask: int) -> str:
     return "+".join(str(i) for i in range(32) if mask >> i & 1)
 
 
+READ_ONLY = "Programming needs a clinician login: these controls are read-only for a viewer."
+
+
 def _field(label: str, component) -> list:
     return [html.Label(label, htmlFor=component.id), component]
 
 
-def scs_form(status: ScsStatus | None) -> html.Div:
-    """Program and therapy controls, pre-filled from the active program."""
+def _lock(component, read_only: bool):
+    """Disable an input or button for a viewer, saying why on hover (the server refuses anyway)."""
+    if read_only:
+        component.disabled = True
+        component.title = READ_ONLY
+    return component
+
+
+def _locked(tree, read_only: bool):
+    """Every input, checklist and button inside ``tree`` locked for a viewer."""
+    if not read_only:
+        return tree
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dcc.Input, dcc.Checklist, html.Button)):
+            _lock(node, True)
+        children = getattr(node, "children", None)
+        if isinstance(children, (list, tuple)):
+            stack.extend(children)
+        elif children is not None and hasattr(children, "children"):
+            stack.append(children)
+    return tree
+
+
+def _review_button(label: str, button_id: str) -> html.Button:
+    return html.Button(label, id=button_id, className="primary")
+
+
+def scs_form(status: ScsStatus | None, read_only: bool = False) -> html.Div:
+    """Program, therapy and impedance controls, pre-filled from the active program."""
     area = status.areas[0] if status is not None and status.areas else None
     program = status.active_program if status is not None and status.active_program else 1
     grid = html.Div(
@@ -62,19 +94,17 @@ def scs_form(status: ScsStatus | None) -> html.Div:
         ],
         className="form-grid",
     )
-    send = dcc.ConfirmDialogProvider(
-        html.Button("Send program", className="primary", id="send-program-button"),
-        id=ids.SEND_PROGRAM,
-        message="Send this stimulation program to the device and activate it?",
-    )
+    send = _review_button("Review program…", ids.SEND_PROGRAM)
     therapy = [
         dcc.ConfirmDialogProvider(html.Button("Therapy on"), id=ids.THERAPY_ON, message="Turn stimulation on?"),
         dcc.ConfirmDialogProvider(html.Button("Therapy off"), id=ids.THERAPY_OFF, message="Turn stimulation off?"),
+        html.Button("Measure impedance", id=ids.IMPEDANCE_CHECK),
     ]
-    return html.Div([grid, html.Div([send, *therapy], className="row", style={"marginTop": "0.6rem"})])
+    body = html.Div([grid, html.Div([send, *therapy], className="row", style={"marginTop": "0.6rem"})])
+    return _locked(body, read_only)
 
 
-def pump_form(status: PumpStatus | None) -> html.Div:
+def pump_form(status: PumpStatus | None, read_only: bool = False) -> html.Div:
     """Dosing, bolus and refill wizard, pre-filled from the current settings."""
     rate = status.rate_ul_per_day / 1000 if status is not None else 0.5
     alarm = status.alarm_volume_ul / 1000 if status is not None else 2.0
@@ -99,7 +129,14 @@ def pump_form(status: PumpStatus | None) -> html.Div:
     )
     refill = html.Div(
         [
-            html.P(f"Expected residual: {expected:.2f} mL; capacity {capacity:.0f} mL."),
+            html.P(
+                [
+                    "Expected residual now: ",
+                    html.Span(f"{expected:.3f} mL", id=ids.REFILL_EXPECTED),
+                    f"; capacity {capacity:.0f} mL. The device compares what you withdraw with its own expected "
+                    "residual at the moment the refill is recorded.",
+                ]
+            ),
             html.Div(
                 [
                     *_field(
@@ -123,24 +160,17 @@ def pump_form(status: PumpStatus | None) -> html.Div:
             ),
         ]
     )
-    return html.Div(
+    body = html.Div(
         [
             html.H3("Dosing"),
             dosing,
-            dcc.ConfirmDialogProvider(
-                html.Button("Send dosing", className="primary"),
-                id=ids.SEND_DOSING,
-                message="Send the new continuous rate and alarm volume?",
-            ),
+            _review_button("Review dosing…", ids.SEND_DOSING),
             html.H3("Clinician bolus"),
             bolus,
-            dcc.ConfirmDialogProvider(
-                html.Button("Deliver bolus", className="primary"), id=ids.SEND_BOLUS, message="Deliver this bolus now?"
-            ),
+            _review_button("Review bolus…", ids.SEND_BOLUS),
             html.H3("Refill"),
             refill,
-            dcc.ConfirmDialogProvider(
-                html.Button("Record refill", className="primary"), id=ids.SEND_REFILL, message="Record this refill?"
-            ),
+            _review_button("Review refill…", ids.SEND_REFILL),
         ]
     )
+    return _locked(body, read_only)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from protocols.messages import (
     AlarmAck,
@@ -26,7 +26,9 @@ from protocols.messages import (
     Drug,
     DrugConcentration,
     EventCode,
+    ImpedanceCheck,
     Message,
+    PatientBolusSettings,
     PumpStatus,
     Refill,
     StimProgramSet,
@@ -36,9 +38,13 @@ from protocols.messages import (
 
 from .. import ids
 from ..auth import PermissionDenied, Role, current_user, require_role
-from ..commands import INVALID, LINK, NOT_APPLIED, UNKNOWN, readback_mismatches, short
+from ..commands import readback_mismatches
 from ..deps import Deps, UnknownDevice
-from .forms import pump_form, scs_form
+from .common import LOADING_AFTER_MS
+from .forms import READ_ONLY, pump_form, scs_form
+from .results import render_result
+from .review import review_panel
+from .ticks import paced, ticker
 
 if TYPE_CHECKING:
     from ..link import DeviceLink
@@ -72,17 +78,27 @@ def contacts_mask(text: str | None, label: str) -> int:
 
 
 def layout(deps: Deps, name: str) -> html.Div:
-    """The programming panel for device ``name`` (shown to everyone; enforced on the server)."""
+    """The programming panel for device ``name``: read-only for a viewer (and enforced on the server)."""
     snap = deps.link(name).snapshot()
     user = current_user()
-    note = (
-        "" if user is not None and user.role == Role.CLINICIAN else " (view only: programming needs a clinician login)"
-    )
+    read_only = user is None or user.role != Role.CLINICIAN
     kind = snap.identity.kind if snap.identity else None
-    form = pump_form(snap.status) if kind == DeviceKind.PUMP else scs_form(snap.status)
-    return html.Div(
-        [html.H2(f"Programming{note}"), form, html.Div(id=ids.PROGRAM_RESULT, role="status")], className="panel"
-    )
+    form = pump_form(snap.status, read_only) if kind == DeviceKind.PUMP else scs_form(snap.status, read_only)
+    children = [html.H2("Programming")]
+    if kind == DeviceKind.PUMP:
+        children.append(ticker(ids.TICK_REFILL, deps.tick_s))  # the refill form's live expected residual
+    if read_only:
+        children.append(html.P(READ_ONLY, className="read-only-note", id="read-only-note"))
+    children += [
+        form,
+        dcc.Store(id=ids.REVIEWED, data=None),
+        dcc.Loading(
+            [html.Div(id=ids.REVIEW), html.Div(id=ids.PROGRAM_RESULT, role="status")],
+            delay_show=LOADING_AFTER_MS,
+            target_components={ids.REVIEW: "children", ids.PROGRAM_RESULT: "children"},
+        ),
+    ]
+    return html.Div(children, className="panel")
 
 
 def _drugs(text: str | None) -> tuple[DrugConcentration, ...]:
@@ -124,12 +140,14 @@ def build_command(trigger: str, values: dict) -> Message:
         )
     if trigger in (ids.THERAPY_ON, ids.THERAPY_OFF):
         return TherapySet(trigger == ids.THERAPY_ON)
+    if trigger == ids.IMPEDANCE_CHECK:
+        return ImpedanceCheck()
     if trigger == ids.SEND_DOSING:
         return DosingSet(
             DosingMode.CONTINUOUS,
             _number(values["rate_ml"], "Rate", 1000),
             (),
-            values["ptm"],
+            values.get("ptm") or PatientBolusSettings(False, 0, 0, 0, 0),
             _number(values["alarm_ml"], "Alarm volume", 1000),
         )
     if trigger == ids.SEND_BOLUS:
@@ -150,68 +168,13 @@ def build_command(trigger: str, values: dict) -> Message:
     raise FormError(f"unknown form action {trigger!r}")
 
 
-def render_result(result, mismatches: list[str] | None = None) -> html.Div:
-    """What the device answered: applied (with the read-back) or refused (with the broken limit)."""
-    if result.ok and mismatches:
-        return html.Div(
-            [
-                html.Span("** Applied, but the read-back differs from what was sent:"),
-                html.Ul([html.Li(m) for m in mismatches]),
-            ],
-            className="alarm alarm-medium",
-            id="result-mismatch",
-        )
-    if result.ok:
-        changes = [
-            html.Li(f"{key}: {short(result.before.get(key))} → {short(value)}")
-            for key, value in result.after.items()
-            if result.before.get(key) != value
-        ]
-        head = f"Applied and read back (audit #{result.audit_id})" + (
-            ":" if changes else "; no reported field changed."
-        )
-        return html.Div([html.Span(head), html.Ul(changes)], className="result-ok", id="result-ok")
-    if result.error_code == UNKNOWN:
-        # Never "nothing was changed" on a guess: the device may have applied it (SPEC 4.2).
-        return html.Div(
-            f"** Outcome unknown: {result.message}. Check the status and the audit log before sending it "
-            "again; the dashboard asks the device when the link is back and records the answer.",
-            className="alarm alarm-medium",
-            id="result-unknown",
-        )
-    if result.error_code == "DEVICE_FAULT":
-        return html.Div(
-            f"** Device fault: {result.message}. It may have been partly applied: read the status back.",
-            className="alarm alarm-medium",
-            id="result-unknown",
-        )
-    if result.error_code in (LINK, INVALID):
-        text = result.message[:1].upper() + result.message[1:]  # "not sent: why"
-        return html.Div(f"{text}. Nothing was changed.", className="result-refused", id="result-refused")
-    if result.error_code == NOT_APPLIED:
-        return html.Div(
-            f"Not applied: {result.message}. Nothing was changed.", className="result-refused", id="result-refused"
-        )
-    where = f" — {result.field} = {result.value}, limit {result.limit}" if result.field else ""
-    return html.Div(
-        f"Refused: {result.error_code}: {result.message}{where}. Nothing was changed.",
-        className="result-refused",
-        id="result-refused",
-    )
-
-
 def register(app: Dash, deps: Deps) -> None:
     """Wire the forms; each callback checks the role on the server first."""
 
-    @app.callback(Output(ids.PROGRAM_FORM, "children"), Input(ids.DEVICE_NAME, "data"))
-    def show(name: str):
-        return layout(deps, name)
-
     @app.callback(
-        Output(ids.PROGRAM_RESULT, "children"),
-        Input(ids.SEND_PROGRAM, "submit_n_clicks"),
-        Input(ids.THERAPY_ON, "submit_n_clicks"),
-        Input(ids.THERAPY_OFF, "submit_n_clicks"),
+        Output(ids.REVIEW, "children"),
+        Output(ids.REVIEWED, "data"),
+        Input(ids.SEND_PROGRAM, "n_clicks"),
         State(ids.DEVICE_NAME, "data"),
         State(ids.SCS_PROGRAM_NO, "value"),
         State(ids.SCS_AMPLITUDE, "value"),
@@ -222,15 +185,18 @@ def register(app: Dash, deps: Deps) -> None:
         State(ids.SCS_PATIENT_MAX, "value"),
         prevent_initial_call=True,
     )
-    def program(_a, _b, _c, name, program, amp, pw, rate, anodes, cathodes, pmax):
+    def program(clicks, name, program, amp, pw, rate, anodes, cathodes, pmax):
+        if not clicks:
+            return no_update, no_update
         values = dict(program=program, amp=amp, pw=pw, rate=rate, anodes=anodes, cathodes=cathodes, pmax=pmax)
-        return _submit(deps, name, ctx.triggered_id, values)
+        return _review(deps, name, ids.SEND_PROGRAM, values)
 
     @app.callback(
-        Output(ids.PROGRAM_RESULT, "children", allow_duplicate=True),
-        Input(ids.SEND_DOSING, "submit_n_clicks"),
-        Input(ids.SEND_BOLUS, "submit_n_clicks"),
-        Input(ids.SEND_REFILL, "submit_n_clicks"),
+        Output(ids.REVIEW, "children", allow_duplicate=True),
+        Output(ids.REVIEWED, "data", allow_duplicate=True),
+        Input(ids.SEND_DOSING, "n_clicks"),
+        Input(ids.SEND_BOLUS, "n_clicks"),
+        Input(ids.SEND_REFILL, "n_clicks"),
         State(ids.DEVICE_NAME, "data"),
         State(ids.PUMP_RATE, "value"),
         State(ids.PUMP_ALARM_VOLUME, "value"),
@@ -243,7 +209,9 @@ def register(app: Dash, deps: Deps) -> None:
         State(ids.REFILL_ACCEPT, "value"),
         prevent_initial_call=True,
     )
-    def pump(_a, _b, _c, name, rate_ml, alarm_ml, bolus_ml, bolus_min, withdrawn_ml, added_ml, drugs, confirm, accept):
+    def pump(a, b, c, name, rate_ml, alarm_ml, bolus_ml, bolus_min, withdrawn_ml, added_ml, drugs, confirm, accept):
+        if not any((a, b, c)):
+            return no_update, no_update
         values = dict(
             rate_ml=rate_ml,
             alarm_ml=alarm_ml,
@@ -255,7 +223,57 @@ def register(app: Dash, deps: Deps) -> None:
             confirm=bool(confirm),
             accept=bool(accept),
         )
-        return _submit(deps, name, ctx.triggered_id, values, from_link=_patient_bolus)
+        return _review(deps, name, ctx.triggered_id, values)
+
+    @app.callback(
+        Output(ids.PROGRAM_RESULT, "children"),
+        Output(ids.REVIEW, "children", allow_duplicate=True),
+        Output(ids.REVIEWED, "data", allow_duplicate=True),
+        Input(ids.CONFIRM_SEND, "n_clicks"),
+        State(ids.DEVICE_NAME, "data"),
+        State(ids.REVIEWED, "data"),
+        prevent_initial_call=True,
+    )
+    def send(clicks, name: str, reviewed: dict | None):
+        if not clicks or not isinstance(reviewed, dict):
+            return no_update, no_update, no_update
+        trigger, values = reviewed.get("action"), reviewed.get("values")
+        if trigger not in REVIEWED_ACTIONS or not isinstance(values, dict):
+            return _not_sent("nothing was reviewed"), None, None
+        return _submit(deps, name, trigger, values, from_link=_patient_bolus), None, None
+
+    @app.callback(
+        Output(ids.REVIEW, "children", allow_duplicate=True),
+        Output(ids.REVIEWED, "data", allow_duplicate=True),
+        Input(ids.CANCEL_SEND, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def cancel(clicks):
+        return (html.P("Not sent."), None) if clicks else (no_update, no_update)
+
+    @app.callback(
+        Output(ids.PROGRAM_RESULT, "children", allow_duplicate=True),
+        Input(ids.THERAPY_ON, "submit_n_clicks"),
+        Input(ids.THERAPY_OFF, "submit_n_clicks"),
+        Input(ids.IMPEDANCE_CHECK, "n_clicks"),
+        State(ids.DEVICE_NAME, "data"),
+        prevent_initial_call=True,
+    )
+    def direct(on, off, impedance, name):
+        if not any((on, off, impedance)):
+            return no_update
+        return _submit(deps, name, ctx.triggered_id, {})
+
+    @app.callback(
+        Output(ids.REFILL_EXPECTED, "children"),
+        Input(ids.TICK_REFILL, "n_intervals"),
+        State(ids.DEVICE_NAME, "data"),
+        prevent_initial_call=True,
+        running=paced(ids.TICK_REFILL),
+    )
+    def expected(_n, name):
+        status = deps.link(name).snapshot().status
+        return f"{status.reservoir_ul / 1000:.3f} mL" if isinstance(status, PumpStatus) else no_update
 
     @app.callback(
         Output("ack-result", "children"),
@@ -281,6 +299,27 @@ def register(app: Dash, deps: Deps) -> None:
             return _not_sent(f"alarm code {code!r} is not an alarm this dashboard knows")
         result = link.submit(AlarmAck(alarm), user.username, user.role.value)
         return render_result(result)
+
+
+# Forms that are reviewed before they are sent; the rest (therapy, impedance, acknowledge) go at once.
+REVIEWED_ACTIONS = (ids.SEND_PROGRAM, ids.SEND_DOSING, ids.SEND_BOLUS, ids.SEND_REFILL)
+
+
+def _review(deps: Deps, name: str, trigger: str, values: dict) -> tuple[html.Div, dict | None]:
+    """The review of a form (role, device and form checked first), and what Send will send."""
+    try:
+        require_role(Role.CLINICIAN)
+    except PermissionDenied as exc:
+        return html.Div(str(exc), className="result-refused", id="result-denied"), None
+    try:
+        link = deps.link(name)
+    except UnknownDevice as exc:
+        return _not_sent(f"{exc}"), None
+    try:
+        command = build_command(trigger, {**values, **_patient_bolus(link)})
+    except FormError as exc:
+        return html.Div(f"Not sent: {exc}.", className="result-refused", id="result-form"), None
+    return review_panel(command, link.snapshot().status), {"action": trigger, "values": values}
 
 
 def _event_code(code: object) -> EventCode | None:

@@ -116,12 +116,15 @@ alarm_volume_ul = 2000
 """
 
 
-def start_stack(tmp_path: Path, scs_name: str, pump_name: str):
-    """Start implant-mock and the dashboard with these display names; yield the Stack, then stop both."""
+def start_stack(tmp_path: Path, scs_name: str, pump_name: str, scenario_text: str = LOW_RESERVOIR_SOON):
+    """Start implant-mock and the dashboard with these display names; yield the Stack, then stop both.
+
+    ``scenario_text`` drives one of the two devices (the one its ``device`` names).
+    """
     if shutil.which("chromium") is None and os.environ.get("CI") != "true":
         pytest.skip("Chromium not installed")
-    scenario = tmp_path / "low.toml"
-    scenario.write_text(LOW_RESERVOIR_SOON)
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(scenario_text)
     mock = MockProcess(
         ["--device", "scs", "--device", "pump", "--speed", "50000", "--scenario", str(scenario)], tmp_path / "state"
     )
@@ -147,6 +150,75 @@ def stack(tmp_path):
     yield from start_stack(tmp_path, "scs-1", "pump-1")
 
 
+WELL_FILLED = """
+[scenario]
+name = "a pump that stays far from empty for the length of a refill test"
+device = "pump"
+
+[config]
+initial_fill_ul = 15000
+initial_rate_ul_per_day = 500
+alarm_volume_ul = 2000
+"""
+
+
+@pytest.fixture
+def filled_stack(tmp_path):
+    """implant-mock (a stimulator and a pump with 15 mL, a minute of wall time from empty) and the dashboard.
+
+    At 50,000 times real time a pump with LOW_RESERVOIR_SOON's 3.5 mL runs dry in about 12 s: a test
+    that needs the pump to expect a residual far from 0 mL must not depend on how fast it runs.
+    """
+    yield from start_stack(tmp_path, "scs-1", "pump-1", WELL_FILLED)
+
+
+LEAD_FRACTURE_SOON = """
+[scenario]
+name = "a stimulator scanned every half hour whose contact 2 opens after two hours"
+device = "scs"
+
+[config]
+impedance_scan_h = 0.5
+
+[[event]]
+at = "0s"
+action = "program"
+program = 1
+activate = true
+patient_amp_max_ua = 6000
+ramp_s = 2
+
+[[event.areas]]
+anode_mask = 0x1
+cathode_mask = 0x6
+amplitude_ua = 3500
+pulse_width_us = 300
+rate_hz = 50
+waveform = "TONIC"
+burst_pulses = 0
+burst_rate_hz = 0
+cycle_on_s = 0
+cycle_off_s = 0
+
+[[event]]
+at = "0s"
+action = "therapy"
+on = true
+
+[[event]]
+at = "2h"
+action = "fault"
+name = "lead_open"
+contact = 2
+"""
+
+
+@pytest.fixture
+def fracture_stack(tmp_path):
+    """A stimulator scanned every half hour of device time, whose lead fractures two hours in, and a pump."""
+    yield from start_stack(tmp_path, "scs-1", "pump-1", LEAD_FRACTURE_SOON)
+
+
 @pytest.fixture
 def named_stack(tmp_path):
     """The same, with device names a URL must quote: ``stim<1>`` and ``pump a``."""
@@ -159,4 +231,4 @@ def login(page, stack: Stack, user: str) -> None:
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", stack.logins[user])
     page.click("button[type=submit]")
-    page.wait_for_selector("#overview-cards .card")
+    page.wait_for_selector("#overview-table tbody tr[id^=row-]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -20,7 +20,7 @@ from dashboard.auth import UserDB
 from dashboard.deps import Deps
 from dashboard.store import open_store
 from dashboard.throttle import LoginThrottle
-from protocols.messages import AlarmAck, EventCode
+from protocols.messages import Actor, AlarmAck, AlarmState, EventCode, EventRecord, Priority
 from tests.dashboard.app_harness import AppHarness, FakeLink, children, ids_in, texts
 
 T0 = 1_767_225_600_000
@@ -103,9 +103,11 @@ def test_an_unknown_device_page_says_so_with_the_decoded_name(viewer):
 
 
 def test_links_to_pages_and_exports_quote_the_name(viewer):
-    cards = children(viewer.web.call(ids.OVERVIEW_CARDS, "tick.n_intervals", {"tick.n_intervals": 1}))
-    hrefs = [c["props"]["children"][0]["props"]["children"]["props"]["href"] for c in cards]
-    assert hrefs == ["/device/pump%20a", "/device/pump%3C1%3E", "/device/%3Dcmd"]
+    values = {"tick-fleet.n_intervals": 1, f"{ids.OVERVIEW_SORT}.data": {"column": "name", "descending": False}}
+    response = viewer.web.call(ids.OVERVIEW_COUNTS, "tick-fleet.n_intervals", values)
+    _head, body = response.json["response"][ids.OVERVIEW_TABLE]["children"]
+    hrefs = [tr["props"]["children"][0]["props"]["children"]["props"]["href"] for tr in body["props"]["children"]]
+    assert sorted(hrefs) == sorted(["/device/pump%20a", "/device/pump%3C1%3E", "/device/%3Dcmd"])
     page = route(viewer, "/device/pump%20a")
     assert "/export/pump%20a/series.csv" in str(page) and "/export/pump%20a/events.csv" in str(page)
 
@@ -120,10 +122,27 @@ def test_exports_of_such_names_download(viewer):
     assert viewer.web.client.get("/export/pump%3C1%3E/events.csv").status_code == 200
 
 
-def test_a_device_name_that_starts_a_formula_is_quoted_in_its_export(viewer):
-    viewer.store.add_audit("clinician", "clinician", "=cmd", "TherapySet", {}, {}, "ok", 1)
-    rows = list(csv.DictReader(io.StringIO(viewer.web.client.get("/export/audit.csv").text)))
+def test_a_device_name_that_starts_a_formula_is_quoted_in_its_export(clinician):
+    clinician.store.add_audit("clinician", "clinician", "=cmd", "TherapySet", {}, {}, "ok", 1)
+    rows = list(csv.DictReader(io.StringIO(clinician.web.client.get("/export/audit.csv").text)))
     assert [r["device"] for r in rows if r["action"] == "TherapySet"] == ["'=cmd"]
+
+
+def test_the_audit_log_is_a_clinicians_page_in_words_and_its_export_refuses_a_viewer(dashboard):
+    dashboard.store.add_audit(
+        "clinician", "clinician", "pump a", 'DosingSet {"rate_ul_per_day":700,"mode":"CONTINUOUS"}',
+        {"rate_ul_per_day": 500}, {"rate_ul_per_day": 700}, "applied: CommandAck {}", 9,
+    )  # fmt: skip
+    dashboard.store.flush()
+    dashboard.login("viewer")
+    assert dashboard.web.client.get("/export/audit.csv").status_code == 403
+    denied = dashboard.web.call("page.children", "url.pathname", {"url.pathname": "/audit"})
+    assert "for clinicians" in texts(children(denied))
+    dashboard.login("clinician")
+    page = texts(children(dashboard.web.call("page.children", "url.pathname", {"url.pathname": "/audit"})))
+    assert "The audit chain is intact." in page
+    assert "Dosing: Rate 0.7 mL/day, Mode Continuous" in page and "Rate 0.5 mL/day → 0.7 mL/day" in page
+    assert dashboard.web.client.get("/export/audit.csv").status_code == 200
 
 
 # --- 2a. bad query values --------------------------------------------------------------------------
@@ -160,17 +179,26 @@ def test_an_export_of_an_unknown_device_is_a_plain_404(viewer):
 
 
 # --- 2b, 2c. forged programming and acknowledge callbacks -------------------------------------------
-DOSING = {"send-dosing.submit_n_clicks": 1, "pump-rate.value": 0.5, "pump-alarm-volume.value": 2}
+DOSING = {"send-dosing.n_clicks": 1, "pump-rate.value": 0.5, "pump-alarm-volume.value": 2}
+
+
+def review(dashboard, values: dict) -> tuple[object, object]:
+    """Post the dosing form's review step; return the review shown and what Send would send."""
+    response = dashboard.web.call("program-review.children@", "send-dosing.n_clicks", values)
+    assert response.status_code == 200, response.text
+    out = response.json["response"]
+    return out["program-review"]["children"], out["program-reviewed"]["data"]
+
+
+def send_reviewed(dashboard, device: str, reviewed: object):
+    values = {"confirm-send.n_clicks": 1, "device-name.data": device, "program-reviewed.data": reviewed}
+    return dashboard.web.call("program-result.children", "confirm-send.n_clicks", values)
 
 
 def test_a_viewer_sending_dosing_to_an_unknown_device_is_refused_for_the_role(viewer, caplog):
     caplog.set_level(logging.WARNING)
-    response = viewer.web.call(
-        "program-result.children@", "send-dosing.submit_n_clicks", {**DOSING, "device-name.data": "nope"}
-    )
-    assert response.status_code == 200
-    result = children(response)
-    assert result["props"]["id"] == "result-denied"
+    result, reviewed = review(viewer, {**DOSING, "device-name.data": "nope"})
+    assert reviewed is None and result["props"]["id"] == "result-denied"
     assert "needs the clinician role" in texts(result)
     assert "nope" not in texts(result)  # the role check comes first: a viewer learns nothing about devices
     assert "Traceback" not in caplog.text
@@ -178,25 +206,29 @@ def test_a_viewer_sending_dosing_to_an_unknown_device_is_refused_for_the_role(vi
     assert (row["user"], row["role"], row["result"]) == ("viewer", "viewer", "refused")
     assert row["after"] == {"client": "127.0.0.1", "detail": "role: needs clinician"}
     assert any("refused" in r.message and r.levelno == logging.WARNING for r in caplog.records)
+    # A viewer who forges the Send step is refused the same way, and nothing reaches a link.
+    forged = {"action": "send-dosing", "values": {"rate_ml": 0.5, "alarm_ml": 2}}
+    sent = send_reviewed(viewer, "pump a", forged).json["response"]["program-result"]["children"]
+    assert sent["props"]["id"] == "result-denied"
+    assert all(not link.submitted for link in viewer.links.values())
 
 
 def test_a_clinician_sending_dosing_to_an_unknown_device_is_refused_in_the_page(clinician):
-    response = clinician.web.call(
-        "program-result.children@", "send-dosing.submit_n_clicks", {**DOSING, "device-name.data": "nope"}
-    )
-    result = children(response)
-    assert (response.status_code, result["props"]["id"]) == (200, "result-not-sent")
+    result, reviewed = review(clinician, {**DOSING, "device-name.data": "nope"})
+    assert (result["props"]["id"], reviewed) == ("result-not-sent", None)
     assert texts(result) == "Not sent: no device named 'nope'. Nothing was changed."
     assert all(not link.submitted for link in clinician.links.values())
 
 
-def test_a_clinician_sending_dosing_to_a_known_device_reaches_its_link(clinician):
-    response = clinician.web.call(
-        "program-result.children@", "send-dosing.submit_n_clicks", {**DOSING, "device-name.data": "pump a"}
-    )
-    assert children(response)["props"]["id"] == "result-ok"
+def test_dosing_is_reviewed_against_the_current_settings_then_sent_to_its_link(clinician):
+    shown, reviewed = review(clinician, {**DOSING, "pump-rate.value": 0.75, "device-name.data": "pump a"})
+    text = texts(shown)
+    assert "Review: dosing" in text and "Rate" in text and "0.75 mL/day" in text
+    assert not clinician.links["pump a"].submitted  # a review sends nothing
+    response = send_reviewed(clinician, "pump a", reviewed)
+    assert response.json["response"]["program-result"]["children"]["props"]["id"] == "result-ok"
     ((command, user, role),) = clinician.links["pump a"].submitted
-    assert (command.rate_ul_per_day, user, role) == (500, "clinician", "clinician")
+    assert (command.rate_ul_per_day, user, role) == (750, "clinician", "clinician")
 
 
 @pytest.mark.parametrize("code", [999_999, "LOW_RESERVOIR", True, None, [1]])
@@ -226,7 +258,8 @@ def test_a_valid_acknowledge_is_sent_and_a_viewers_is_refused(dashboard):
 
 def test_a_read_only_callback_for_an_unknown_device_is_a_404_with_a_message(viewer, caplog):
     caplog.set_level(logging.ERROR)
-    response = viewer.web.call(ids.EVENTS, "tick.n_intervals", {"tick.n_intervals": 1, "device-name.data": "nope"})
+    values = {"tick-events.n_intervals": 1, "device-name.data": "nope"}
+    response = viewer.web.call("events-rows", "tick-events.n_intervals", values)
     assert (response.status_code, response.json) == (404, {"message": "No device named 'nope'."})
     assert "Traceback" not in caplog.text
 
@@ -279,3 +312,68 @@ def test_unknown_user_names_are_throttled_and_audited_without_the_name(dashboard
     rows = dashboard.auth_rows()
     assert {r["user"] for r in rows} == {"<unknown user>"}
     assert "hunter2" not in str(rows)
+
+
+def test_the_event_log_is_paged_on_the_server_newest_first_and_keeps_its_page(viewer):
+    records = [
+        EventRecord(s, T0 + s * 1000, EventCode.BOLUS_STARTED, Priority.NONE, AlarmState.NONE, 100, 1, Actor.CLINICIAN)
+        for s in range(1, 46)
+    ]
+    viewer.store.add_events("pump a", records)
+    viewer.store.flush()
+    base = {"tick-events.n_intervals": 1, "device-name.data": "pump a"}
+    clicks: dict[str, int] = {}  # n_clicks as the browser keeps them: they only grow
+
+    def page(trigger: str, cursor=None, click: bool = True) -> tuple[list[int], str, dict]:
+        if trigger != "tick-events.n_intervals" and click:
+            clicks[trigger] = clicks.get(trigger, 0) + 1
+        response = viewer.web.call("events-rows", trigger, {**base, **clicks, "events-cursor.data": cursor})
+        assert response.status_code == 200, response.text
+        out = response.json["response"]
+        rows = out["events-rows"]["children"]["props"]["children"][1:]  # after the header row
+        seqs = [int(row["props"]["children"][0]["props"]["children"]) for row in rows]
+        return seqs, texts(out["events-rows"]["children"]), out["events-cursor"]["data"]
+
+    newest, text, cursor = page("tick-events.n_intervals")
+    assert newest == list(range(45, 25, -1))
+    assert "Bolus started" in text and "0.1 mL, clinician bolus" in text and "BOLUS" not in text
+    first = cursor
+    older, _, cursor = page("events-older.n_clicks", cursor)
+    assert older == list(range(25, 5, -1))
+    # Dash drops the click's call when the next tick asks the same callback again: that call reads
+    # the tick as its trigger and the store from before the click, and must still turn the page.
+    lost, _, _ = page("tick-events.n_intervals", first)
+    assert lost == older
+    viewer.store.add_events("pump a", [replace(records[0], seq=46, time_ms=T0 + 46_000)])
+    viewer.store.flush()
+    again, _, cursor = page("tick-events.n_intervals", cursor)
+    assert again == older  # a new event does not move the page being read
+    back, _, _ = page("events-newest.n_clicks", cursor)
+    assert back == list(range(46, 26, -1))
+    # Three older clicks before any of their calls came back, counted from the newest page: two
+    # steps reach the oldest page, and the third stops there.
+    clicks["events-older.n_clicks"] += 2
+    oldest, _, _ = page("events-older.n_clicks", first, click=False)
+    assert oldest == list(range(5, 0, -1))
+
+
+def test_every_live_callback_turns_its_own_tick_off_while_it_runs(viewer):
+    # Dash drops a call still out when its input changes again: a callback on a shared fixed tick
+    # that takes longer than the tick would never show anything. Each one is paced by its own tick.
+    deps = viewer.web.client.get("/_dash-dependencies").json
+    live = [dep for dep in deps if _tick_inputs(dep) and not dep.get("clientside_function")]
+    assert len(live) >= 8  # banner, overview, status, charts, speed, events, alarms, refill
+    ticks = []
+    for dep in live:
+        (tick,) = _tick_inputs(dep)
+        running = dep.get("running") or {}
+        off, on = running.get("running", {}), running.get("runningOff", {})
+        assert (off.get(f"{tick}.disabled"), on.get(f"{tick}.disabled")) == (True, False), f"{dep['output']} unpaced"
+        ticks.append(tick)
+    assert len(set(ticks)) == len(ticks)  # no two callbacks share a tick
+    watched = {dep["output"].split(".")[0] for dep in deps if dep.get("clientside_function")}
+    assert set(ticks) <= watched  # and each has a watchdog for an answer that never came
+
+
+def _tick_inputs(dep: dict) -> list[str]:
+    return [i["id"] for i in dep["inputs"] if i["property"] == "n_intervals"]

@@ -287,7 +287,8 @@ def test_logout_needs_csrf_and_revokes_the_session_on_the_server(clinician):
     assert clinician.client.get("/").status_code == 200
     token = CSRF_RE.search(clinician.client.get("/login").text).group(1)
     response = clinician.client.post("/logout", data={"csrf_token": token}, headers=SAME_ORIGIN)
-    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    assert (response.status_code, response.headers["Location"]) == (303, "/login?logged_out=1")
+    assert "You are logged out." in clinician.client.get("/login?logged_out=1").text
     assert clinician.client.get("/").status_code == 302
     replay = clinician.app.server.test_client()
     replay.set_cookie("implant_session", stolen)

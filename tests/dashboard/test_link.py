@@ -63,6 +63,22 @@ def wait_until(predicate, timeout_s: float = 5.0, what: str = "the condition"):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def caught_up(link: DeviceLink, served: ServedDevice):
+    """A predicate: the link's snapshot once it is online and has stored the device's whole log.
+
+    Only then is the link idle until its next poll or command: straight after ONLINE it still reads
+    the log the first status announced, and a test that silences the device then fails that read,
+    not the command it means to test.
+    """
+
+    def check():
+        snap = link.snapshot()
+        last = served.log()[-1].seq
+        return snap if snap.state is LinkState.ONLINE and snap.last_event_seq == last else None
+
+    return check
+
+
 def in_state(link: DeviceLink, state: LinkState):
     """A predicate: the link's snapshot when it is in ``state``."""
 
@@ -386,7 +402,7 @@ def test_backoff_doubles_from_half_a_second_to_a_30_s_cap(make_link):
     assert [s.next_retry_in_s for s in seen[:10]] == pytest.approx(delays[:10])
     assert all(s.state is LinkState.OFFLINE for s in seen)
     assert seen[0].technical_alarm == "cannot open port '/dev/ttyGONE': [Errno 2] No such file or directory"
-    assert seen[9].technical_alarm.endswith(f"(no data for {sum(delays[:9]):.1f} s)")
+    assert seen[9].technical_alarm.endswith(f"(no data from scs for {sum(delays[:9]):.0f} s)")
 
 
 def test_backoff_starts_again_at_half_a_second_after_a_good_session(make_link):
@@ -436,7 +452,7 @@ def test_stale_data_raises_a_technical_alarm_while_the_thread_is_blocked(served,
     silenced = time.monotonic()
     snap = wait_until(in_state(link, LinkState.STALE), timeout_s=3, what="STALE")
     assert time.monotonic() - silenced <= 0.6 + 0.2 + 0.7  # stale_after + one poll, plus scheduling slack
-    assert snap.technical_alarm.startswith("no data for ") and snap.technical_alarm.endswith(" s")
+    assert snap.technical_alarm.startswith(f"no data from {link.name} for ") and snap.technical_alarm.endswith(" s")
     assert snap.age_s > 0.6 and snap.status is not None
     served.answering.set()  # the blocked request's re-send is answered
     back = wait_until(in_state(link, LinkState.ONLINE), timeout_s=5, what="ONLINE again")
@@ -520,7 +536,7 @@ def test_a_command_the_device_never_heard_is_unknown_then_settled_as_not_applied
     served.client_options = {"timeout": 0.2, "retries": 1}
     store = FakeStore()
     link = make_link(store=store, connect=served.connect, poll_s=30.0, backoff=(0.1, 0.2)).start()
-    wait_until(in_state(link, LinkState.ONLINE))
+    wait_until(caught_up(link, served), what="caught up with the log")
     served.answering.clear()
     lost = link.submit(TherapySet(True), "alice", "clinician")
     assert (lost.ok, lost.error_code) == (False, "UNKNOWN") and "may have been applied" in lost.message
@@ -538,7 +554,7 @@ def test_a_command_whose_reply_is_lost_is_asked_about_and_reported_applied(serve
     served.client_options = {"timeout": 0.2, "retries": 0}
     store = FakeStore()
     link = make_link(store=store, connect=served.connect, poll_s=30.0).start()
-    wait_until(in_state(link, LinkState.ONLINE))
+    wait_until(caught_up(link, served), what="caught up with the log")
     served.lose_replies = 1
     done = link.submit(PROGRAM, "alice", "clinician")
     assert done.ok and isinstance(done.reply, CommandAck), done.message
@@ -550,7 +566,7 @@ def test_an_applied_command_the_device_cannot_be_asked_about_is_settled_after_re
     served.client_options = {"timeout": 0.2, "retries": 1}
     store = FakeStore()
     link = make_link(store=store, connect=served.connect, poll_s=30.0, backoff=(0.1, 0.2)).start()
-    wait_until(in_state(link, LinkState.ONLINE))
+    wait_until(caught_up(link, served), what="caught up with the log")
     served.lose_replies = 1_000_000
     lost = link.submit(PROGRAM, "alice", "clinician")
     assert (lost.ok, lost.error_code) == (False, "UNKNOWN") and "may have been applied" in lost.message

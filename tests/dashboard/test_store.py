@@ -17,16 +17,19 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dashboard import store_sqlite
 from dashboard.series import series_from_status
 from dashboard.store import (
     GENESIS_HASH,
+    ROLLUP_WIDTHS_MS,
+    EventQuery,
     HistoryStore,
     StoreError,
     downsample,
+    merge_buckets,
     open_store,
     rollup_level,
     verify_audit_rows,
@@ -322,6 +325,40 @@ def test_long_ranges_read_rollups_and_still_keep_extremes(store, n, step_ms, lev
     assert store.series("d", "battery_pct", start, end, max_points=2000)[1].max() == 1e6
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(-200, 400), st.floats(-1e3, 1e3, allow_nan=False)), max_size=30),
+        min_size=1,
+        max_size=8,
+    )
+)
+@example([[(0, 1.0)], [(-199, 2.0), (-199, 3.0)]])  # one time twice in a batch, after the bucket's last
+def test_rollups_kept_in_step_batch_by_batch_equal_a_recompute(tmp_path_factory, batches):
+    # Batches mostly move forward in time (the writer merges them into its copy of the newest
+    # bucket) but may hold late points, repeats and rewrites (recomputed from the store).
+    path = tmp_path_factory.mktemp("rollups") / "history.db"
+    clock = T0
+    with open_store(f"sqlite:///{path}") as s:
+        for batch in batches:
+            times = [clock + step * 20_000 for step, _ in batch]  # steps of 20 s: buckets of 60 s and 1 h
+            clock += 200 * 20_000
+            if batch:
+                s.add_series("d", "battery_pct", times, [v for _, v in batch])
+                s.flush()
+    conn = sqlite3.connect(path)
+    samples = conn.execute("SELECT t, v FROM samples").fetchall()
+    stored = {(level, bucket): tuple(rest) for level, bucket, *rest in conn.execute("SELECT level, bucket, n,"
+              " t_first, v_first, t_min, v_min, t_max, v_max, t_last, v_last FROM rollup")}  # fmt: skip
+    conn.close()
+    expected = {}
+    for level, width in enumerate(ROLLUP_WIDTHS_MS, 1):
+        for bucket in {t // width for t, _ in samples}:
+            inside = [(1, t, v, t, v, t, v, t, v) for t, v in samples if t // width == bucket]
+            expected[(level, bucket)] = merge_buckets(inside)
+    assert stored == expected
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=400),
@@ -521,3 +558,30 @@ def test_concurrent_readers_see_consistent_data(url):
             r.join(timeout=10)
         assert len(s.series_after("d", "battery_pct", 0)[0]) == total
     assert not errors, errors[0]
+
+
+def test_event_pages_are_newest_first_keyed_by_seq_and_filtered(store):
+    # 45 events: every 5th an active low-reservoir alarm, the rest therapy on.
+    store.add_events(
+        "a", [event(s, AlarmState.ACTIVE, EventCode.LOW_RESERVOIR) if s % 5 == 0 else event(s) for s in range(1, 46)]
+    )
+    store.add_events("b", [event(1)])
+    store.flush()
+    newest = store.event_page(EventQuery("a", limit=20))
+    assert [e["seq"] for e in newest.rows] == list(range(45, 25, -1))
+    assert (newest.total, newest.has_older, newest.has_newer) == (45, True, False)
+    store.add_events("a", [event(46)])  # a new event does not shift the page being read
+    store.flush()
+    older = store.event_page(EventQuery("a", before_seq=newest.rows[-1]["seq"], limit=20))
+    assert [e["seq"] for e in older.rows] == list(range(25, 5, -1)) and older.has_older and older.has_newer
+    oldest = store.event_page(EventQuery("a", before_seq=6, limit=20))
+    assert [e["seq"] for e in oldest.rows] == [5, 4, 3, 2, 1] and not oldest.has_older
+    back = store.event_page(EventQuery("a", after_seq=25, limit=20))
+    assert [e["seq"] for e in back.rows] == list(range(45, 25, -1)) and back.has_newer  # 46 is newer
+    alarms = store.event_page(EventQuery("a", codes=(EventCode.LOW_RESERVOIR,), limit=4))
+    assert [e["seq"] for e in alarms.rows] == [45, 40, 35, 30] and alarms.total == 9
+    medium = store.event_page(EventQuery("a", priorities=(Priority.MEDIUM,), alarms_only=True, limit=50))
+    assert medium.total == 9 and all(e["state"] == "ACTIVE" for e in medium.rows)
+    window = store.event_page(EventQuery("a", start_ms=T0 + 10_000, end_ms=T0 + 12_000))
+    assert [e["seq"] for e in window.rows] == [12, 11, 10]
+    assert store.event_page(EventQuery("nobody")).rows == []

@@ -86,12 +86,26 @@ class FakeResult:
     after: dict = dc_field(default_factory=dict)
 
 
+def _text(component) -> str:
+    """The visible text of a component tree, cells joined by spaces."""
+    children = getattr(component, "children", component)
+    if isinstance(children, (list, tuple)):
+        return " ".join(_text(child) for child in children)
+    if hasattr(children, "children"):
+        return _text(children)
+    return "" if children is None else str(children)
+
+
 def test_results_say_applied_or_which_limit_broke():
-    applied = str(render_result(FakeResult(True, before={"amp": 3500}, after={"amp": 4250})).children)
-    assert "audit #7" in applied and "amp: 3500 → 4250" in applied
+    before = {"rate_ul_per_day": 500, "next_refill_ms": 1_772_326_147_166}
+    after = {"rate_ul_per_day": 700, "next_refill_ms": 1_772_926_147_166}
+    applied = render_result(FakeResult(True, before=before, after=after))
+    text = _text(applied)
+    assert "audit entry 7" in text
+    assert "Rate 0.5 mL/day → 0.7 mL/day" in text and "Next refill 2026-03-01 00:49:07 UTC → 2026-03-07" in text
     refused = render_result(FakeResult(False, "OUT_OF_RANGE", "too high", "areas[0].amplitude_ua", 30000, 25500))
-    text = str(refused.children)
-    assert "areas[0].amplitude_ua = 30000, limit 25500" in text and "Nothing was changed" in text
+    text = _text(refused)
+    assert "Amplitude (area 1) 30 mA is above the maximum 25.5 mA" in text and "Nothing was changed" in text
 
 
 class FakeStore:
@@ -141,10 +155,10 @@ def test_read_back_that_disagrees_with_the_command_is_flagged():
     assert readback_mismatches(command, good) == []
     bad = {**good, "areas": to_json((replace(command.areas[0], amplitude_ua=3000),))}
     problems = readback_mismatches(command, bad)
-    assert len(problems) == 1 and problems[0].startswith("areas: sent")
+    assert problems == ["Amplitude (area 1): sent 4.25 mA, read back 3 mA"]
     shown = render_result(FakeResult(True), problems)
     assert shown.id == "result-mismatch" and "alarm-medium" in shown.className
-    assert readback_mismatches(TherapySet(True), {"therapy_on": False}) == ["therapy_on: sent true, read back false"]
+    assert readback_mismatches(TherapySet(True), {"therapy_on": False}) == ["Therapy: sent on, read back off"]
 
 
 def test_an_unknown_outcome_never_says_nothing_was_changed():
@@ -167,3 +181,12 @@ def test_settle_treats_a_refused_session_as_not_asked_yet():
 
     lost = CommandUnresolved("no reply", 7, TherapySet(True))
     assert settle(Refusing(), lost) == (None, lost)
+
+
+def test_a_page_or_a_command_that_takes_over_300_ms_shows_a_loading_indication():
+    from dash import dcc
+
+    from dashboard.app import shell
+
+    loaders = [c for c in shell(1.0).children if isinstance(c, dcc.Loading)]
+    assert [(c.delay_show, c.target_components) for c in loaders] == [(300, {ids.PAGE: "children"})]
