@@ -510,6 +510,10 @@ class Layout:
         """Largest encoded size of this layout, in bytes."""
         return sum(_max_size(f.wire) for f in self.fields)
 
+    def min_size(self) -> int:
+        """Smallest encoded size of this layout (every list and text empty), in bytes."""
+        return sum(_min_size(f.wire) for f in self.fields)
+
 
 def _max_size(wire: WireType) -> int:
     if wire.fmt is not None:
@@ -521,6 +525,16 @@ def _max_size(wire: WireType) -> int:
     if isinstance(wire, ListOf):
         item = layout_of(wire.item).max_size() if isinstance(wire.item, type) else _max_size(wire.item)
         return 1 + wire.max_count * item
+    raise TypeError(f"no size for {wire!r}")
+
+
+def _min_size(wire: WireType) -> int:
+    if wire.fmt is not None:
+        return struct.calcsize("<" + wire.fmt)
+    if isinstance(wire, Text | Blob | ListOf):
+        return 1
+    if isinstance(wire, Record):
+        return layout_of(wire.cls).min_size()
     raise TypeError(f"no size for {wire!r}")
 
 

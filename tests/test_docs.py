@@ -46,9 +46,11 @@ def _event_table(spec: str) -> str:
 
 def test_every_event_code_has_its_own_row_in_spec_section_9() -> None:
     """The one event table (SPEC section 9, linked from docs/scenarios.md) names every EventCode."""
-    rows = set(re.findall(r"^\| ([A-Z_0-9]+) \|", _event_table(SPEC.read_text(encoding="utf-8")), re.MULTILINE))
-    missing = {code.name for code in EventCode} - rows
+    names = re.findall(r"^\| ([A-Z_0-9]+) \|", _event_table(SPEC.read_text(encoding="utf-8")), re.MULTILINE)
+    missing = {code.name for code in EventCode} - set(names)
     assert not missing, f"SPEC section 9 has no row for {sorted(missing)}"
+    twice = sorted({name for name in names if names.count(name) > 1})
+    assert not twice, f"SPEC section 9 has more than one row for {twice}"
 
 
 def test_scenarios_doc_links_to_the_event_table() -> None:

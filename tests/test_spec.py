@@ -81,3 +81,58 @@ def test_the_device_limits_spec_states_are_the_emulator_defaults():
     assert f"`patient_bolus.dose_ul` {span(pump.min_ptm_dose_ul, pump.max_ptm_dose_ul)} µL" in text
     assert f"`lockout_min` {span(pump.min_ptm_lockout_min, pump.max_ptm_lockout_min)}" in text
     assert f"`max_per_day` 1–{pump.max_ptm_per_day}" in text
+
+
+def _vectors() -> dict:
+    import json
+
+    return json.loads((SPEC_PATH.parent / "vectors.json").read_text(encoding="utf-8"))
+
+
+def test_the_schema_grammar_names_every_scalar_type_the_schema_text_uses():
+    """Section 5's grammar lists each integer type that ``schema_text`` spells (i16 was missing once)."""
+    import re
+
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    grammar = set(re.findall(r'"([ui]\d+|bool)"', re.search(r"^type    = .*$", text, re.MULTILINE)[0]))
+    used = set(re.findall(r"[:\s(]([ui]\d+)\b", _vectors()["schema_text"]))
+    assert used and used <= grammar, f"schema text uses {sorted(used - grammar)} that section 5 does not list"
+
+
+def test_timing_and_frame_sizes_in_sections_6_and_7_3_are_the_codecs_and_the_vectors():
+    """The payload ranges come from the layouts, the frame sizes from vectors.json, the poll times by formula."""
+    from protocols.fields import layout_of
+    from protocols.messages import PumpStatus, ScsStatus
+
+    text = SPEC_PATH.read_text(encoding="utf-8")
+    vectors = _vectors()
+    pump = next(m for m in vectors["messages"] if m["name"] == "PumpStatus")
+    request = next(m for m in vectors["messages"] if m["name"] == "StatusRequest" and m["tag_hex"])
+    scs = next(m for e in vectors["exchanges"] for m in e["messages"] if m["name"] == "ScsStatus")
+    size = {name: len(bytes.fromhex(m[key])) for name, m in (("pump", pump), ("scs", scs)) for key in ["frame_hex"]}
+    payload = {"pump": len(pump["payload_hex"]) // 2, "scs": len(scs["payload_hex"]) // 2}
+    req = len(bytes.fromhex(request["frame_hex"]))
+    overhead = size["pump"] - payload["pump"]  # header, tag, CRC, one COBS byte, two delimiters
+    assert req == overhead == size["scs"] - payload["scs"] == 44
+    lo = min(layout_of(c).min_size() for c in (ScsStatus, PumpStatus))
+    hi = max(layout_of(c).max_size() for c in (ScsStatus, PumpStatus))
+    body_hi = hi + overhead - 3
+    reply_lo, reply_hi = lo + overhead, hi + overhead + math.ceil(body_hi / 254) - 1  # worst-case COBS
+
+    def ms(reply: int, baud: int) -> float:
+        return (req + reply) * 10 / baud * 1000
+
+    section6 = " ".join(text[text.index("## 6. Timing") : text.index("## 7. Worked examples")].split())
+    s, p = layout_of(ScsStatus), layout_of(PumpStatus)
+    assert f"a status reply {reply_lo}–{reply_hi} bytes" in section6
+    assert (
+        f"ScsStatus payload {s.min_size()}–{s.max_size()} bytes, PumpStatus {p.min_size()}–{p.max_size()}" in section6
+    )
+    assert f"For the {size['pump']}-byte PumpStatus frame of section 7.3" in section6
+    assert f"{req + size['pump']} × 10 / 115200 = **{ms(size['pump'], 115200):.1f} ms**" in section6
+    assert f"({ms(size['pump'], 9600):.0f} ms at 9600)" in section6
+    assert f"{ms(reply_lo, 115200):.1f}–{ms(reply_hi, 115200):.1f} ms at 115200 baud" in section6
+    assert f"{ms(reply_lo, 9600):.0f}–{ms(reply_hi, 9600):.0f} ms at 9600" in section6
+    section73 = " ".join(text[text.index("### 7.3") : text.index("### 7.4")].split())
+    assert f"a {payload['pump']}-byte payload and a {size['pump']}-byte frame" in section73
+    assert f"is {payload['scs']} and {size['scs']} bytes" in section73
