@@ -357,6 +357,30 @@ def test_the_event_log_is_paged_on_the_server_newest_first_and_keeps_its_page(vi
     assert oldest == list(range(5, 0, -1))
 
 
+def test_the_event_log_says_who_made_each_change(viewer):
+    """SPEC 3.8: each entry's actor, in words, in the "By" column of its own row."""
+    made = [(EventCode.BOLUS_STARTED, Actor.PATIENT), (EventCode.DOSING_CHANGED, Actor.CLINICIAN)]
+    made.append((EventCode.BATTERY_LOW, Actor.DEVICE))
+    records = [
+        EventRecord(s, T0 + s * 1000, code, Priority.NONE, AlarmState.NONE, 1, 0, actor)
+        for s, (code, actor) in enumerate(made, start=1)
+    ]
+    viewer.store.add_events("pump a", records)
+    viewer.store.flush()
+    response = viewer.web.call(
+        "events-rows", "tick-events.n_intervals", {"tick-events.n_intervals": 1, "device-name.data": "pump a"}
+    )
+    assert response.status_code == 200, response.text
+    rows = response.json["response"]["events-rows"]["children"]["props"]["children"]
+    header = [cell["props"]["children"] for cell in rows[0]["props"]["children"]]
+    by = header.index("By")
+    said = {
+        int(row["props"]["children"][0]["props"]["children"]): row["props"]["children"][by]["props"]["children"]
+        for row in rows[1:]
+    }
+    assert said == {1: "Patient", 2: "Clinician", 3: "Device"}
+
+
 def test_every_live_callback_turns_its_own_tick_off_while_it_runs(viewer):
     # Dash drops a call still out when its input changes again: a callback on a shared fixed tick
     # that takes longer than the tick would never show anything. Each one is paced by its own tick.

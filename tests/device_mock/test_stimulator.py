@@ -759,3 +759,41 @@ def test_a_rechargeable_projects_eri_before_eos_at_any_program(program):
 def test_eri_capacity_must_lie_between_eos_and_new():
     with pytest.raises(ValueError, match="ERI comes before EOS"):
         RechargeableCellConfig(eos_capacity_fraction=0.5, eri_capacity_fraction=0.5)
+
+
+def test_sixteen_stored_programs_read_back_with_their_areas_cycling_and_ramp_across_a_restart():
+    """A programmer reads each stored program back exactly (areas, cycling, patient maximum, ramp)."""
+    from protocols.messages import ProgramRead
+
+    stim = make()
+    sent = {}
+    for number in range(1, 17):
+        areas = tuple(
+            area(
+                amp=1_000 + 100 * number + 50 * k,
+                pw=200 + 10 * k,
+                rate=40 + number,
+                anode_mask=1 << (2 * k),
+                cathode_mask=1 << (2 * k + 1),
+                cycle_on_s=0 if number % 3 == 0 else 10 * number,
+                cycle_off_s=0 if number % 3 == 0 else 20 * number + k,
+            )
+            for k in range(1 + (number - 1) % 4)
+        )
+        sent[number] = StimProgramSet(number, number == 9, areas, 4_000 + 50 * number, number % 11)
+        stim.apply(sent[number])
+    for restarted in (False, True):
+        if restarted:
+            stim = Stimulator.from_state(json.loads(json.dumps(stim.to_state())))
+        assert stim.status().stored_programs == 0xFFFF
+        for number, program_ in sent.items():
+            reply = stim.apply(ProgramRead(number))
+            assert (reply.program, reply.active) == (number, number == 9)
+            assert (reply.areas, reply.patient_amp_max_ua, reply.ramp_s) == (
+                program_.areas,
+                program_.patient_amp_max_ua,
+                program_.ramp_s,
+            )
+    with pytest.raises(DeviceRejected) as info:
+        stim.apply(StimProgramSet(17, False, (area(),), 5_000, 2))
+    assert (info.value.code, info.value.limit) == (ErrorCode.OUT_OF_RANGE, 16)
