@@ -40,6 +40,7 @@ from .pump import Pump, PumpConfig
 from .server import DEFAULT_SPIN_S, PtyTransport, SerialTransport, Served, Server, TcpTransport, Transport
 from .state import StateError, StateStore
 from .state_lock import StateLock
+from .stim_families import SCS_FAMILIES, family_overrides
 from .stimulator import ScsConfig, Stimulator
 
 log = logging.getLogger("implant-mock")
@@ -139,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve on TCP for pyserial socket:// instead of a pty, in device order (repeatable)",
     )
+    p.add_argument(
+        "--family",
+        choices=sorted(SCS_FAMILIES),
+        help="stimulator family: the maker's ranges, steps and charge-density rule (default generic)",
+    )
     p.add_argument("--baud", type=int, help="pace bytes at this baud rate's wire time (default: no pacing)")
     p.add_argument(
         "--speed", type=_speed, help="device seconds per wall second, 1 to 10,000,000 (default 1, or the scenario's)"
@@ -201,6 +207,11 @@ def _make_model(
         if state.get("kind") != kind:
             raise StateError(f"saved state is a {state.get('kind')}, not a {kind}: use another --state directory")
         return model_cls.from_state(state["model"])
+    if kind == "scs":
+        try:
+            overrides = family_overrides(overrides)
+        except ValueError as exc:
+            raise ScenarioError(f"[config] {exc}") from exc
     serial_no = f"{kind.upper()}-{random.Random(f'{seed}:{kind}:{index}').randrange(16**6):06X}"
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = set(overrides) - fields
@@ -318,6 +329,8 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
             )
             _cli_faults(args, scenario, kind)
             overrides = scenario.config if saved is None else {}
+            if args.family and kind == "scs" and saved is None:
+                overrides = {**overrides, "family": args.family}
             model = _make_model(kind, saved, index, seed, start_ms, overrides, fleet)
             key, new_key = store.pairing_key(f"{name} {model.serial}")
             patient_key, new_patient_key = store.patient_key(f"{name} {model.serial}")

@@ -55,6 +55,7 @@ class DensityPolicy(StrEnum):
 class ScsConfig:
     """Every tunable of the stimulator model (docs/devices.md section and tag after each)."""
 
+    family: str = "generic"  # the maker's class whose ranges the rest follow (stim_families.SCS_FAMILIES)
     model_name: str = "EMU-SCS16"
     serial: str = "SCS-000001"
     firmware: str = "1.0.0"
