@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/poll_rate.py
 	$(BIN)/python bench/dashboard_tick.py
 	$(BIN)/python bench/dashboard_pages.py
+	$(BIN)/python bench/cohort.py
 
 # docs/security.md R24: an hour of noise, disconnects, replay and forgery bursts (not part of test or bench),
 # after 50 boluses through a noisy line with kill -9 restarts between replies and retries.

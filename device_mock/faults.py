@@ -12,6 +12,9 @@ events, each at a device-time offset from the scenario start::
     [config]                 # overrides of PumpConfig / ScsConfig fields
     capacity_ul = 20000
 
+    [patient]                # overrides of the virtual patient's PatientConfig fields
+    responder_rate = 0.6
+
     [[event]]
     at = "38d"               # s, m, h, d suffixes; plain numbers are seconds
     action = "refill"        # a programming command, by its message name or alias
@@ -174,6 +177,7 @@ class Scenario:
     seed: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     fleet: dict[str, Any] = field(default_factory=dict)  # ``[fleet]``: FleetConfig fields for --fleet
+    patient: dict[str, Any] = field(default_factory=dict)  # ``[patient]``: PatientConfig fields
     _next: int = 0
 
     @classmethod
@@ -205,6 +209,7 @@ class Scenario:
             seed=head.get("seed"),
             config=dict(data.get("config", {})),
             fleet=dict(data.get("fleet", {})),
+            patient=dict(data.get("patient", {})),
         )
 
     def check_faults(self, known: tuple[str, ...], kind: str) -> None:

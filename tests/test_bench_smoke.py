@@ -157,3 +157,14 @@ def test_dashboard_pages_prints_the_resources_and_each_page_with_the_targets():
         out,
     )
     assert [m[1] for m in pages] == ["overview", "stimulator page"], out
+
+
+def test_cohort_bench_prints_the_time_the_rates_and_the_peer():
+    out = run_bench("cohort.py", "--n", "40", "--years", "0.3")
+    figures = lines_matching(r"^[\d,]+ patients, (trial only|[\d.]+ years after implant): [\d.]+ s wall .* of it$", out)
+    assert len(figures) == 2, out
+    assert len(lines_matching(r"^  responder rate [\d.]+ % \(configured 55\.0 %\), conversion", out)) == 2, out
+    assert (
+        len(lines_matching(r"^  peer, a bare random\.gauss loop over [\d,]+ scores: [\d.]+ s; .*x that floor$", out))
+        == 2
+    )
