@@ -60,6 +60,7 @@ from .pump_power import PumpPower
 from .pump_refilling import PumpRefilling
 from .pump_schedule import Schedule, validate_schedule
 from .pump_state import Faults, Magnet, Reached, Totals
+from .treatment import Treatment
 
 __all__ = ["DrugLimit", "Pump", "PumpConfig"]
 _U32 = 0xFFFF_FFFF
@@ -98,6 +99,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         self.reached = Reached()
         self.bolus: ActiveBolus | None = None
         self.flow_error = self._draw_flow_error()
+        self.treatment: Treatment | None = None  # the virtual patient it treats, if any
         self._levels: tuple[tuple[DrugConcentration, ...], tuple[Any, ...], tuple[DrugLevel, ...]] | None = None
         # Age limits are fixed at implant; computed once because the advance loop asks every step.
         self._age_eri, self._age_eos = self.battery.age_limit_ms(True), self.battery.age_limit_ms(False)
@@ -210,10 +212,14 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         totals.pumped += units
         if self.powered:
             totals.powered_ms += end - self.now_ms
+        delivered = 0.0
         if self.faults.occluded:  # the motor turns, but the drug has nowhere to go
             totals.held_units += units
         else:
-            totals.delivered_ul += true_before - self.true_reservoir_ul
+            delivered = true_before - self.true_reservoir_ul
+            totals.delivered_ul += delivered
+        if self.treatment is not None:
+            self.treatment.infused(end, delivered, self.program.drugs)
         self.now_ms = end
         self._sync_battery()
 
@@ -416,6 +422,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
             "bolus": asdict(self.bolus) if self.bolus else None,
             "events": self.events.to_state(),
             "alarms": self.alarms.to_state(),
+            "treatment": self.treatment.to_state() if self.treatment is not None else None,
         }
 
     @classmethod
@@ -434,6 +441,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         bolus = data["bolus"]
         pump.bolus = ActiveBolus(**{**bolus, "kind": BolusKind(bolus["kind"])}) if bolus else None
         pump.flow_error = pump._draw_flow_error()
+        pump.treatment = Treatment.from_state(data.get("treatment"))
         pump._sync_battery()
         return pump
 

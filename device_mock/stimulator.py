@@ -16,7 +16,7 @@ import copy
 import math
 import random
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, NamedTuple
 
 from protocols.errors import DeviceRejected, ErrorCode
@@ -61,6 +61,7 @@ from .stim_physics import (
 )
 from .stim_power import StimPower
 from .stim_safety import validate_safety
+from .treatment import Treatment
 
 __all__ = ["FAULTS", "OPEN_READING", "ScsConfig", "Stimulator"]
 
@@ -127,6 +128,7 @@ class Stimulator(StimMri, StimPower, StimLeads):
         self._next_ms: int | None = None  # cached next breakpoint of the current segment
         self._segment: tuple[float, float, float] | None = None  # its (draw, tissue, charger) W
         self._held: _Held | None = None  # what status() shows that only a state change alters
+        self.treatment: Treatment | None = None  # the virtual patient it treats, if any
 
     # --- power -----------------------------------------------------------------------------------
     def _area_powers(self) -> list[tuple[float, float]]:
@@ -226,6 +228,14 @@ class Stimulator(StimMri, StimPower, StimLeads):
             *self._power_stops_ms(),
         ]
 
+    def _delivered_program(self) -> StimProgramSet | None:
+        """What reaches the patient now: the active program's areas that still stimulate, or None."""
+        program = self._programs.get(self._active)
+        if program is None or not self._therapy or self.battery_power_w() <= 0:
+            return None
+        live = tuple(a for a, (tissue, _) in zip(program.areas, self._area_powers(), strict=True) if tissue > 0)
+        return replace(program, areas=live) if live else None
+
     def _powers(self) -> tuple[float, float, float]:
         """(draw, tissue, charger) W of the current segment, computed once: they change only at breakpoints."""
         if self._segment is None:
@@ -233,6 +243,8 @@ class Stimulator(StimMri, StimPower, StimLeads):
         return self._segment
 
     def _integrate(self, end_ms: int) -> None:
+        if self.treatment is not None:
+            self.treatment.stimulated(end_ms, self._delivered_program(), self._disabled_mask())
         seconds = (end_ms - self.now_ms) / 1000.0
         if not self._failed:
             draw, tissue, charger = self._powers()
@@ -429,6 +441,7 @@ class Stimulator(StimMri, StimPower, StimLeads):
             reached=sorted(self._reached.items()),
             events=self.events.to_state(),
             alarms=self.alarms.to_state(),
+            treatment=self.treatment.to_state() if self.treatment is not None else None,
         )
         return data
 
@@ -447,6 +460,7 @@ class Stimulator(StimMri, StimPower, StimLeads):
         model._programs = {p["program"]: _program_from_dict(p) for p in data["programs"]}
         model._leads = {int(k): v for k, v in data["leads"]}
         model._reached = {int(k): v for k, v in data["reached"]}
+        model.treatment = Treatment.from_state(data.get("treatment"))
         return model
 
 
