@@ -27,6 +27,7 @@ from protocols.messages import (
     DeviceKind,
     DosingMode,
     EventCode,
+    Lifecycle,
     MotorState,
     Priority,
 )
@@ -458,6 +459,20 @@ def _flood(arg0: int, arg1: int) -> str:
 
 Args = Callable[[int, int], str]
 # Title and the meaning of arg0/arg1 (SPEC section 9) for every event code.
+# The words of a Lifecycle (SPEC 4.7).
+LIFECYCLE_WORDS = {
+    Lifecycle.TRIAL: "In a trial",
+    Lifecycle.IMPLANTED: "Implanted",
+    Lifecycle.TRIAL_ENDED: "Trial ended without an implant",
+    Lifecycle.EXPLANTED: "Explanted",
+}
+
+
+def _lifecycle(new: int, old: int) -> str:
+    words = {int(k): v.lower() for k, v in LIFECYCLE_WORDS.items()}
+    return f"{words.get(old, 'unknown')} -> {words.get(new, 'unknown')}"
+
+
 EVENTS: dict[EventCode, tuple[str, Args]] = {
     EventCode.DEVICE_RESET: ("Device reset", _none),
     EventCode.SESSION_OPENED: ("Session opened", _session),
@@ -466,6 +481,7 @@ EVENTS: dict[EventCode, tuple[str, Args]] = {
     EventCode.AUTH_FAILURE: ("Authentication failed", _session),
     EventCode.LOCKOUT: ("Locked out after failed log-ins", lambda a, b: f"for {_duration(a)}"),
     EventCode.CLOCK_SET: ("Clock set", _clock),
+    EventCode.LIFECYCLE_CHANGED: ("Stage of the system changed", _lifecycle),
     EventCode.ALARM_ACKNOWLEDGED: ("Alarm acknowledged", lambda a, b: _code(a)),
     EventCode.COMM_ERROR: ("Communication error", _none),
     EventCode.TELEMETRY_FLOOD: ("Too many frames outside the session", _flood),
@@ -489,6 +505,10 @@ EVENTS: dict[EventCode, tuple[str, Args]] = {
     EventCode.IMPEDANCE_MEASURED: ("Impedance measured", _none),
     EventCode.LEAD_OPEN: ("Lead open", lambda a, b: f"contact {a}, {'open' if b == 65535 else f'{b:,} Ω'}"),
     EventCode.LEAD_SHORT: ("Lead short", lambda a, b: f"contact {a}, {b:,} Ω"),
+    EventCode.LEAD_DISCONNECTED: (
+        "Trial lead disconnected",
+        lambda a, b: f"lead {a + 1}, {b} contacts without current",
+    ),
     EventCode.CHARGE_DENSITY_LIMIT: ("Charge density could pass the limit at the patient maximum", _none),
     EventCode.AMPLITUDE_CHANGED: ("Amplitude changed", lambda a, b: f"area {a + 1}, {number(b / 1000, 2)} mA"),
     EventCode.PROGRAM_SELECTED: (

@@ -53,6 +53,7 @@ ALARMS: dict[EventCode, AlarmSpec] = {
     EventCode.BATTERY_DEEP_DISCHARGE: AlarmSpec(Priority.HIGH, latching=True),
     EventCode.LEAD_OPEN: AlarmSpec(Priority.MEDIUM, latching=True),
     EventCode.LEAD_SHORT: AlarmSpec(Priority.MEDIUM, latching=True),
+    EventCode.LEAD_DISCONNECTED: AlarmSpec(Priority.MEDIUM, latching=False),  # a trial cable off: no stimulation [E]
     EventCode.MEMORY_ERROR: AlarmSpec(Priority.HIGH, latching=True),  # critical memory error [V SynchroMed II]
     EventCode.MEMORY_ERROR_MINOR: AlarmSpec(Priority.MEDIUM, latching=True),  # non-critical memory error [V]
     EventCode.CHARGE_DENSITY_LIMIT: AlarmSpec(Priority.LOW, latching=False),

@@ -42,10 +42,16 @@ from .state import StateError, StateStore
 from .state_lock import StateLock
 from .stim_families import SCS_FAMILIES, family_overrides
 from .stimulator import ScsConfig, Stimulator
+from .trial_devices import SERIAL_PREFIX, base_kind, config_overrides, treat
 
 log = logging.getLogger("implant-mock")
 DEFAULT_START = "2026-01-01T00:00:00Z"
-KINDS: dict[str, tuple[type, type]] = {"scs": (Stimulator, ScsConfig), "pump": (Pump, PumpConfig)}
+KINDS: dict[str, tuple[type, type]] = {
+    "scs": (Stimulator, ScsConfig),
+    "pump": (Pump, PumpConfig),
+    "scs-trial": (Stimulator, ScsConfig),  # trial_devices: external stimulator, temporary leads
+    "pump-trial": (Pump, PumpConfig),  # trial_devices: intrathecal test doses
+}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 MAX_FLEET = 2_000  # a pty pair each; Linux's default pty limit is 4096 (/proc/sys/kernel/pty/max)
 # Unchanged state is saved again this often; every change is saved at once anyway, and a restart
@@ -141,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve on TCP for pyserial socket:// instead of a pty, in device order (repeatable)",
     )
     p.add_argument(
+        "--patient",
+        action="store_true",
+        help="each implant treats a virtual patient who keeps a diary (trial devices always do; docs/patients.md)",
+    )
+    p.add_argument(
         "--family",
         choices=sorted(SCS_FAMILIES),
         help="stimulator family: the maker's ranges, steps and charge-density rule (default generic)",
@@ -197,34 +208,49 @@ def _make_model(
     start_ms: int,
     overrides: dict[str, Any],
     fleet: FleetConfig | None = None,
+    patient_table: dict[str, Any] | None = None,
+    patient: bool = False,
 ) -> DeviceModel:
     """Resume ``state``, or build afresh: with ``fleet``, a seeded fleet member lived up to ``start_ms``.
 
-    A scenario's ``[config]`` ``overrides`` win over what the fleet drew.
+    A scenario's ``[config]`` ``overrides`` win over what the fleet drew. A trial kind, or any kind
+    with ``patient``, treats a virtual patient built from the scenario's ``[patient]`` ``patient_table``.
     """
+    patient_table = patient_table or {}
     model_cls, config_cls = KINDS[kind]
     if state is not None:
-        if state.get("kind") != kind:
+        if state.get("kind") not in (kind, base_kind(kind)):
             raise StateError(f"saved state is a {state.get('kind')}, not a {kind}: use another --state directory")
         return model_cls.from_state(state["model"])
-    if kind == "scs":
+    if base_kind(kind) == "scs":
         try:
             overrides = family_overrides(overrides)
         except ValueError as exc:
             raise ScenarioError(f"[config] {exc}") from exc
-    serial_no = f"{kind.upper()}-{random.Random(f'{seed}:{kind}:{index}').randrange(16**6):06X}"
+    prefix = SERIAL_PREFIX.get(kind, kind.upper())
+    serial_no = f"{prefix}-{random.Random(f'{seed}:{kind}:{index}').randrange(16**6):06X}"
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = set(overrides) - fields
     if unknown:
         raise ScenarioError(
             f"[config] has no {kind} setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(fields))}"
         )
+    try:
+        overrides = {**config_overrides(kind, seed, index, patient_table), **overrides}
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"[patient] {exc}") from exc
     if fleet is None:
         config = dataclasses.replace(config_cls(), serial=serial_no, **overrides)
-        return model_cls(config, start_ms, seed + index)
-    member = draw_member(index, kind, seed, fleet)
-    config = dataclasses.replace(config_cls(), serial=serial_no, **{**member.overrides, **overrides})
-    return build_member(member, config, start_ms, seed + index, fleet)
+        model = model_cls(config, start_ms, seed + index)
+    else:
+        member = draw_member(index, base_kind(kind), seed, fleet)
+        config = dataclasses.replace(config_cls(), serial=serial_no, **{**member.overrides, **overrides})
+        model = build_member(member, config, start_ms, seed + index, fleet)
+    try:
+        treat(model, kind, seed, index, start_ms, patient_table, patient)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"[patient] {exc}") from exc
+    return model
 
 
 def _parse_kv(text: str, where: str) -> dict[str, Any]:
@@ -329,9 +355,9 @@ def build(args: argparse.Namespace, stop: threading.Event | None = None) -> list
             )
             _cli_faults(args, scenario, kind)
             overrides = scenario.config if saved is None else {}
-            if args.family and kind == "scs" and saved is None:
+            if args.family and base_kind(kind) == "scs" and saved is None:
                 overrides = {**overrides, "family": args.family}
-            model = _make_model(kind, saved, index, seed, start_ms, overrides, fleet)
+            model = _make_model(kind, saved, index, seed, start_ms, overrides, fleet, scenario.patient, args.patient)
             key, new_key = store.pairing_key(f"{name} {model.serial}")
             patient_key, new_patient_key = store.patient_key(f"{name} {model.serial}")
             now_ms = store.resume_time_ms(saved) if saved else start_ms

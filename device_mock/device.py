@@ -20,6 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from protocols.auth import AuthPolicy
 from protocols.endpoint import DeviceEndpoint
@@ -28,24 +29,33 @@ from protocols.messages import (
     Actor,
     AlarmAck,
     AlarmTest,
+    Capability,
     ClockRead,
     ClockReply,
     ClockSet,
     CommandAck,
+    DiaryAdd,
+    DiaryPage,
+    DiaryPush,
+    DiaryRead,
+    DiarySource,
     EventCode,
     EventLogPage,
     EventLogRead,
     EventPush,
     EventRecord,
     IdentifyReply,
+    LifecycleSet,
     Message,
     StatusRequest,
 )
 from protocols.replies import ReplyMemory
 
+from . import lifecycle
 from .clock import Clock
 from .faults import LinkFaults, Scenario
 from .model import DeviceModel, require
+from .patients.diary import VALUE_RANGES
 from .state import StateStore
 
 log = logging.getLogger(__name__)
@@ -100,8 +110,11 @@ class Device:
         self._dirty = False
         model.events.listeners.append(self._pending_pushes.append)
         model.events.listeners.append(self._log_event)
+        treatment = getattr(model, "treatment", None)
+        self._pushed_diary_seq = self._saved_diary_seq = treatment.last_seq if treatment is not None else 0
+        capabilities = model.capabilities | (Capability.DIARY if treatment is not None else 0)
         identity = IdentifyReply(
-            model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(model.capabilities), 0
+            model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(capabilities), 0, model.lifecycle
         )
         self._saved_replies = replies.version if replies is not None else 0
         self.endpoint = DeviceEndpoint(
@@ -180,9 +193,39 @@ class Device:
             return ClockReply(self.model.now_ms, round(self.clock.speed * 1000))
         if isinstance(message, ClockSet):
             return self._set_clock(message.time_ms)
+        if isinstance(message, LifecycleSet):
+            seq = lifecycle.change(self.model, message.lifecycle)
+            self.endpoint.identity = replace(self.endpoint.identity, lifecycle=message.lifecycle)
+            self._dirty = True
+            return CommandAck(seq)
+        if isinstance(message, DiaryRead | DiaryAdd):
+            return self._diary(message, role)
+        if message.MUTATING:
+            lifecycle.refuse_if_removed(self.model, type(message).__name__)
         reply = self.model.apply(message, role)
         self._dirty = self._dirty or message.MUTATING
         return reply
+
+    def _diary(self, message: DiaryRead | DiaryAdd, role: Actor) -> DiaryPage:
+        """Read the patient controller's diary, or add a score a person typed (SPEC 4.7)."""
+        treatment = getattr(self.model, "treatment", None)
+        if treatment is None:
+            raise DeviceRejected(ErrorCode.UNSUPPORTED, "no patient controller is paired with this device", "")
+        patient = treatment.patient
+        if isinstance(message, DiaryRead):
+            require("max_count", message.max_count, 1, MAX_EVENTS_PER_PAGE, "entries")
+            entries = tuple(patient.read(message.from_seq, message.max_count))
+        else:
+            now = self.model.now_ms
+            at = message.time_ms or now
+            require("time_ms", at, patient.state.baseline_from_ms, now, "ms")  # not before the diary, not ahead
+            source = DiarySource.CLINICIAN if role is Actor.CLINICIAN else DiarySource.PATIENT
+            low, high = VALUE_RANGES[message.kind]
+            require("value", message.value, low, high)
+            entries = (patient.add_entry(at, message.kind, message.value, source),)
+            self._dirty = True
+        kept = patient.state.diary
+        return DiaryPage(kept[0].seq if kept else 0, treatment.last_seq, entries)
 
     def _set_clock(self, time_ms: int) -> Message:
         now = self.model.now_ms
@@ -252,7 +295,9 @@ class Device:
 
     # --- pushes and persistence -------------------------------------------------------------------
     def _finish(self, out: bytes, now: float) -> bytes:
-        grew = self.model.events.last_seq != self._saved_seq
+        treatment = getattr(self.model, "treatment", None)
+        diary_seq = treatment.last_seq if treatment is not None else 0
+        grew = self.model.events.last_seq != self._saved_seq or diary_seq != self._saved_diary_seq
         # A new exactly-once entry is saved before its reply leaves: a restarted device must still
         # know the command, or a retry would apply it twice (SPEC 4).
         answered = self.endpoint.replies.version != self._saved_replies
@@ -260,11 +305,17 @@ class Device:
             self.save(now)
         if out or now - self._beat_at >= BEAT_INTERVAL_S:
             self._beat(now)
-        if not self._pending_pushes:
+        if not self._pending_pushes and diary_seq == self._pushed_diary_seq:
             return out
         pending, pushes = self._pending_pushes, bytearray(out)
         while pending:  # popleft, not clear(): an event logged meanwhile waits for the next call
             pushes += self.endpoint.push(EventPush(pending.popleft()), now)
+        if treatment is not None and diary_seq != self._pushed_diary_seq:
+            # the newest entries only, as many as events are held: a host catches up with DiaryRead
+            fresh = treatment.new_entries(max(self._pushed_diary_seq, diary_seq - MAX_PENDING_PUSHES))
+            for entry in fresh:
+                pushes += self.endpoint.push(DiaryPush(entry), now)
+            self._pushed_diary_seq = diary_seq
         return bytes(pushes)
 
     def _beat(self, now: float) -> None:
@@ -284,5 +335,7 @@ class Device:
             )
         self._saved_at = self._wall() if now is None else now
         self._saved_seq = self.model.events.last_seq
+        treatment = getattr(self.model, "treatment", None)
+        self._saved_diary_seq = treatment.last_seq if treatment is not None else 0
         self._saved_replies = replies.version
         self._dirty = False

@@ -197,8 +197,10 @@ class Scenario:
             raise ScenarioError(f"scenario file {source}: {exc}") from exc
         head = data.get("scenario", {})
         device = head.get("device")
-        if device not in (None, "scs", "pump"):
-            raise ScenarioError(f"{source}: [scenario] device must be 'scs' or 'pump', not {device!r}")
+        if device not in (None, "scs", "pump", "scs-trial", "pump-trial"):
+            raise ScenarioError(
+                f"{source}: [scenario] device must be 'scs', 'pump', 'scs-trial' or 'pump-trial', not {device!r}"
+            )
         actions = [_parse_action(entry, f"{source}: event {i + 1}") for i, entry in enumerate(data.get("event", []))]
         actions.sort(key=lambda a: a.at_ms)
         return cls(

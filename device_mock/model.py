@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from protocols.errors import DeviceRejected, ErrorCode
-from protocols.messages import Actor, Capability, DeviceKind, Message, PumpStatus, ScsStatus
+from protocols.messages import Actor, Capability, DeviceKind, Lifecycle, Message, PumpStatus, ScsStatus
 
 from .alarms import AlarmManager, EventLog
 
@@ -31,6 +31,8 @@ class DeviceModel(Protocol):
     now_ms: int
     wakeups: int  # receiver wake-ups charged so far (R10)
     wake_energy_j: float  # the battery energy they took
+    lifecycle: Lifecycle  # trial, implanted, trial ended or explanted (device_mock.lifecycle)
+    treatment: Any  # the device_mock.treatment.Treatment of its virtual patient, or None
 
     def advance_to(self, t_ms: int) -> None:
         """Integrate up to device time ``t_ms`` (no-op if it is not later than ``now_ms``)."""

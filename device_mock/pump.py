@@ -33,6 +33,7 @@ from protocols.messages import (
     DrugConcentration,
     DrugLevel,
     EventCode,
+    Lifecycle,
     Message,
     MotorState,
     MriCheckDone,
@@ -100,6 +101,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         self.bolus: ActiveBolus | None = None
         self.flow_error = self._draw_flow_error()
         self.treatment: Treatment | None = None  # the virtual patient it treats, if any
+        self.lifecycle = Lifecycle.IMPLANTED  # SPEC 4.7 (device_mock.lifecycle)
         self._levels: tuple[tuple[DrugConcentration, ...], tuple[Any, ...], tuple[DrugLevel, ...]] | None = None
         # Age limits are fixed at implant; computed once because the advance loop asks every step.
         self._age_eri, self._age_eos = self.battery.age_limit_ms(True), self.battery.age_limit_ms(False)
@@ -334,6 +336,8 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         motor = MotorState.STALLED if faults.stalled or self.magnet.suspended_ms else MotorState.OK
         tones = self.alarms.tone_state(now)
         return PumpStatus(
+            lifecycle=self.lifecycle,
+            diary_seq=self.treatment.last_seq if self.treatment is not None else 0,
             time_ms=now,
             mode=program.schedule.mode if program.therapy_on else DosingMode.STOPPED,
             infusing=pumping,
@@ -423,6 +427,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
             "events": self.events.to_state(),
             "alarms": self.alarms.to_state(),
             "treatment": self.treatment.to_state() if self.treatment is not None else None,
+            "lifecycle": int(self.lifecycle),
         }
 
     @classmethod
@@ -442,6 +447,7 @@ class Pump(PumpPower, PumpBoluses, PumpRefilling, PumpFaults, PumpMagnet):
         pump.bolus = ActiveBolus(**{**bolus, "kind": BolusKind(bolus["kind"])}) if bolus else None
         pump.flow_error = pump._draw_flow_error()
         pump.treatment = Treatment.from_state(data.get("treatment"))
+        pump.lifecycle = Lifecycle(data.get("lifecycle", Lifecycle.IMPLANTED))
         pump._sync_battery()
         return pump
 

@@ -14,6 +14,7 @@ from protocols.messages import (
     BolusReply,
     DrugConcentration,
     EventCode,
+    Lifecycle,
 )
 
 from . import pump_doses as doses
@@ -36,6 +37,8 @@ class PumpBoluses(PumpParts):
         carried = self.program.drugs if drugs is None else drugs
         self.totals.boluses_given = given + doses.given_rows(self.now_ms, volume_ul, carried)
         seq = self.events.append(self.now_ms, EventCode.BOLUS_STARTED, arg0=volume_ul, arg1=kind).seq
+        if self.treatment is not None and self.lifecycle is Lifecycle.TRIAL:
+            self.treatment.watch_test_dose(self.now_ms)  # an intrathecal test dose is watched for a day
         return BolusReply(seq, volume_ul, self.bolus.end_ms)
 
     def _end_bolus(self) -> None:

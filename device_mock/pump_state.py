@@ -8,9 +8,11 @@ attributes those parts work on. Must not import ``pump.py`` or its parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # names for the annotations of ``PumpParts`` only
+    from protocols.messages import Lifecycle
+
     from .alarms import AlarmManager, EventLog
     from .battery import PrimaryBattery
     from .pump_config import PumpConfig
@@ -93,3 +95,5 @@ class PumpParts:
     alarms: AlarmManager
     battery: PrimaryBattery
     bolus: ActiveBolus | None
+    lifecycle: Lifecycle
+    treatment: Any  # treatment.Treatment, or None: the virtual patient the pump treats

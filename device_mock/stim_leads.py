@@ -25,6 +25,7 @@ from .stim_physics import ScsConfig, charge_density, shannon_k, split
 __all__ = ["OPEN_READING", "StimLeads"]
 
 OPEN_READING = 65_535  # wire value of an open contact
+LEAD_CONTACTS = 8  # contacts per lead: trials use 8-contact percutaneous leads (docs/devices.md 1.4) [V]
 
 
 class StimLeads:
@@ -38,6 +39,7 @@ class StimLeads:
     _programs: dict[int, StimProgramSet]
     _active: int
     _baseline: list[float]
+    _migration: float  # how far the leads moved along the spine, contact spacings
     _leads: dict[int, str]
     _readings: list[int]
     _checks: int
@@ -70,6 +72,8 @@ class StimLeads:
     def _true_ohm(self) -> list[float]:
         faults = {"open": math.inf, "short": float(self.config.short_fault_ohm)}
         factor = self._drift_factor(self._drift_index())
+        # a migrated lead sits in other tissue: its contacts read higher, up to +20 % two spacings away [E]
+        factor *= 1.0 + 0.1 * min(2.0, abs(self._migration))
         return [faults.get(self._leads.get(i, ""), z * factor) for i, z in enumerate(self._baseline)]
 
     def _measured_ohm(self) -> list[float]:
@@ -164,6 +168,34 @@ class StimLeads:
         if disabled != disabled_before:
             self.events.append(self.now_ms, EventCode.CONTACTS_DISABLED, arg0=disabled, arg1=disabled.bit_count())
         return seq
+
+    def _lead_contacts(self, params: dict[str, Any]) -> range:
+        """The contacts of lead ``params["lead"]`` (leads of ``LEAD_CONTACTS`` contacts, from 0)."""
+        lead, leads = params.get("lead", 0), max(1, self.config.contacts // LEAD_CONTACTS)
+        if not isinstance(lead, int) or not 0 <= lead < leads:
+            raise ValueError(f"'lead' must be an integer 0-{leads - 1}, got {lead!r}")
+        return range(lead * LEAD_CONTACTS, min(self.config.contacts, (lead + 1) * LEAD_CONTACTS))
+
+    def _disconnect_lead(self, params: dict[str, Any], connected: bool) -> None:
+        """A trial lead's cable comes off its stimulator (every contact open, detected at once) or back on."""
+        contacts = self._lead_contacts(params)
+        lead = contacts.start // LEAD_CONTACTS
+        for contact in contacts:
+            if connected:
+                self._leads.pop(contact, None)
+            else:
+                self._leads[contact] = "open"
+        if connected:
+            self.alarms.clear_condition(EventCode.LEAD_DISCONNECTED, self.now_ms, lead)
+        else:  # the external stimulator senses the lost load on its next pulse [E]
+            self.alarms.raise_alarm(EventCode.LEAD_DISCONNECTED, self.now_ms, lead, len(contacts))
+
+    def _migrate_lead(self, params: dict[str, Any]) -> None:
+        """The leads move along the spine by ``contacts`` spacings (signed): coverage and impedance change."""
+        shift = params.get("contacts", 2.0)
+        if isinstance(shift, bool) or not isinstance(shift, int | float) or not -8 <= shift <= 8:
+            raise ValueError(f"'contacts' must be a number of contact spacings from -8 to 8, got {shift!r}")
+        self._migration = float(shift)
 
     def _set_lead(self, params: dict[str, Any], fault: str | None) -> None:
         """Open or short a contact (it reads so at the next check; an open one loses its area), or mend it."""

@@ -33,6 +33,7 @@ from protocols.messages import (
     EventCode,
     ImpedanceCheck,
     ImpedanceReply,
+    Lifecycle,
     Message,
     MriModeSet,
     ProgramRead,
@@ -65,15 +66,21 @@ from .treatment import Treatment
 
 __all__ = ["FAULTS", "OPEN_READING", "ScsConfig", "Stimulator"]
 
-FAULTS = ("lead_open", "lead_short", "clear_lead", "battery_failure", "charge", "stop_charge")
+FAULTS = (
+    *("lead_open", "lead_short", "clear_lead", "battery_failure", "charge", "stop_charge"),
+    *("lead_disconnected", "lead_reconnected", "lead_migration"),
+)
 _PERSISTED = (  # plain JSON values kept as they are by to_state / from_state
     *("seed", "now_ms", "_active", "_therapy", "_battery_stopped", "_failed", "_telemetry", "_charging"),
     *("_auto_retry_ms", "_readings", "_checks", "_next_scan_ms", "tissue_energy_j", "battery_energy_j", "_next_ms"),
     *("wakeups", "wake_energy_j", "_checked_ms", "_mri", "_flat_ms", "_deep_discharged", "_implant_ms"),
+    *("lifecycle", "_migration"),
 )
 # Absent from older saved states: their defaults (R10's wake-ups; MRI mode, which then needs a new
 # impedance check; the deep-discharge window).
 _ADDED_LATER = {
+    "lifecycle": int(Lifecycle.IMPLANTED),
+    "_migration": 0.0,
     "wakeups": 0,
     "wake_energy_j": 0.0,
     "_checked_ms": None,
@@ -129,6 +136,8 @@ class Stimulator(StimMri, StimPower, StimLeads):
         self._segment: tuple[float, float, float] | None = None  # its (draw, tissue, charger) W
         self._held: _Held | None = None  # what status() shows that only a state change alters
         self.treatment: Treatment | None = None  # the virtual patient it treats, if any
+        self.lifecycle = Lifecycle.IMPLANTED  # SPEC 4.7 (device_mock.lifecycle)
+        self._migration = 0.0  # a lead migration (stim_leads), contact spacings
 
     # --- power -----------------------------------------------------------------------------------
     def _area_powers(self) -> list[tuple[float, float]]:
@@ -244,7 +253,7 @@ class Stimulator(StimMri, StimPower, StimLeads):
 
     def _integrate(self, end_ms: int) -> None:
         if self.treatment is not None:
-            self.treatment.stimulated(end_ms, self._delivered_program(), self._disabled_mask())
+            self.treatment.stimulated(end_ms, self._delivered_program(), self._disabled_mask(), self._migration)
         seconds = (end_ms - self.now_ms) / 1000.0
         if not self._failed:
             draw, tissue, charger = self._powers()
@@ -362,6 +371,9 @@ class Stimulator(StimMri, StimPower, StimLeads):
             "battery_failure": lambda p: self._fail_battery(),
             "charge": self._charge_fault,
             "stop_charge": lambda p: self._charging and self._end_charge(self.cell.full(self.now_ms)),
+            "lead_disconnected": lambda p: self._disconnect_lead(p, connected=False),
+            "lead_reconnected": lambda p: self._disconnect_lead(p, connected=True),
+            "lead_migration": self._migrate_lead,
         }
         if fault not in handlers:
             raise ValueError(f"unknown SCS fault {fault!r}; valid: {', '.join(FAULTS)}")
@@ -379,6 +391,8 @@ class Stimulator(StimMri, StimPower, StimLeads):
         elif self._reached:
             eri_ms, eos_ms = self._reached_or_projected(eri_ms, eos_ms)
         return ScsStatus(
+            lifecycle=Lifecycle(self.lifecycle),
+            diary_seq=self.treatment.last_seq if self.treatment is not None else 0,
             time_ms=now,
             therapy_on=self._therapy,
             active_program=self._active,

@@ -8,9 +8,8 @@ a pump's delivered volume at the reservoir's concentrations (nothing while the c
 occluded). The treatment is saved inside the model's own state, so a ``kill -9`` loses nothing a
 host was shown and the diary continues without a gap.
 
-Also owns the lead migration of a trial's percutaneous leads (``lead_offset``: the leads moved
-along the spine, so the program covers the pain less), which the patient notices and the device
-only sees as changed impedances.
+A lead migration (the stimulator's ``lead_migration`` fault) reaches the patient as an offset of
+the coverage; the device itself only sees changed impedances.
 
 Imports ``patients`` and ``protocols``; must not import the models (which import this), ``device``,
 ``server`` or ``cli``.
@@ -38,7 +37,6 @@ class Treatment:
 
     patient: VirtualPatient
     overrides: dict[str, Any] = field(default_factory=dict)
-    lead_offset: float = 0.0  # contact spacings the leads have moved along the spine
 
     @classmethod
     def new(cls, kind: str, seed: int, index: int, start_ms: int, overrides: dict[str, Any], trial: bool) -> Treatment:
@@ -63,13 +61,16 @@ class Treatment:
         """The patient model's config."""
         return self.patient.config
 
-    def stimulated(self, end_ms: int, program: StimProgramSet | None, disabled_contacts: int) -> None:
-        """The stimulator gave ``program`` (its live areas, None when nothing) until ``end_ms``."""
+    def stimulated(
+        self, end_ms: int, program: StimProgramSet | None, disabled_contacts: int, lead_offset: float = 0.0
+    ) -> None:
+        """The stimulator gave ``program`` (its live areas, None when nothing) until ``end_ms``, its
+        leads ``lead_offset`` contact spacings away from where they were placed."""
         patient = self.patient
         if end_ms <= patient.state.time_ms:
             return
         delivery = scs_delivery(
-            program, program is not None, patient.profile, self.config, self.lead_offset, disabled_contacts
+            program, program is not None, patient.profile, self.config, lead_offset, disabled_contacts
         )
         patient.advance(end_ms, scs=delivery)
 
@@ -83,6 +84,10 @@ class Treatment:
         rates = {d.drug: d.conc_ng_per_ml * delivered_ul / 1e9 / days for d in drugs} if delivered_ul > 0 else {}
         patient.advance(end_ms, rates=rates)
 
+    def watch_test_dose(self, now_ms: int) -> None:
+        """A test dose was given: the patient is scored every few hours for the next day [V ~24 h]."""
+        self.patient.observe(self.config.it_trial_nrs_every_h, now_ms + DAY_MS)
+
     def new_entries(self, after_seq: int) -> list[DiaryEntry]:
         """Diary entries after ``after_seq``."""
         return [e for e in self.patient.state.diary if e.seq > after_seq]
@@ -94,7 +99,7 @@ class Treatment:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready form (``from_state`` reads it)."""
-        return {"overrides": self.overrides, "lead_offset": self.lead_offset, "patient": self.patient.to_json()}
+        return {"overrides": self.overrides, "patient": self.patient.to_json()}
 
     @classmethod
     def from_state(cls, data: dict[str, Any] | None) -> Treatment | None:
@@ -103,4 +108,4 @@ class Treatment:
             return None
         overrides = dict(data["overrides"])
         patient = VirtualPatient.from_json(data["patient"], patient_config(overrides))
-        return cls(patient, overrides, float(data["lead_offset"]))
+        return cls(patient, overrides)

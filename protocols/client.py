@@ -61,6 +61,12 @@ from .messages import (
     CommandFate,
     CommandOutcome,
     CommandQuery,
+    DiaryAdd,
+    DiaryKind,
+    DiaryPage,
+    DiaryPush,
+    DiaryRead,
+    DiaryRecord,
     DosingMode,
     DosingSet,
     DrugConcentration,
@@ -75,6 +81,8 @@ from .messages import (
     IdentifyRequest,
     ImpedanceCheck,
     ImpedanceReply,
+    Lifecycle,
+    LifecycleSet,
     Message,
     MsgType,
     PatientBolusSettings,
@@ -161,6 +169,7 @@ class DeviceClient:
         self.session: Session | None = None
         self.session_limits: tuple[int, int] = (0, 0)
         self.pushes: deque[EventRecord] = deque(maxlen=1024)
+        self.diary_pushes: deque[DiaryRecord] = deque(maxlen=1024)  # pushed diary entries (SPEC 4.7)
         self.decoder = FrameDecoder()
         self.link_stats: LinkStats = self.decoder.stats
         self.stats = ClientStats()
@@ -363,6 +372,29 @@ class DeviceClient:
             if not page.entries or page.entries[-1].seq >= page.last_seq:
                 return entries
             seq = page.entries[-1].seq + 1
+
+    def read_diary(self, from_seq: int, max_count: int = 8) -> DiaryPage:
+        """One page of the patient's diary from ``from_seq`` on (a device with ``Capability.DIARY``)."""
+        return self._typed(DiaryRead(from_seq, max_count), DiaryPage)
+
+    def diary_since(self, from_seq: int) -> list[DiaryRecord]:
+        """Every diary entry from ``from_seq`` to the newest, paging as needed."""
+        entries: list[DiaryRecord] = []
+        seq = from_seq
+        while True:
+            page = self.read_diary(seq)
+            entries.extend(page.entries)
+            if not page.entries or page.entries[-1].seq >= page.last_seq:
+                return entries
+            seq = page.entries[-1].seq + 1
+
+    def add_diary(self, kind: DiaryKind, value: int, time_ms: int = 0) -> DiaryRecord:
+        """Add a score a person typed (for ``time_ms``, 0 = now); the entry the device wrote."""
+        return self._typed(DiaryAdd(kind, value, time_ms), DiaryPage).entries[0]
+
+    def set_lifecycle(self, lifecycle: Lifecycle) -> CommandAck:
+        """Move the system on in its life (SPEC 4.7; the clinician's only)."""
+        return self._typed(LifecycleSet(lifecycle), CommandAck)
 
     def programs(self) -> list[ProgramReply]:
         """Every stored stimulation program, by the status's ``stored_programs`` mask (a stimulator)."""
@@ -628,3 +660,5 @@ class DeviceClient:
             return
         if isinstance(push, EventPush):
             self.pushes.append(push.event)
+        elif isinstance(push, DiaryPush):
+            self.diary_pushes.append(push.entry)

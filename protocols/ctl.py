@@ -10,6 +10,7 @@ of failure, so scripts can branch without parsing text.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -43,6 +44,8 @@ from .messages import (
     BolusKind,
     ChargingSet,
     ClockSet,
+    DiaryAdd,
+    DiaryKind,
     DosingMode,
     DosingSet,
     Drug,
@@ -50,6 +53,8 @@ from .messages import (
     EventCode,
     FlexStep,
     ImpedanceCheck,
+    Lifecycle,
+    LifecycleSet,
     Message,
     MriCheckDone,
     MriModeSet,
@@ -250,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     charge = sub.add_parser("charge", help="start or stop charging a rechargeable stimulator", parents=[after])
     charge.add_argument("state", choices=["on", "off"])
     sub.add_parser("programs", help="every stored stimulation program", parents=[after])
+    diary = sub.add_parser(
+        "diary", help="the patient's diary (SPEC 4.7), or add a score with --add KIND=VALUE", parents=[after]
+    )
+    diary.add_argument("--from", dest="from_seq", type=int, default=1, help="first sequence number (default 1)")
+    diary.add_argument(
+        "--add", metavar="KIND=VALUE", type=_diary_score, help="add a score: nrs=4, medication=30, pgic=6, odi=40, ..."
+    )
+    diary.add_argument("--at", type=_iso_ms, default=0, help="the time the added score is for (ISO; default now)")
+    stage = sub.add_parser("lifecycle", help="move the system on: implanted, trial-ended, explanted", parents=[after])
+    stage.add_argument("stage", type=_lifecycle, help="implanted | trial-ended | explanted")
     mri = sub.add_parser(
         "mri", help="put a stimulator into MRI mode or take it out (SPEC 4.5; the clinician's)", parents=[after]
     )
@@ -325,6 +340,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _diary_score(text: str) -> tuple[DiaryKind, int]:
+    """``nrs=4`` -> (DiaryKind.NRS, 4); argparse reports the ValueError's message."""
+    kind, sep, value = text.partition("=")
+    names = ", ".join(k.name.lower() for k in DiaryKind)
+    if not sep or kind.strip().upper() not in DiaryKind.__members__:
+        raise argparse.ArgumentTypeError(f"{text!r}: give KIND=VALUE with KIND one of {names}")
+    try:
+        return DiaryKind[kind.strip().upper()], int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is a whole number") from None
+
+
+def _lifecycle(text: str) -> Lifecycle:
+    """``trial-ended`` -> Lifecycle.TRIAL_ENDED."""
+    key = text.strip().upper().replace("-", "_")
+    if key not in Lifecycle.__members__ or key == "TRIAL":
+        raise argparse.ArgumentTypeError(f"{text!r}: one of implanted, trial-ended, explanted")
+    return Lifecycle[key]
+
+
+def _iso_ms(text: str) -> int:
+    """An ISO time (UTC unless it says otherwise) as ms since 1970."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time such as 2026-01-08T08:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return round(when.timestamp() * 1000)
+
+
 def _command_message(args: argparse.Namespace) -> Message | None:
     """The request a command that changes the device sends (None for the read-only commands)."""
     command = args.command
@@ -346,6 +392,11 @@ def _command_message(args: argparse.Namespace) -> Message | None:
         return MriCheckDone()
     if command == "alarm-test":
         return AlarmTest()
+    if command == "lifecycle":
+        return LifecycleSet(args.stage)
+    if command == "diary" and args.add is not None:
+        kind, value = args.add
+        return DiaryAdd(kind, value, args.at)
     if command == "program":
         areas, override = tuple(args.area), args.density_override
         return StimProgramSet(args.program, not args.no_activate, areas, args.patient_max_ua, args.ramp_s, override)
@@ -387,6 +438,9 @@ def _run(args: argparse.Namespace, client: DeviceClient, emit: Callable[[Any], N
         emit(client.status())
     elif command == "events":
         emit(client.events_since(args.from_seq))
+    elif command == "diary":
+        entries = client.diary_since(args.from_seq)
+        emit(entries if entries or args.json else "No diary entries.")
     elif command == "programs":
         stored = client.programs()
         emit(stored if stored or args.json else "No stored programs.")

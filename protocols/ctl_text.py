@@ -21,6 +21,10 @@ from .messages import (
     ClockReply,
     CommandAck,
     CommandOutcome,
+    DiaryKind,
+    DiaryPage,
+    DiaryRecord,
+    DiarySource,
     DosingMode,
     DrugLevel,
     EventPush,
@@ -267,8 +271,34 @@ def identify(i: IdentifyReply) -> str:
         ("Protocol", f"version {i.protocol_version}, schema 0x{i.schema_fingerprint:08x}"),
         ("Capabilities", capabilities),
         ("Largest payload", f"{i.max_payload} bytes"),
+        ("Lifecycle", name(i.lifecycle)),
     ]
     return _rows("Stimulator" if i.kind.name == "SCS" else "Pump", rows)
+
+
+# What a diary value means, by instrument (SPEC 4.7).
+_DIARY_UNITS = {
+    DiaryKind.NRS: ("Pain", "/10"),
+    DiaryKind.MEDICATION: ("Analgesics", " mg morphine equivalents"),
+    DiaryKind.PGIC: ("PGIC", "/7"),
+    DiaryKind.ODI: ("ODI", "/100"),
+    DiaryKind.SIDE_EFFECTS: ("Side effects", "/10"),
+    DiaryKind.RELIEF: ("Relief reported", " %"),
+}
+_ASHWORTH = ("0", "1", "1+", "2", "3", "4")
+
+
+def diary_entry(e: DiaryRecord) -> str:
+    """One diary entry on one line."""
+    if e.kind is DiaryKind.MAS:
+        score = f"Ashworth {_ASHWORTH[e.value] if e.value < len(_ASHWORTH) else e.value}"
+    else:
+        label, unit = _DIARY_UNITS[e.kind]
+        score = f"{label} {e.value}{unit}"
+    who = {DiarySource.CONTROLLER: "", DiarySource.PATIENT: "  typed by the patient"}.get(
+        e.source, "  typed by the clinician"
+    )
+    return f"#{e.seq}  {iso(e.time_ms)}  {score}{who}"
 
 
 def _done(event_seq: int) -> str:
@@ -285,6 +315,10 @@ def render(value: Any) -> str:
         return pump_status(value)
     if isinstance(value, EventRecord):
         return event(value)
+    if isinstance(value, DiaryRecord):
+        return diary_entry(value)
+    if isinstance(value, DiaryPage):
+        return "\n".join(diary_entry(e) for e in value.entries) or "No diary entries."
     if isinstance(value, EventPush):
         return event(value.event)
     if isinstance(value, IdentifyReply):

@@ -44,6 +44,9 @@ class MsgType(IntEnum):
     CLOCK_SET = 0x14
     COMMAND_QUERY = 0x15
     ALARM_TEST = 0x16
+    LIFECYCLE_SET = 0x17
+    DIARY_READ = 0x18
+    DIARY_ADD = 0x19
     STIM_PROGRAM_SET = 0x20
     THERAPY_SET = 0x21
     IMPEDANCE_CHECK = 0x22
@@ -65,12 +68,14 @@ class MsgType(IntEnum):
     EVENT_LOG_PAGE = 0x92
     CLOCK_REPLY = 0x93
     COMMAND_OUTCOME = 0x94
+    DIARY_PAGE = 0x95
     IMPEDANCE_REPLY = 0xA2
     PROGRAM_REPLY = 0xA6
     BOLUS_REPLY = 0xB1
     REFILL_REPLY = 0xB2
     SCHEDULE_REPLY = 0xB3
     EVENT_PUSH = 0xE0
+    DIARY_PUSH = 0xE1
     ERROR_REPLY = 0xFF
 
 
@@ -106,6 +111,7 @@ class Capability(IntFlag):
     CLOCK_SET = 0x10
     IMPEDANCE = 0x20
     PATIENT_BOLUS = 0x40
+    DIARY = 0x80  # the patient's controller diary is served on this link (SPEC 4.7)
 
 
 class Priority(IntEnum):
@@ -141,6 +147,7 @@ class EventCode(IntEnum):
     TELEMETRY_FLOOD = 0x000A
     ALARM_TEST = 0x000B
     MEMORY_ERROR = 0x000C
+    LIFECYCLE_CHANGED = 0x000D
     MEMORY_ERROR_MINOR = 0x0010
     BATTERY_LOW = 0x0100
     RECHARGE_NOW = 0x0101
@@ -165,6 +172,7 @@ class EventCode(IntEnum):
     PROGRAM_SELECTED = 0x020C
     MRI_MODE_ON = 0x020D
     MRI_MODE_OFF = 0x020E
+    LEAD_DISCONNECTED = 0x020F
     LOW_RESERVOIR = 0x0300
     EMPTY_RESERVOIR = 0x0301
     MOTOR_STALL = 0x0302
@@ -257,6 +265,35 @@ class Drug(IntEnum):
     FENTANYL = 8
 
 
+class Lifecycle(IntEnum):
+    """Where the therapy system is in its life (SPEC 4.7)."""
+
+    TRIAL = 1  # a trial: an external stimulator on temporary leads, or an intrathecal test dose
+    IMPLANTED = 2
+    TRIAL_ENDED = 3  # the trial ended without an implant: the trial system is removed
+    EXPLANTED = 4  # the implanted system was removed
+
+
+class DiaryKind(IntEnum):
+    """The instrument a diary entry scores; the value's unit follows from it (SPEC 4.7)."""
+
+    NRS = 1  # pain now, 0-10
+    MEDICATION = 2  # analgesics taken today, mg morphine equivalents
+    PGIC = 3  # Patient Global Impression of Change: 1 no change (or worse) .. 7 a great deal better
+    ODI = 4  # Oswestry Disability Index, 0-100
+    MAS = 5  # Modified Ashworth Scale grade 0, 1, 1+, 2, 3, 4 as index 0-5
+    SIDE_EFFECTS = 6  # burden 0-10
+    RELIEF = 7  # relief the patient reports, % (0-100)
+
+
+class DiarySource(IntEnum):
+    """Who wrote a diary entry."""
+
+    CONTROLLER = 0  # the patient, through their controller (the emulator plays both)
+    PATIENT = 1  # typed into a host in a patient session
+    CLINICIAN = 2  # typed into a host in a clinician session
+
+
 # --- records (inline structures, not messages) ---------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Area:
@@ -295,6 +332,17 @@ class EventRecord:
     arg0: Annotated[int, I32, "first argument, meaning by code (SPEC.md)"]
     arg1: Annotated[int, I32, "second argument, meaning by code (SPEC.md)"]
     actor: Annotated[Actor, Enum(Actor), "who made it happen: the session's role, DEVICE for the device's own"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryRecord:
+    """One entry of the patient's diary, numbered like the event log (SPEC 4.7)."""
+
+    seq: Annotated[int, U32, "sequence number, from 1, no gaps"]
+    time_ms: Annotated[int, U64, "device time the score is for, ms since epoch"]
+    kind: Annotated[DiaryKind, Enum(DiaryKind), "instrument"]
+    value: Annotated[int, U16, "score in the instrument's unit"]
+    source: Annotated[DiarySource, Enum(DiarySource), "who wrote it"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +426,9 @@ class IdentifyReply(Message):
     schema_fingerprint: Annotated[int, U32, "schema fingerprint (SPEC.md)"]
     capabilities: Annotated[int, U32, "Capability bits"]
     max_payload: Annotated[int, U16, "largest payload accepted, bytes"]
+    lifecycle: Annotated[Lifecycle, Enum(Lifecycle), "trial, implanted, trial ended or explanted (SPEC 4.7)"] = (
+        Lifecycle.IMPLANTED
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +518,10 @@ class ScsStatus(Message):
     mri_mode: Annotated[bool, BOOL, "MRI mode is on (SPEC 4.5): programming and therapy on are refused"]
     shannon_k_x100: Annotated[int, I16, "highest Shannon k of the active program's areas, 0.01 (0 = none)"] = 0
     disabled_contacts: Annotated[int, U32, "bit n set: contact n is off, its last check read a short"] = 0
+    lifecycle: Annotated[Lifecycle, Enum(Lifecycle), "trial, implanted, trial ended or explanted (SPEC 4.7)"] = (
+        Lifecycle.IMPLANTED
+    )
+    diary_seq: Annotated[int, U32, "newest diary entry's sequence number, 0 if none (SPEC 4.7)"] = 0
 
 
 def stored_program_numbers(mask: int) -> list[int]:
@@ -519,6 +574,10 @@ class PumpStatus(Message):
     mri_check_due: Annotated[bool, BOOL, "a scan stopped delivery: the clinician must check the pump (MriCheckDone)"]
     valve_closed: Annotated[bool, BOOL, "the flow-activated valve shut in a field: no delivery until MriCheckDone"]
     replacement_ms: Annotated[int, U64, "replacement advised (reached or projected), ms since epoch; 0 if failed"]
+    lifecycle: Annotated[Lifecycle, Enum(Lifecycle), "trial, implanted, trial ended or explanted (SPEC 4.7)"] = (
+        Lifecycle.IMPLANTED
+    )
+    diary_seq: Annotated[int, U32, "newest diary entry's sequence number, 0 if none (SPEC 4.7)"] = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -844,6 +903,56 @@ class EventPush(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class LifecycleSet(Message):
+    """Move the therapy system on in its life (SPEC 4.7): the clinician's only."""
+
+    TYPE = MsgType.LIFECYCLE_SET
+    MUTATING = True
+    lifecycle: Annotated[Lifecycle, Enum(Lifecycle), "the new stage"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryRead(Message):
+    """Read the patient's diary from ``from_seq`` on (a page at a time), like the event log."""
+
+    TYPE = MsgType.DIARY_READ
+    REPLIES = (MsgType.DIARY_PAGE,)
+    from_seq: Annotated[int, U32, "first sequence number wanted"]
+    max_count: Annotated[int, U8, f"entries wanted, 1-{EVENTS_PER_PAGE}"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryPage(Message):
+    """Diary entries from the asked sequence number on, oldest first."""
+
+    TYPE = MsgType.DIARY_PAGE
+    first_seq: Annotated[int, U32, "oldest sequence number still kept"]
+    last_seq: Annotated[int, U32, "newest sequence number"]
+    entries: Annotated[tuple[DiaryRecord, ...], ListOf(DiaryRecord, EVENTS_PER_PAGE), "entries"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryAdd(Message):
+    """Add a score a person typed (the session's role is its source); answered with a page of it."""
+
+    TYPE = MsgType.DIARY_ADD
+    MUTATING = True
+    PATIENT_MAY = True
+    REPLIES = (MsgType.DIARY_PAGE,)
+    kind: Annotated[DiaryKind, Enum(DiaryKind), "instrument"]
+    value: Annotated[int, U16, "score in the instrument's unit (SPEC 4.7 gives each range)"]
+    time_ms: Annotated[int, U64, "device time the score is for, ms since epoch; 0 = now"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiaryPush(Message):
+    """Unsolicited: a new diary entry, sent while a session is open."""
+
+    TYPE = MsgType.DIARY_PUSH
+    entry: Annotated[DiaryRecord, Record(DiaryRecord), "the new entry"]
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorReply(Message):
     """The request was refused or could not be read. Nothing was applied."""
 
@@ -876,6 +985,11 @@ MESSAGES: tuple[type[Message], ...] = (
     CommandQuery,
     CommandOutcome,
     AlarmTest,
+    LifecycleSet,
+    DiaryRead,
+    DiaryPage,
+    DiaryAdd,
+    DiaryPush,
     StimProgramSet,
     TherapySet,
     ImpedanceCheck,

@@ -41,6 +41,13 @@ from .messages import (
     CommandOutcome,
     CommandQuery,
     DeviceKind,
+    DiaryAdd,
+    DiaryKind,
+    DiaryPage,
+    DiaryPush,
+    DiaryRead,
+    DiaryRecord,
+    DiarySource,
     DosingMode,
     DosingSet,
     Drug,
@@ -57,6 +64,8 @@ from .messages import (
     IdentifyRequest,
     ImpedanceCheck,
     ImpedanceReply,
+    Lifecycle,
+    LifecycleSet,
     Message,
     MotorState,
     MriCheckDone,
@@ -369,6 +378,72 @@ def _insert_fate_query(exchange: list[tuple[str, Message, bool]]) -> None:
 _insert_fate_query(EXCHANGE)
 
 
+# A trial stimulator (lifecycle TRIAL, Capability.DIARY) and its patient's controller: the diary read
+# from the start, a score the patient types, a controller entry pushed, and the patient refused the
+# clinician's LifecycleSet (SPEC 4.7).
+TRIAL_PATIENT_KEY = bytes(range(0xA0, 0xC0))
+TRIAL_SESSION_ID = 0x5EC0_0004
+TRIAL_HOST_NONCE, TRIAL_DEVICE_NONCE = bytes(range(0x30, 0x40)), bytes(range(0x40, 0x50))
+_TRIAL_DAY = T0 + 7 * 86_400_000  # the trial's first day, after a week of baseline diary
+_TRIAL_IDENTITY = IdentifyReply(
+    DeviceKind.SCS, "EMU-ETS16", "ETS-0000A1", "1.0.0", PROTOCOL_VERSION, SCHEMA_FINGERPRINT, 0xBD, 255, Lifecycle.TRIAL
+)
+TRIAL_EXCHANGE: list[tuple[str, Message, bool]] = [
+    ("host", IdentifyRequest(), True),
+    ("device", _TRIAL_IDENTITY, True),
+    ("host", session_open(TRIAL_PATIENT_KEY, TRIAL_HOST_NONCE), True),
+    ("device", SessionChallenge(TRIAL_DEVICE_NONCE, 300, 3600, Actor.PATIENT), False),
+    ("host", SessionConfirm(), False),
+    ("device", CommandAck(3), False),
+    ("host", DiaryRead(1, 3), False),
+    (
+        "device",
+        DiaryPage(
+            1,
+            16,
+            (
+                DiaryRecord(1, T0, DiaryKind.ODI, 52, DiarySource.CONTROLLER),
+                DiaryRecord(2, T0 + 8 * 3_600_000, DiaryKind.NRS, 7, DiarySource.CONTROLLER),
+                DiaryRecord(3, T0 + 20 * 3_600_000, DiaryKind.NRS, 8, DiarySource.CONTROLLER),
+            ),
+        ),
+        False,
+    ),
+    ("host", DiaryAdd(DiaryKind.NRS, 4, 0), False),  # 0: the score is for now
+    (
+        "device",
+        DiaryPage(1, 17, (DiaryRecord(17, _TRIAL_DAY + 3_600_000, DiaryKind.NRS, 4, DiarySource.PATIENT),)),
+        False,
+    ),
+    ("host", DiaryAdd(DiaryKind.NRS, 11, 0), False),
+    (
+        "device",
+        ErrorReply(ErrorCode.OUT_OF_RANGE, "value", 11, 10, 0, "value 11 is above the maximum 10"),
+        False,
+    ),
+    (
+        "device",
+        DiaryPush(DiaryRecord(18, _TRIAL_DAY + 8 * 3_600_000, DiaryKind.NRS, 3, DiarySource.CONTROLLER)),
+        False,
+    ),
+    ("host", LifecycleSet(Lifecycle.IMPLANTED), False),
+    (
+        "device",
+        ErrorReply(
+            ErrorCode.NOT_PERMITTED,
+            "",
+            0,
+            0,
+            0,
+            "the patient's controller may not send LifecycleSet: it needs the clinician's",
+        ),
+        False,
+    ),
+    ("host", SessionClose(), False),
+    ("device", CommandAck(4), False),
+]
+
+
 def _frames(
     exchange: list[tuple[str, Message, bool]], keys: Any, session_id: int, first_command_id: int
 ) -> list[dict[str, Any]]:
@@ -378,7 +453,7 @@ def _frames(
     command_id = first_command_id
     messages = []
     for direction, message, plain in exchange:
-        is_push = isinstance(message, EventPush)
+        is_push = isinstance(message, EventPush | DiaryPush)
         if direction == "host":
             command_id += 1
         cid = 0 if is_push else command_id
@@ -446,6 +521,15 @@ def build_vectors() -> dict[str, Any]:
         PATIENT_EXCHANGE,
         0x0000_3000,
     )
+    trial_patient = _session(
+        "trial stimulator, patient controller",
+        TRIAL_PATIENT_KEY,
+        TRIAL_HOST_NONCE,
+        TRIAL_DEVICE_NONCE,
+        TRIAL_SESSION_ID,
+        TRIAL_EXCHANGE,
+        0x0000_4000,
+    )
     return {
         "description": "implant-telemetry protocol test vectors; see SPEC.md, section Test vectors",
         "protocol_version": PROTOCOL_VERSION,
@@ -460,7 +544,7 @@ def build_vectors() -> dict[str, Any]:
         "session_key_device_to_host_hex": keys.device_to_host.hex(),
         "messages": messages,
         "bad_frames": _bad_frames(messages, keys),
-        "exchanges": [scs_clinician, scs_patient],
+        "exchanges": [scs_clinician, scs_patient, trial_patient],
     }
 
 

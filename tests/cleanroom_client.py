@@ -45,7 +45,7 @@ FLAG_RESERVED = 0xF8
 HKDF_INFO_PREFIX = b"implant-telemetry/1 session"
 # SPEC 5 does not define the canonical schema text, so the fingerprint cannot be recomputed
 # from the spec; it is taken from vectors.json (``schema_fingerprint``).
-SCHEMA_FINGERPRINT = 0x8D4C7C02
+SCHEMA_FINGERPRINT = 0x378CACF7
 
 _HEADER = struct.Struct("<BBBIQIH")
 
@@ -567,6 +567,9 @@ ENUMS: dict[str, dict[int, str]] = {
     "CommandFate": {1: "HANDLED", 2: "NOT_HANDLED"},
     "ToneKind": {0: "NONE", 1: "SINGLE", 2: "DUAL"},
     "Actor": {0: "DEVICE", 1: "CLINICIAN", 2: "PATIENT"},
+    "Lifecycle": {1: "TRIAL", 2: "IMPLANTED", 3: "TRIAL_ENDED", 4: "EXPLANTED"},
+    "DiaryKind": {1: "NRS", 2: "MEDICATION", 3: "PGIC", 4: "ODI", 5: "MAS", 6: "SIDE_EFFECTS", 7: "RELIEF"},
+    "DiarySource": {0: "CONTROLLER", 1: "PATIENT", 2: "CLINICIAN"},
     "Drug": {
         1: "MORPHINE",
         2: "HYDROMORPHONE",
@@ -590,6 +593,7 @@ ENUMS: dict[str, dict[int, str]] = {
         0x0A: "TELEMETRY_FLOOD",
         0x0B: "ALARM_TEST",
         0x0C: "MEMORY_ERROR",
+        0x0D: "LIFECYCLE_CHANGED",
         0x10: "MEMORY_ERROR_MINOR",
         0x100: "BATTERY_LOW",
         0x101: "RECHARGE_NOW",
@@ -614,6 +618,7 @@ ENUMS: dict[str, dict[int, str]] = {
         0x20C: "PROGRAM_SELECTED",
         0x20D: "MRI_MODE_ON",
         0x20E: "MRI_MODE_OFF",
+        0x20F: "LEAD_DISCONNECTED",
         0x300: "LOW_RESERVOIR",
         0x301: "EMPTY_RESERVOIR",
         0x302: "MOTOR_STALL",
@@ -660,6 +665,7 @@ CAPABILITIES = {
     0x10: "CLOCK_SET",
     0x20: "IMPEDANCE",
     0x40: "PATIENT_BOLUS",
+    0x80: "DIARY",
 }
 
 # Field types: ("int", struct code) | ("bool",) | ("text", max) | ("bytes", n) | ("blob", max) |
@@ -725,6 +731,13 @@ RECORDS: dict[str, Fields] = {
     ],
     "DrugLevel": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32), ("dose_ng_per_day", U32), ("bolus_ng_24h", U32)],
     "DrugConcentration": [("drug", ENUM("Drug")), ("conc_ng_per_ml", U32)],
+    "DiaryRecord": [
+        ("seq", U32),
+        ("time_ms", U64),
+        ("kind", ENUM("DiaryKind")),
+        ("value", U16),
+        ("source", ENUM("DiarySource")),
+    ],
     "FlexStep": [("start_min", U16), ("rate_ul_per_day", U32)],
     "PeriodicBolus": [("start_min", U16), ("volume_ul", U32), ("duration_min", U16)],
     "PatientBolusSettings": [
@@ -748,6 +761,9 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     0x14: ("ClockSet", [("time_ms", U64)]),
     0x15: ("CommandQuery", [("command_id", U32), ("request_type", U8), ("request_digest", BYTES(16))]),
     0x16: ("AlarmTest", []),
+    0x17: ("LifecycleSet", [("lifecycle", ENUM("Lifecycle"))]),
+    0x18: ("DiaryRead", [("from_seq", U32), ("max_count", U8)]),
+    0x19: ("DiaryAdd", [("kind", ENUM("DiaryKind")), ("value", U16), ("time_ms", U64)]),
     0x20: (
         "StimProgramSet",
         [
@@ -803,6 +819,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("schema_fingerprint", U32),
             ("capabilities", U32),
             ("max_payload", U16),
+            ("lifecycle", ENUM("Lifecycle")),
         ],
     ),
     0x82: (
@@ -842,6 +859,8 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("mri_mode", BOOL),
             ("shannon_k_x100", I16),
             ("disabled_contacts", U32),
+            ("lifecycle", ENUM("Lifecycle")),
+            ("diary_seq", U32),
         ],
     ),
     0x91: (
@@ -879,6 +898,8 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
             ("mri_check_due", BOOL),
             ("valve_closed", BOOL),
             ("replacement_ms", U64),
+            ("lifecycle", ENUM("Lifecycle")),
+            ("diary_seq", U32),
         ],
     ),
     0x92: (
@@ -889,6 +910,10 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
     0x94: (
         "CommandOutcome",
         [("command_id", U32), ("fate", ENUM("CommandFate")), ("reply_type", U8), ("reply", BLOB(248))],
+    ),
+    0x95: (
+        "DiaryPage",
+        [("first_seq", U32), ("last_seq", U32), ("entries", LIST(RECORD("DiaryRecord"), 8))],
     ),
     0xA2: ("ImpedanceReply", [("time_ms", U64), ("impedance_ohm", LIST(U16, 32)), ("event_seq", U32)]),
     0xA6: (
@@ -927,6 +952,7 @@ MESSAGES: dict[int, tuple[str, Fields]] = {
         ],
     ),
     0xE0: ("EventPush", [("event", RECORD("EventRecord"))]),
+    0xE1: ("DiaryPush", [("entry", RECORD("DiaryRecord"))]),
     0xFF: (
         "ErrorReply",
         [
@@ -953,6 +979,7 @@ COMMAND_ACK = 0x83
 SCS_STATUS = 0x90
 PUMP_STATUS = 0x91
 EVENT_PUSH = 0xE0
+DIARY_PUSH = 0xE1
 ERROR_REPLY = 0xFF
 
 # SPEC 3.5: only these are accepted by a device without a tag.
@@ -1160,6 +1187,7 @@ class CleanroomClient:
         self.challenge: dict[str, Any] | None = None
         self.identity: dict[str, Any] | None = None
         self.pushes: list[dict[str, Any]] = []  # verified EventPush events, oldest first
+        self.diary_pushes: list[dict[str, Any]] = []  # verified DiaryPush entries, oldest first (SPEC 4.7)
         self._backlog: list[Frame] = []
         first = int.from_bytes(self.rng(4), "little")
         self._command_id = first or 1
@@ -1225,7 +1253,7 @@ class CleanroomClient:
         if self.session is None:
             raise NoSessionError(f"{message_name(msg_type)} needs a session; call open_session() first")
         if expected is None:
-            expected = {t for t in MESSAGES if t >= 0x80 and t not in (EVENT_PUSH, ERROR_REPLY)}
+            expected = {t for t in MESSAGES if t >= 0x80 and t not in (EVENT_PUSH, DIARY_PUSH, ERROR_REPLY)}
         return self._transact(msg_type, fields, expected, session=self.session, reply_tagged=True)
 
     # ---- internals
@@ -1309,6 +1337,9 @@ class CleanroomClient:
         rx.verify(frame)  # tag first, then counter: MacError / ReplayError
         if frame.msg_type == EVENT_PUSH:
             self.pushes.append(decode_payload(frame.msg_type, frame.payload)["event"])
+            return None
+        if frame.msg_type == DIARY_PUSH:
+            self.diary_pushes.append(decode_payload(frame.msg_type, frame.payload)["entry"])
             return None
         if frame.command_id != command_id or session is None or not reply_tagged:
             self.stats.stale += 1  # stale reply (unknown command_id): dropped silently

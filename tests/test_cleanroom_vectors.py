@@ -136,7 +136,8 @@ def test_signed_status_field_decodes_below_zero():
     vec = next(v for s in SESSIONS for v in s["messages"] if v["name"] == "ScsStatus")
     fields = {**vec["fields"], "shannon_k_x100": -134}
     payload = cc.encode_payload(0x90, fields)
-    assert payload[-6:-4] == struct.pack("<h", -134)  # then disabled_contacts, a u32, ends the payload
+    # then disabled_contacts (u32), lifecycle (u8) and diary_seq (u32) end the payload
+    assert payload[-11:-9] == struct.pack("<h", -134)
     assert cc.decode_payload(0x90, payload)["shannon_k_x100"] == -134
 
 

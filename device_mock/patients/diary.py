@@ -5,29 +5,21 @@ day), analgesics taken (morphine milligram equivalents per day), the Patient Glo
 Change (1-7, at the end of a trial), the Oswestry Disability Index (0-100), the Modified Ashworth
 Scale for spasticity (grades 0, 1, 1+, 2, 3, 4 kept as index 0-5), a side-effect burden (0-10)
 and the relief the patient reports (%). Entries are numbered from 1 without gaps, like the event
-log, so a host reads from a sequence number and misses nothing.
+log, so a host reads from a sequence number and misses nothing. ``DiarySource`` says who wrote an
+entry: the patient through their controller (the emulator plays both), or a person typing into a
+host in a patient or a clinician session.
 
-Imports only the standard library.
+The entry is the wire's ``DiaryRecord`` (``protocols.messages``); imports nothing else of the project.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
+from protocols.messages import DiaryKind, DiaryRecord, DiarySource
 
-class DiaryKind(IntEnum):
-    """Which instrument an entry scores (its value's unit follows)."""
-
-    NRS = 1  # pain now, 0-10
-    MEDICATION = 2  # analgesics taken today, mg morphine equivalents
-    PGIC = 3  # 1 no change (or worse) .. 7 a great deal better
-    ODI = 4  # 0-100
-    MAS = 5  # Modified Ashworth index: 0, 1, 1+, 2, 3, 4 as 0-5
-    SIDE_EFFECTS = 6  # burden 0-10
-    RELIEF = 7  # relief the patient reports, % (0-100)
-
+# The wire's own record and enums (SPEC 4.7): one definition of an entry for the patient and the link.
+DiaryEntry = DiaryRecord
 
 VALUE_RANGES = {
     DiaryKind.NRS: (0, 10),
@@ -40,32 +32,15 @@ VALUE_RANGES = {
 }
 
 
-class DiarySource(IntEnum):
-    """Who wrote an entry: the (virtual) patient, or a person typing it into a host."""
-
-    PATIENT = 1
-    CLINICIAN = 2
+def entry_to_json(entry: DiaryEntry) -> list[int]:
+    """``[seq, time_ms, kind, value, source]``: compact, for the device's saved state."""
+    return [entry.seq, entry.time_ms, int(entry.kind), entry.value, int(entry.source)]
 
 
-@dataclass(frozen=True, slots=True)
-class DiaryEntry:
-    """One diary entry."""
-
-    seq: int
-    time_ms: int
-    kind: DiaryKind
-    value: int
-    source: DiarySource = DiarySource.PATIENT
-
-    def to_json(self) -> list[int]:
-        """``[seq, time_ms, kind, value, source]``: compact, for the device's saved state."""
-        return [self.seq, self.time_ms, int(self.kind), self.value, int(self.source)]
-
-    @classmethod
-    def from_json(cls, row: list[int]) -> DiaryEntry:
-        """Rebuild from ``to_json``."""
-        seq, time_ms, kind, value, source = row
-        return cls(seq, time_ms, DiaryKind(kind), value, DiarySource(source))
+def entry_from_json(row: list[int]) -> DiaryEntry:
+    """Rebuild from ``entry_to_json``."""
+    seq, time_ms, kind, value, source = row
+    return DiaryRecord(seq, time_ms, DiaryKind(kind), value, DiarySource(source))
 
 
 def check_value(kind: DiaryKind, value: Any) -> int:

@@ -23,7 +23,7 @@ from protocols.messages import Drug
 
 from . import noise
 from .config import DrugClass, PatientConfig
-from .diary import DiaryEntry, DiaryKind, DiarySource, check_value, scores
+from .diary import DiaryEntry, DiaryKind, DiarySource, check_value, entry_from_json, entry_to_json, scores
 from .profile import PatientProfile
 from .response import DrugLevels, ScsDelivery, drug_effect, relaxed, years_between
 
@@ -46,6 +46,7 @@ class PatientState:
     trial_from_ms: int | None = None
     trial_to_ms: int | None = None
     observe_every_h: float | None = None  # an intrathecal test dose: scores every few hours
+    observe_until_ms: int | None = None  # ... until then (None: until told otherwise)
     discomfort: bool = False  # the stimulation now is above the discomfort threshold
     noise_day: int | None = None  # local day of ``day_noise``
     day_noise: float = 0.0
@@ -114,9 +115,15 @@ class VirtualPatient:
         """The first diary time strictly after ``after_ms``: a diary hour, the evening entry, or an
         observation every few hours during a test dose."""
         offset = self.config.utc_offset_min * 60_000
-        if self.state.observe_every_h:
-            step = round(self.state.observe_every_h * HOUR_MS)
-            return ((after_ms + offset) // step + 1) * step - offset
+        state = self.state
+        if state.observe_every_h and state.observe_until_ms is not None and after_ms >= state.observe_until_ms:
+            state.observe_every_h = state.observe_until_ms = None  # the watch is over: back to the diary hours
+        if state.observe_every_h:
+            step = round(state.observe_every_h * HOUR_MS)
+            slot = ((after_ms + offset) // step + 1) * step - offset
+            if state.observe_until_ms is None or slot <= state.observe_until_ms:
+                return slot
+            state.observe_every_h = state.observe_until_ms = None
         local = after_ms + offset
         day = local // DAY_MS * DAY_MS
         for day_start in (day, day + DAY_MS):
@@ -194,11 +201,12 @@ class VirtualPatient:
         """The trial starts now: what came before is the baseline."""
         self.state.trial_from_ms, self.state.trial_to_ms = at_ms, None
 
-    def observe(self, every_h: float | None) -> None:
-        """Score every ``every_h`` hours (an intrathecal test dose), or back to the diary hours."""
+    def observe(self, every_h: float | None, until_ms: int | None = None) -> None:
+        """Score every ``every_h`` hours (an intrathecal test dose) until ``until_ms`` (None: until
+        told), or back to the diary hours (``every_h`` None)."""
         if every_h is not None and every_h <= 0:
             raise ValueError("observation interval must be above 0 hours")
-        self.state.observe_every_h = every_h
+        self.state.observe_every_h, self.state.observe_until_ms = every_h, until_ms if every_h else None
 
     def end_trial(self, at_ms: int, computed: float | None = None) -> list[DiaryEntry]:
         """The trial ends now: the patient's relief report, PGIC and ODI (the entries written).
@@ -233,7 +241,7 @@ class VirtualPatient:
         self._write(at_ms, kind, check_value(kind, value), source)
         return self.state.diary[-1]
 
-    def _write(self, at_ms: int, kind: DiaryKind, value: int, source: DiarySource = DiarySource.PATIENT) -> None:
+    def _write(self, at_ms: int, kind: DiaryKind, value: int, source: DiarySource = DiarySource.CONTROLLER) -> None:
         state = self.state
         state.diary.append(DiaryEntry(state.next_seq, at_ms, kind, value, source))
         state.next_seq += 1
@@ -261,11 +269,12 @@ class VirtualPatient:
                 "trial_from_ms": state.trial_from_ms,
                 "trial_to_ms": state.trial_to_ms,
                 "observe_every_h": state.observe_every_h,
+                "observe_until_ms": state.observe_until_ms,
                 "discomfort": state.discomfort,
                 "noise_day": state.noise_day,
                 "day_noise": state.day_noise,
                 "next_seq": state.next_seq,
-                "diary": [e.to_json() for e in state.diary],
+                "diary": [entry_to_json(e) for e in state.diary],
             },
         }
 
@@ -276,7 +285,7 @@ class VirtualPatient:
         patient.profile, patient.config = PatientProfile.from_json(data["profile"]), config
         saved = dict(data["state"])
         saved["levels"] = DrugLevels.from_json(saved["levels"])
-        saved["diary"] = [DiaryEntry.from_json(row) for row in saved["diary"]]
+        saved["diary"] = [entry_from_json(row) for row in saved["diary"]]
         patient.state = PatientState(**saved)
         return patient
 

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from device_mock.patients.config import PatientConfig, patient_config
-from device_mock.patients.diary import DiaryKind, DiarySource
+from device_mock.patients.diary import DiaryKind, DiarySource, entry_to_json
 from device_mock.patients.patient import DAY_MS, HOUR_MS, VirtualPatient
 from device_mock.patients.profile import Indication, PatientProfile, draw_profile
 from device_mock.patients.response import DrugLevels, drug_effect, perception_ua, scs_delivery
@@ -59,7 +59,7 @@ def week_of_trial(profile: PatientProfile, steps: list[int]) -> list:
     on = scs_delivery(comfortable(profile), True, profile, CONFIG)
     for to in steps:
         patient.advance(to, scs=on if to > T0 + 3 * DAY_MS else None)
-    return [e.to_json() for e in patient.state.diary]
+    return [entry_to_json(e) for e in patient.state.diary]
 
 
 def test_the_same_seed_gives_the_same_diary_however_time_is_stepped():
@@ -83,7 +83,7 @@ def test_a_patient_saved_mid_trial_continues_without_a_gap_or_a_difference():
     saved.advance(T0 + 2 * DAY_MS + 5 * HOUR_MS, scs=on)
     revived = VirtualPatient.from_json(json.loads(json.dumps(saved.to_json())), CONFIG)
     revived.advance(T0 + 6 * DAY_MS, scs=on)
-    assert [e.to_json() for e in revived.state.diary] == [e.to_json() for e in straight.state.diary]
+    assert [entry_to_json(e) for e in revived.state.diary] == [entry_to_json(e) for e in straight.state.diary]
     assert [e.seq for e in revived.state.diary] == list(range(1, len(revived.state.diary) + 1))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from device_mock.patients.diary import DiaryKind
+from device_mock.patients.diary import DiaryKind, entry_to_json
 from device_mock.patients.patient import DAY_MS, HOUR_MS
 from device_mock.patients.response import perception_ua
 from device_mock.pump import Pump, PumpConfig
@@ -59,7 +59,7 @@ def test_a_lead_migration_moves_the_coverage_away_from_the_pain():
     stim.apply(TherapySet(True))
     stim.advance_to(T0 + 2 * DAY_MS)
     covered = stim.treatment.patient.state.relief_factor
-    stim.treatment.lead_offset = 3.0
+    stim.inject_fault("lead_migration", {"contacts": 3.0})
     stim.advance_to(T0 + 3 * DAY_MS)
     assert covered > 0.95 and stim.treatment.patient.state.relief_factor < 0.2
 
@@ -73,8 +73,8 @@ def test_the_patient_is_saved_with_the_device_and_the_diary_continues_without_a_
     saved.advance_to(T0 + 2 * DAY_MS + 7 * HOUR_MS)
     revived = Stimulator.from_state(json.loads(json.dumps(saved.to_state())))
     revived.advance_to(T0 + 4 * DAY_MS)
-    rows = [e.to_json() for e in revived.treatment.patient.state.diary]
-    assert rows == [e.to_json() for e in straight.treatment.patient.state.diary]
+    rows = [entry_to_json(e) for e in revived.treatment.patient.state.diary]
+    assert rows == [entry_to_json(e) for e in straight.treatment.patient.state.diary]
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
 
 
