@@ -19,11 +19,11 @@ from flask import Response, jsonify
 
 from protocols.messages import Priority
 
-from . import compression, exports, ids, paths
+from . import compression, exports, ids, paths, trial_routes
 from .auth import AuthEvent, UserDB, current_user, install_auth, logout_form
 from .deps import Deps, UnknownDevice
 from .throttle import LoginThrottle
-from .views import audit, device, event_log, overview, programming, ticks
+from .views import audit, device, event_log, overview, programming, ticks, trial
 from .views.common import CSS, LOADING_AFTER_MS, alarm_label
 from .words import sentence
 
@@ -119,12 +119,20 @@ def create_app(
     # mostly JavaScript text, about a quarter of their size compressed (bench/dashboard_pages.py).
     compression.install(app.server)
     exports.register(app.server, deps)
+    trial_routes.register(app.server, deps)
     app.server.register_error_handler(UnknownDevice, _unknown_device_response)
 
     @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"))
     def route(path: str | None):
         if path == paths.AUDIT_PATH:
             return audit.layout(deps)
+        trial_of = paths.trial_from_pathname(path)
+        if trial_of is not None:
+            return (
+                trial.layout(deps, trial_of)
+                if trial_of in deps.links
+                else html.Div(f"No device named {trial_of!r}.", id="unknown-device")
+            )
         name = paths.device_from_pathname(path)
         if name is None:
             return overview.layout(deps)
@@ -148,6 +156,7 @@ def create_app(
     device.register(app, deps)
     event_log.register(app, deps)
     programming.register(app, deps)
+    trial.register(app, deps)
     ticks.register(app)
     return app
 

@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from protocols.manifest import ManifestError, load_manifest
 from protocols.transport import raise_fd_limit
+from protocols.trials import TrialRule
 
 from . import compression
 from .app import create_app
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8050, help="HTTP port (default 8050; 0 picks a free one)")
     p.add_argument("--poll", type=float, default=1.0, help="status poll interval per device, s (default 1.0)")
     p.add_argument(
+        "--responder-threshold",
+        type=float,
+        default=50.0,
+        help="percent relief a trial needs for the responder call (default 50, SPEC 4.7)",
+    )
+    p.add_argument(
         "--stale-after",
         type=float,
         default=5.0,
@@ -140,6 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.link_threads < 1:
         print(f"implant-dashboard: --link-threads {args.link_threads}: at least 1", file=sys.stderr)
         return 2
+    if not 0 < args.responder_threshold <= 100:
+        print(
+            f"implant-dashboard: --responder-threshold {args.responder_threshold:g}: a percent above 0, up to 100",
+            file=sys.stderr,
+        )
+        return 2
     try:
         devices = _devices(args)
         # A pty and pyserial's two abort pipes per device, plus the store, the server and its clients.
@@ -178,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, url, key in devices
     }
     app = create_app(
-        Deps(links, store, tick_s=1.0), users, allowed_hosts={args.host, "127.0.0.1", "localhost"}, tls=args.tls
+        Deps(links, store, tick_s=1.0, trial_rule=TrialRule(threshold=args.responder_threshold / 100)),
+        users,
+        allowed_hosts={args.host, "127.0.0.1", "localhost"},
+        tls=args.tls,
     )
     compression.warm_plotly(app.server)
     server = make_server(args.host, args.http_port, app.server, threaded=True)

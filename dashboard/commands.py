@@ -30,9 +30,11 @@ from protocols.messages import (
     AlarmAck,
     Bolus,
     ClockSet,
+    DiaryAdd,
     DosingMode,
     DosingSet,
     ImpedanceCheck,
+    LifecycleSet,
     Message,
     PumpStatus,
     Refill,
@@ -62,6 +64,8 @@ TOUCHED: dict[type[Message], tuple[str, ...]] = {
     Refill: ("reservoir_ul", "drugs", "next_refill_ms"),
     AlarmAck: ("alarms",),
     ClockSet: ("time_ms",),
+    LifecycleSet: ("lifecycle", "therapy_on", "infusing", "mode"),
+    DiaryAdd: ("diary_seq",),
 }
 _DEFAULT_TOUCHED = ("therapy_on", "infusing", "mode", "rate_ul_per_day", "alarms")
 

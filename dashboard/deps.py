@@ -6,8 +6,10 @@ import Dash, Flask or ``device_mock``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from protocols.trials import TrialRule
 
 if TYPE_CHECKING:
     from .link import DeviceLink
@@ -28,6 +30,7 @@ class Deps:
     links: dict[str, DeviceLink]
     store: Any  # dashboard.store.HistoryStore
     tick_s: float = 1.0
+    trial_rule: TrialRule = field(default_factory=TrialRule)  # the clinic's responder rule for trial pages
 
     def link(self, name: object) -> DeviceLink:
         """The link of device ``name``; :class:`UnknownDevice` for a name no link serves (forged requests send any)."""

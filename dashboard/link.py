@@ -46,6 +46,7 @@ from protocols.errors import (
 )
 from protocols.framing import Frame
 from protocols.messages import (
+    DiaryRecord,
     EventRecord,
     IdentifyReply,
     IdentifyRequest,
@@ -58,6 +59,7 @@ from protocols.messages import (
 )
 
 from .commands import LINK, UNKNOWN, CommandResult, audit_text, describe, outcome, settle, touched_fields
+from .diary_copy import DiaryCopy
 
 if TYPE_CHECKING:
     from .link_pool import LinkPool
@@ -76,6 +78,10 @@ class Store(Protocol):
     def add_events(self, device: str, events: list[EventRecord]) -> None: ...
 
     def last_event_seq(self, device: str) -> int: ...
+
+    def add_diary(self, device: str, entries: list[DiaryRecord]) -> None: ...
+
+    def last_diary_seq(self, device: str) -> int: ...
 
     def add_audit(
         self,
@@ -199,6 +205,7 @@ class DeviceLink:
         self._unresolved: list[tuple[_Pending, CommandUnresolved]] = []
         # Link-thread state (the event-log cursor and what the device last said about its log).
         self._cursor: int | None = None
+        self._diary = DiaryCopy(name, store)  # the patient's diary, copied like the event log (SPEC 4.7)
         self._device_last_seq = 0
         # Shared state, read by snapshot() under _lock.
         self._state = LinkState.CONNECTING
@@ -520,11 +527,18 @@ class DeviceLink:
             elif behind:
                 self._read_page(client)
                 self._polled_last = False
+            elif self._diary.behind:
+                self._diary.read_page(client)
+                self._polled_last = False
             else:
                 self._take_pushes(client.poll_pushes(min(max_wait_s, self._next_poll - now)))
+                if self._diary.enabled:
+                    self._diary.take_pushes(list(client.diary_pushes))
+                    client.diary_pushes.clear()
         except Exception as exc:
             return self._fail(exc)
-        if self._device_last_seq != self._next_seq() - 1 or not self._commands.empty():
+        more = self._device_last_seq != self._next_seq() - 1 or self._diary.behind
+        if more or not self._commands.empty():
             return time.monotonic()  # more to read or to send: next in line again at once
         return self._next_poll
 
@@ -580,6 +594,7 @@ class DeviceLink:
             log.warning("%s: now a different device (serial changed): reading its whole event log", self.name)
             self._cursor = 1
         self._device_last_seq = self._next_seq() - 1
+        self._diary.begin(identity)
         log.info(
             "%s: session open (%s %s, firmware %s)", self.name, identity.kind.name, identity.model, identity.firmware
         )
@@ -600,6 +615,7 @@ class DeviceLink:
             self._state, self._error, self._retry_at = LinkState.ONLINE, None, None
             self._session_open = client.session is not None
         self._device_last_seq = status.last_event_seq
+        self._diary.saw_status(status)
 
     def _read_page(self, client: DeviceClient) -> None:
         """One page of the event log from the cursor on (or a restart of the cursor)."""

@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 DEVICE_PREFIX = "/device/"
 EXPORT_PREFIX = "/export/"
 AUDIT_PATH = "/audit"
+TRIAL_PREFIX = "/trial/"
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -30,6 +31,23 @@ def segment(name: str) -> str:
 def device_href(name: str) -> str:
     """The page of device ``name``: ``/device/pump%20a``."""
     return DEVICE_PREFIX + segment(name)
+
+
+def trial_href(name: str) -> str:
+    """The trial page of device ``name``: ``/trial/scs-trial-1``."""
+    return TRIAL_PREFIX + segment(name)
+
+
+def trial_report_href(name: str, form: str) -> str:
+    """The trial report of device ``name`` as ``form`` ("html" or "pdf"): ``/trial/x/report.pdf``."""
+    return f"{TRIAL_PREFIX}{segment(name)}/report.{form}"
+
+
+def trial_from_pathname(pathname: str | None) -> str | None:
+    """The device name of a Dash ``pathname`` under ``/trial/``, percent-decoded; None for other pages."""
+    if not pathname or not pathname.startswith(TRIAL_PREFIX):
+        return None
+    return unquote(pathname.removeprefix(TRIAL_PREFIX))
 
 
 def export_href(name: str, filename: str) -> str:

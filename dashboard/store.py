@@ -52,7 +52,16 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from tsdownsample import M4Downsampler
 
-from protocols.messages import Actor, AlarmState, EventCode, EventRecord, Priority, PumpStatus, ScsStatus
+from protocols.messages import (
+    Actor,
+    AlarmState,
+    DiaryRecord,
+    EventCode,
+    EventRecord,
+    Priority,
+    PumpStatus,
+    ScsStatus,
+)
 
 from . import csv_cells
 
@@ -196,6 +205,10 @@ class HistoryStore(ABC):
         """
 
     @abstractmethod
+    def add_diary(self, device: str, entries: Iterable[DiaryRecord]) -> None:
+        """Queue diary entries (SPEC 4.7), upserted by (device, seq); never dropped, like events."""
+
+    @abstractmethod
     def add_audit(
         self,
         user: str,
@@ -251,6 +264,14 @@ class HistoryStore(ABC):
     @abstractmethod
     def last_event_seq(self, device: str) -> int:
         """Highest stored event seq of ``device``, 0 if none."""
+
+    @abstractmethod
+    def last_diary_seq(self, device: str) -> int:
+        """Highest stored diary seq of ``device``, 0 if none."""
+
+    @abstractmethod
+    def diary(self, device: str) -> list[DiaryRecord]:
+        """Every stored diary entry of ``device``, by sequence number."""
 
     @abstractmethod
     def event_seq_gaps(self, device: str, from_seq: int = 1) -> list[tuple[int, int]]:

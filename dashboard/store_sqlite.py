@@ -13,7 +13,8 @@ Reads: a pool of read-only connections (one per concurrent reader thread), WAL s
 readers never block the writer. ``sqlite:///:memory:`` has one connection shared by the writer and
 readers under a lock instead (a private in-memory database per store; for tests and demos).
 
-Tables (``SCHEMA_VERSION`` 1): ``series(id, device, name)`` names each series once and
+Tables (``SCHEMA_VERSION`` 3; ``diary(device, seq, ...)`` holds each device's patient diary, SPEC 4.7):
+``series(id, device, name)`` names each series once and
 ``samples(series_id, t, v)`` is a WITHOUT ROWID table keyed (series_id, t): the primary key *is*
 the (device, name, t) index, so a range or newest-N read is one B-tree descent plus a sequential
 walk, independent of history length. ``latest`` keeps the newest status per device as JSON;
@@ -41,7 +42,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from protocols.codec import from_json, message_class, to_json
-from protocols.messages import EventRecord, PumpStatus, ScsStatus
+from protocols.messages import DiaryKind, DiaryRecord, DiarySource, EventRecord, PumpStatus, ScsStatus
 
 from .series import series_from_status
 from .store import (
@@ -69,7 +70,7 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # the script below writes this number into schema_version
+SCHEMA_VERSION = 3  # the script below writes this number into schema_version
 # Version 1 stores lacked events.actor (who made each change, SPEC 3.8): opened, they gain it, 0 = the device.
 MIGRATE_1_TO_2 = """
 BEGIN IMMEDIATE;
@@ -77,10 +78,25 @@ ALTER TABLE events ADD COLUMN actor INTEGER NOT NULL DEFAULT 0;
 UPDATE schema_version SET version = 2;
 COMMIT;
 """
+# Version 2 stores had no patient diary (SPEC 4.7): opened, they gain its empty table (the same
+# statement as in SCHEMA below).
+MIGRATE_2_TO_3 = """
+BEGIN IMMEDIATE;
+CREATE TABLE diary (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, kind INTEGER NOT NULL,
+    value INTEGER NOT NULL, source INTEGER NOT NULL, PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+UPDATE schema_version SET version = 3;
+COMMIT;
+"""
 SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE schema_version (version INTEGER NOT NULL);
-INSERT INTO schema_version VALUES (2);
+INSERT INTO schema_version VALUES (3);
+CREATE TABLE diary (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, kind INTEGER NOT NULL,
+    value INTEGER NOT NULL, source INTEGER NOT NULL, PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
 CREATE TABLE series (id INTEGER PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (device, name));
 CREATE TABLE samples (
     series_id INTEGER NOT NULL, t INTEGER NOT NULL, v REAL NOT NULL, PRIMARY KEY (series_id, t)
@@ -141,6 +157,12 @@ TIME_RANGE = (
 DEVICES = "SELECT device FROM latest UNION SELECT device FROM series ORDER BY 1"
 LATEST = "SELECT msg_type, received_at_s, status FROM latest WHERE device = ?"
 LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events WHERE device = ?"
+LAST_DIARY_SEQ = "SELECT coalesce(max(seq), 0) FROM diary WHERE device = ?"
+DIARY = "SELECT seq, time_ms, kind, value, source FROM diary WHERE device = ? ORDER BY seq"
+UPSERT_DIARY = (
+    "INSERT INTO diary VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device, seq) DO UPDATE SET"
+    " time_ms = excluded.time_ms, kind = excluded.kind, value = excluded.value, source = excluded.source"
+)
 SEQ_GAPS = (
     "SELECT prev + 1, seq - 1 FROM (SELECT seq, lag(seq, 1, :start - 1) OVER (ORDER BY seq) AS prev"
     " FROM events WHERE device = :device AND seq >= :start) WHERE seq - prev > 1"
@@ -233,6 +255,11 @@ class _Events:
 
 
 @dataclass(slots=True)
+class _Diary:
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(slots=True)
 class _Audit:
     fields: tuple[Any, ...]  # time_ms, user, role, device, action, before, after, result, command_id
     done: Future = field(default_factory=Future)
@@ -311,7 +338,10 @@ class SqliteStore(HistoryStore):
                 version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
                 if version == 1:
                     conn.executescript(MIGRATE_1_TO_2)
-                    version = SCHEMA_VERSION
+                    version = 2
+                if version == 2:
+                    conn.executescript(MIGRATE_2_TO_3)
+                    version = 3
                 if version != SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.path} has history schema version {version}; this dashboard reads {SCHEMA_VERSION}"
@@ -408,6 +438,12 @@ class SqliteStore(HistoryStore):
         for start in range(0, len(rows), self._batch_rows):
             chunk = rows[start : start + self._batch_rows]
             self._enqueue(_Events(chunk), len(chunk), droppable=False)  # a dropped event would be a gap
+
+    def add_diary(self, device: str, entries: Iterable[DiaryRecord]) -> None:
+        rows = [(device, e.seq, e.time_ms, int(e.kind), e.value, int(e.source)) for e in entries]
+        for start in range(0, len(rows), self._batch_rows):
+            chunk = rows[start : start + self._batch_rows]
+            self._enqueue(_Diary(chunk), len(chunk), droppable=False)  # a dropped entry would be a gap
 
     def add_audit(
         self,
@@ -515,6 +551,7 @@ class SqliteStore(HistoryStore):
                 self._conn.executemany(UPSERT_SAMPLE, points)
                 buckets = self._update_rollups(points)
                 self._conn.executemany(UPSERT_EVENT, (r for p in pending if isinstance(p, _Events) for r in p.rows))
+                self._conn.executemany(UPSERT_DIARY, (r for p in pending if isinstance(p, _Diary) for r in p.rows))
                 self._conn.executemany(UPSERT_LATEST, (p.latest for p in samples if p.latest))
         except Exception as exc:  # the writer must outlive a bad batch: log, count, report at flush/close
             self._open_buckets.clear()  # they may hold what was rolled back: read them afresh
@@ -654,6 +691,17 @@ class SqliteStore(HistoryStore):
     def last_event_seq(self, device: str) -> int:
         with self._read() as conn:
             return conn.execute(LAST_SEQ, (device,)).fetchone()[0]
+
+    def last_diary_seq(self, device: str) -> int:
+        with self._read() as conn:
+            return conn.execute(LAST_DIARY_SEQ, (device,)).fetchone()[0]
+
+    def diary(self, device: str) -> list[DiaryRecord]:
+        with self._read() as conn:
+            return [
+                DiaryRecord(seq, t, DiaryKind(kind), value, DiarySource(source))
+                for seq, t, kind, value, source in conn.execute(DIARY, (device,))
+            ]
 
     def event_seq_gaps(self, device: str, from_seq: int = 1) -> list[tuple[int, int]]:
         with self._read() as conn:

@@ -25,6 +25,8 @@ from protocols.messages import (
     BatteryState,
     BolusKind,
     DeviceKind,
+    DiaryKind,
+    DiarySource,
     DosingMode,
     EventCode,
     Lifecycle,
@@ -33,8 +35,11 @@ from protocols.messages import (
 )
 
 __all__ = [
+    "DIARY_SOURCE_WORDS",
+    "DIARY_WORDS",
     "EVENTS",
     "LABELS",
+    "LIFECYCLE_WORDS",
     "LINK_WORDS",
     "MESSAGE_WORDS",
     "Unit",
@@ -459,6 +464,33 @@ def _flood(arg0: int, arg1: int) -> str:
 
 Args = Callable[[int, int], str]
 # Title and the meaning of arg0/arg1 (SPEC section 9) for every event code.
+# The words of a diary entry (SPEC 4.7): what it scores, and its value in that instrument's terms.
+_ASHWORTH = ("0", "1", "1+", "2", "3", "4")
+_PGIC = (
+    "",
+    "no change",
+    "almost the same",
+    "a little better",
+    "somewhat better",
+    "moderately better",
+    "better",
+    "a great deal better",
+)
+DIARY_WORDS: dict[DiaryKind, tuple[str, Callable[[int], str]]] = {
+    DiaryKind.NRS: ("Pain", lambda v: f"{v} of 10"),
+    DiaryKind.MEDICATION: ("Analgesics", lambda v: f"{v} mg morphine equivalents a day"),
+    DiaryKind.PGIC: ("Impression of change", lambda v: f"{v} of 7 ({_PGIC[v] if 0 < v < 8 else 'out of range'})"),
+    DiaryKind.ODI: ("Disability (ODI)", lambda v: f"{v} of 100"),
+    DiaryKind.MAS: ("Spasticity (Ashworth)", lambda v: f"grade {_ASHWORTH[v] if 0 <= v < 6 else v}"),
+    DiaryKind.SIDE_EFFECTS: ("Side effects", lambda v: f"{v} of 10"),
+    DiaryKind.RELIEF: ("Relief the patient reports", lambda v: f"{v} %"),
+}
+DIARY_SOURCE_WORDS = {
+    DiarySource.CONTROLLER: "Patient's controller",
+    DiarySource.PATIENT: "Typed by the patient",
+    DiarySource.CLINICIAN: "Typed by a clinician",
+}
+
 # The words of a Lifecycle (SPEC 4.7).
 LIFECYCLE_WORDS = {
     Lifecycle.TRIAL: "In a trial",
@@ -470,6 +502,8 @@ LIFECYCLE_WORDS = {
 
 def _lifecycle(new: int, old: int) -> str:
     words = {int(k): v.lower() for k, v in LIFECYCLE_WORDS.items()}
+    if not old:
+        return f"a new system, {words.get(new, 'unknown')}"
     return f"{words.get(old, 'unknown')} -> {words.get(new, 'unknown')}"
 
 

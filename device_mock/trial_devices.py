@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.messages import Drug, DrugConcentration, Lifecycle, TherapySet
+from protocols.messages import Drug, DrugConcentration, EventCode, Lifecycle, TherapySet
 
 from .model import DeviceModel
 from .patients.cohort import trial_program
@@ -78,6 +78,8 @@ def treat(
     if not trial:
         return
     model.lifecycle = Lifecycle.TRIAL
+    # the trial's start, as a host finds it in the log: old stage 0, a new system (SPEC 4.7)
+    model.events.append(start_ms, EventCode.LIFECYCLE_CHANGED, arg0=int(Lifecycle.TRIAL), arg1=0)
     if kind == "scs-trial":
         program = trial_program(model.treatment.patient.profile, model.treatment.config, "tonic")
         model.apply(program)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from typing import Any
 
 import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 
-from protocols.messages import DeviceKind, EventCode, PumpStatus, ScsStatus
+from protocols.messages import Capability, DeviceKind, EventCode, PumpStatus, ScsStatus
 
 from .. import figures, ids, paths
 from ..deps import Deps
@@ -64,6 +65,13 @@ def chart_figure(store, device: str, group: str, window_ms: int) -> tuple[go.Fig
     return fig, cursor
 
 
+def _trial_link(snap: Any, name: str) -> list:
+    """A link to the trial page when the device serves its patient's diary (SPEC 4.7)."""
+    if snap.identity is None or not snap.identity.capabilities & Capability.DIARY:
+        return []
+    return [dcc.Link("Trial and diary", href=paths.trial_href(name), id="trial-link")]
+
+
 def layout(deps: Deps, name: str) -> html.Div:
     """The page of device ``name``."""
     link = deps.link(name)
@@ -87,6 +95,7 @@ def layout(deps: Deps, name: str) -> html.Div:
             dcc.Store(id=ids.ALARMS_SHOWN, data=shown),
             *(ticker(t, deps.tick_s) for t in (ids.TICK_STATUS, ids.TICK_CHARTS, ids.TICK_SPEED)),
             html.H1(f"{name}", style={"fontSize": "1.3rem"}),
+            *_trial_link(snap, name),
             html.Div(
                 [
                     dcc.Graph(id=GAUGE_IDS[0], figure=battery),

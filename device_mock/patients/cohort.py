@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist, fmean, stdev
 
 from protocols.messages import Area, Drug, StimProgramSet, Waveform
+from protocols.trials import TrialCall, call_trial
 
 from ..pump_config import DEFAULT_DRUG_LIMITS
 from .config import PatientConfig
@@ -32,7 +33,6 @@ from .diary import DiaryKind, scores
 from .patient import DAY_MS, VirtualPatient
 from .profile import Indication, PatientProfile, draw_profile
 from .response import perception_ua, scs_delivery
-from .trial import TrialCall, call_trial
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z: the cohort's first baseline day
 IMPLANT_AFTER_DAYS = 21  # from the trial's end to the implant, leads out meanwhile [E]
@@ -128,7 +128,7 @@ def _scs(patient: VirtualPatient, options: CohortOptions, trial_from: int) -> Ou
     trial_to = trial_from + round(options.trial_days * DAY_MS)
     patient.advance(trial_to, scs=on)
     patient.end_trial(trial_to)
-    call = call_trial(patient.state.diary, START_MS, trial_from, trial_to, config)
+    call = call_trial(patient.state.diary, START_MS, trial_from, trial_to, config.trial_rule())
     implanted = call.responder and profile.implants_if_responder
     relief_at: dict[int, float] = {}
     if implanted and options.years:
@@ -144,7 +144,7 @@ def _pump(patient: VirtualPatient, options: CohortOptions, trial_from: int) -> O
     profile, config = patient.profile, patient.config
     drug = Drug.BACLOFEN if profile.spasticity else Drug.MORPHINE
     steps = BACLOFEN_STEPS_MG if profile.spasticity else MORPHINE_STEPS_MG
-    every_h = config.it_trial_nrs_every_h
+    every_h, rule = config.it_trial_nrs_every_h, config.trial_rule()
     patient.start_trial(trial_from)
     call, dose_mg, at = None, 0.0, trial_from
     for dose_mg in steps:
@@ -153,13 +153,13 @@ def _pump(patient: VirtualPatient, options: CohortOptions, trial_from: int) -> O
         patient.bolus({drug: dose_mg})
         patient.advance(at + DAY_MS)
         patient.observe(None)
-        call = call_trial(patient.state.diary, START_MS, at, at + DAY_MS, config, profile.spasticity, every_h)
+        call = call_trial(patient.state.diary, START_MS, at, at + DAY_MS, rule, profile.spasticity, every_h)
         at += DAY_MS
         if call.responder or call.intolerable:
             break
     assert call is not None
     patient.end_trial(at, computed=call.relief)
-    call = call_trial(patient.state.diary, START_MS, at - DAY_MS, at, config, profile.spasticity, every_h)
+    call = call_trial(patient.state.diary, START_MS, at - DAY_MS, at, rule, profile.spasticity, every_h)
     implanted = call.responder and profile.implants_if_responder
     relief_at: dict[int, float] = {}
     if implanted and options.years:

@@ -7,7 +7,7 @@ no single source gives a patient model's placebo, noise or long-term course, so 
 configurable. ``PatientConfig.responder_rate`` is the share of a cohort the trial call should find
 responding; ``relief_mean`` is solved from it (``calibrated_relief_mean``) unless set.
 
-Imports ``protocols.messages`` and numpy's Gauss-Hermite nodes only.
+Imports ``protocols.messages`` and ``protocols.trials`` only.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from enum import IntEnum
 from statistics import NormalDist
 from typing import Any
 
-from numpy.polynomial.hermite_e import hermegauss
-
 from protocols.messages import Drug
+from protocols.trials import TrialRule
 
 
 class DrugClass(IntEnum):
@@ -202,6 +201,16 @@ class PatientConfig:
         if not 0 <= self.baseline_mas_index <= 5:
             raise ValueError("[patient] baseline_mas_index is 0 to 5 (Ashworth 0, 1, 1+, 2, 3, 4)")
 
+    def trial_rule(self) -> TrialRule:
+        """The clinic's responder rule these settings make (``protocols.trials``)."""
+        return TrialRule(
+            self.responder_threshold,
+            self.medication_rise_allowed,
+            self.it_relief_hours,
+            self.intolerable_side_effect,
+            self.mas_responder_drop,
+        )
+
     def response_of(self, drug: Drug) -> DrugResponse:
         """The response model of ``drug`` (every drug the pump can hold has one)."""
         for response in self.drug_responses:
@@ -225,8 +234,8 @@ class PatientConfig:
 
         A trial's NRS-computed relief is about ``R + p (1 - R) + e``: the best relief R, the placebo
         p (clipped at 0, fading over the trial) on what is left, and the noise e of the two diary
-        means. The share with it at or above the threshold is integrated over p and e by
-        Gauss-Hermite quadrature and solved for R's mean by bisection (the cohort test checks that a
+        means. The share with it at or above the threshold is integrated over p and e on the
+        normal's quantiles and solved for R's mean by bisection (the cohort test checks that a
         simulated cohort lands on the rate).
         """
         theta, slots, rho = self.responder_threshold, len(self.diary_hours), self.day_noise_rho
@@ -239,7 +248,7 @@ class PatientConfig:
         b = self.baseline_nrs_mean
         noise_sd = ((mean_var(trial_days) + (1 - theta) ** 2 * mean_var(baseline_days)) / b**2) ** 0.5
         fade = sum(0.5 ** ((i + 0.5) / 10 * trial_days / self.placebo_half_life_days) for i in range(10)) / 10
-        nodes = _hermite_nodes()
+        nodes = _normal_nodes()
         standard = NormalDist()
 
         def share(mu: float) -> float:
@@ -252,17 +261,18 @@ class PatientConfig:
             return total
 
         low, high = -1.0, 2.0
-        for _ in range(50):
+        for _ in range(32):  # 3 / 2**32: far finer than the noise of any cohort
             mid = (low + high) / 2
             low, high = (mid, high) if share(mid) < self.responder_rate else (low, mid)
         return (low + high) / 2
 
 
-def _hermite_nodes(count: int = 16) -> list[tuple[float, float]]:
-    """Gauss-Hermite nodes and weights for a standard normal (numpy's probabilists' form), weights summing to 1."""
-    nodes, weights = hermegauss(count)
-    total = float(weights.sum())
-    return [(float(x), float(w) / total) for x, w in zip(nodes, weights, strict=True)]
+def _normal_nodes(count: int = 48) -> list[tuple[float, float]]:
+    """Equal-probability nodes of a standard normal (its quantiles at the middle of ``count`` equal
+    slices), each weighing ``1 / count``: enough for the smooth integrand of the calibration, and
+    without numpy, whose BLAS threads the emulator must not start."""
+    standard = NormalDist()
+    return [(standard.inv_cdf((i + 0.5) / count), 1.0 / count) for i in range(count)]
 
 
 def patient_config(overrides: dict[str, Any]) -> PatientConfig:

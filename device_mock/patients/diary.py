@@ -17,6 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from protocols.messages import DiaryKind, DiaryRecord, DiarySource
+from protocols.trials import scores
+
+__all__ = ["VALUE_RANGES", "DiaryEntry", "check_value", "entry_from_json", "entry_to_json", "scores"]
 
 # The wire's own record and enums (SPEC 4.7): one definition of an entry for the patient and the link.
 DiaryEntry = DiaryRecord
@@ -49,8 +52,3 @@ def check_value(kind: DiaryKind, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"a {kind.name.lower()} diary value is a whole number from {low} to {high}, not {value!r}")
     return value
-
-
-def scores(entries: list[DiaryEntry], kind: DiaryKind, start_ms: int, end_ms: int) -> list[int]:
-    """Values of ``kind`` written in ``[start_ms, end_ms)``."""
-    return [e.value for e in entries if e.kind is kind and start_ms <= e.time_ms < end_ms]

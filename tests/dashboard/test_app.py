@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass, replace
 
 import pytest
@@ -20,7 +21,20 @@ from dashboard.auth import UserDB
 from dashboard.deps import Deps
 from dashboard.store import open_store
 from dashboard.throttle import LoginThrottle
-from protocols.messages import Actor, AlarmAck, AlarmState, EventCode, EventRecord, Priority
+from protocols.messages import (
+    Actor,
+    AlarmAck,
+    AlarmState,
+    DiaryAdd,
+    DiaryKind,
+    DiaryRecord,
+    DiarySource,
+    EventCode,
+    EventRecord,
+    Lifecycle,
+    LifecycleSet,
+    Priority,
+)
 from tests.dashboard.app_harness import AppHarness, FakeLink, children, ids_in, texts
 
 T0 = 1_767_225_600_000
@@ -401,3 +415,78 @@ def test_every_live_callback_turns_its_own_tick_off_while_it_runs(viewer):
 
 def _tick_inputs(dep: dict) -> list[str]:
     return [i["id"] for i in dep["inputs"] if i["property"] == "n_intervals"]
+
+
+def _trial_in_store(store, name: str = "pump a") -> None:
+    """A week of baseline diary, a week of trial with pain roughly halved, the patient's report."""
+    day = 86_400_000
+    start = T0 + 7 * day
+    diary, seq = [], 1
+    for d in range(14):
+        for hour, pain in ((8, 8), (20, 7)):
+            score = pain if d < 7 else pain - 4
+            diary.append(
+                DiaryRecord(seq, T0 + d * day + hour * 3_600_000, DiaryKind.NRS, score, DiarySource.CONTROLLER)
+            )
+            seq += 1
+    diary.append(DiaryRecord(seq, start + 7 * day, DiaryKind.RELIEF, 70, DiarySource.CONTROLLER))
+    store.add_diary(name, diary)
+    store.add_events(
+        name,
+        [
+            EventRecord(1, start, EventCode.LIFECYCLE_CHANGED, Priority.NONE, AlarmState.NONE, 1, 0, Actor.DEVICE),
+            EventRecord(2, start, EventCode.PUMP_STARTED, Priority.NONE, AlarmState.NONE, 0, 0, Actor.CLINICIAN),
+        ],
+    )
+    store.flush()
+
+
+def test_the_trial_page_gives_the_figures_the_call_and_no_wire_words(viewer):
+    _trial_in_store(viewer.store)
+    page = texts(route(viewer, "/trial/pump%20a"))
+    assert "Trial: pump a" in page and "Relief from the diary" in page and "53 %" in page  # 7.5 -> 3.5 of 10
+    assert "Relief the patient reports" in page and "70 %" in page and "over 15 points" in page
+    assert "Responder (at least 50 % relief)" in page
+    assert "Decision" in page and "Not yet recorded" in page
+    assert "Only a clinician records decisions and types scores." in page  # the viewer's controls say why
+    assert not re.search(r"[A-Z]+_[A-Z_]+|_ua\b|_ms\b|\b1[67]\d{11}\b", page), page
+
+
+def test_a_clinician_records_the_decision_and_types_a_score_through_the_link(clinician):
+    _trial_in_store(clinician.store)
+    base = {"trial-device.data": "pump a"}
+    decided = clinician.web.call(
+        "trial-decision-result", "trial-decide-implant.n_clicks", {**base, "trial-decide-implant.n_clicks": 1}
+    )
+    assert decided.status_code == 200, decided.text
+    assert "Decision recorded: Implant." in texts(decided.json["response"]["trial-decision-result"]["children"])
+    command, user, _ = clinician.links["pump a"].submitted[-1]
+    assert command == LifecycleSet(Lifecycle.IMPLANTED) and user == "clinician"
+    recorded = [a for a in clinician.store.audit(50) if a["action"] == "trial decision"]
+    assert recorded and recorded[0]["after"] == {"decision": "Implant"} and recorded[0]["device"] == "pump a"
+    values = {**base, "trial-add.n_clicks": 1, "trial-add-kind.value": int(DiaryKind.NRS), "trial-add-value.value": 4}
+    added = clinician.web.call("trial-add-result", "trial-add.n_clicks", values)
+    assert added.status_code == 200
+    assert clinician.links["pump a"].submitted[-1][0] == DiaryAdd(DiaryKind.NRS, 4, 0)
+    bad = clinician.web.call("trial-add-result", "trial-add.n_clicks", {**values, "trial-add-value.value": 2.5})
+    assert "Not sent: the value is a whole number." in texts(bad.json["response"]["trial-add-result"]["children"])
+
+
+def test_a_viewer_cannot_record_a_decision_even_by_a_forged_call(viewer):
+    _trial_in_store(viewer.store)
+    values = {"trial-device.data": "pump a", "trial-decide-implant.n_clicks": 1}
+    response = viewer.web.call("trial-decision-result", "trial-decide-implant.n_clicks", values)
+    assert "needs the clinician role" in texts(response.json["response"]["trial-decision-result"]["children"])
+    assert not viewer.links["pump a"].submitted
+    assert not [a for a in viewer.store.audit(50) if a["action"] == "trial decision"]
+
+
+def test_the_trial_report_downloads_as_html_and_pdf(viewer):
+    _trial_in_store(viewer.store)
+    html_page = viewer.web.client.get("/trial/pump%20a/report.html")
+    assert html_page.status_code == 200 and "53 %" in html_page.text and "70 %" in html_page.text
+    pdf = viewer.web.client.get("/trial/pump%20a/report.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
+    assert "attachment" in pdf.headers["Content-Disposition"]
+    missing = viewer.web.client.get("/trial/nobody/report.pdf")
+    assert missing.status_code == 404 and "No device named 'nobody'" in missing.text

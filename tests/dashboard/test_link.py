@@ -96,6 +96,7 @@ class FakeStore:
         self.lock = threading.Lock()
         self.statuses: list[tuple[str, object, float]] = []
         self.events: dict[str, dict[int, EventRecord]] = {}
+        self.diaries: dict[str, dict[int, object]] = {}
         self.audits: list[dict] = []
 
     def add_status(self, device, status, received_at_s):
@@ -111,6 +112,14 @@ class FakeStore:
     def last_event_seq(self, device):
         with self.lock:
             return max(self.events.get(device, {}), default=0)
+
+    def add_diary(self, device, entries):
+        with self.lock:
+            self.diaries.setdefault(device, {}).update({e.seq: e for e in entries})
+
+    def last_diary_seq(self, device):
+        with self.lock:
+            return max(self.diaries.get(device, {}), default=0)
 
     def add_audit(self, user, role, device, action, before, after, result, command_id):
         with self.lock:

@@ -34,7 +34,17 @@ from dashboard.store import (
     rollup_level,
     verify_audit_rows,
 )
-from protocols.messages import Actor, AlarmState, EventCode, EventRecord, Priority, PumpStatus
+from protocols.messages import (
+    Actor,
+    AlarmState,
+    DiaryKind,
+    DiaryRecord,
+    DiarySource,
+    EventCode,
+    EventRecord,
+    Priority,
+    PumpStatus,
+)
 from protocols.vectors import EXCHANGE
 from tests.fakes import scs_status
 
@@ -118,7 +128,7 @@ def test_foreign_sqlite_and_other_schema_version_are_refused(tmp_path):
     conn.execute("UPDATE schema_version SET version = 99")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"newer\.db has history schema version 99; this dashboard reads 2"):
+    with pytest.raises(StoreError, match=r"newer\.db has history schema version 99; this dashboard reads 3"):
         open_store(f"sqlite:///{newer}")
     with pytest.raises(StoreError, match="missing"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/h.db")
@@ -127,8 +137,9 @@ def test_foreign_sqlite_and_other_schema_version_are_refused(tmp_path):
 def test_a_version_1_store_gains_the_actor_column_and_keeps_its_events(tmp_path):
     """A history file from before the patient role opens: its events read as the device's, new ones keep who."""
     path = tmp_path / "old.db"
-    v1 = store_sqlite.SCHEMA.replace("INSERT INTO schema_version VALUES (2);", "INSERT INTO schema_version VALUES (1);")
+    v1 = store_sqlite.SCHEMA.replace("INSERT INTO schema_version VALUES (3);", "INSERT INTO schema_version VALUES (1);")
     v1 = v1.replace("    actor INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, seq)", "    PRIMARY KEY (device, seq)")
+    v1 = v1.replace(_DIARY_DDL, "")  # nor a diary
     conn = sqlite3.connect(path)
     conn.executescript(v1)
     conn.execute("INSERT INTO events VALUES ('d', 1, ?, ?, 0, 0, 5, 6)", (T0, int(EventCode.THERAPY_ON)))
@@ -138,9 +149,31 @@ def test_a_version_1_store_gains_the_actor_column_and_keeps_its_events(tmp_path)
         s.add_events("d", [event(2)])
         s.flush()
         assert [(e["seq"], e["actor"], e["arg0"]) for e in s.events("d")] == [(1, "DEVICE", 5), (2, "CLINICIAN", 2)]
+        s.add_diary("d", [DiaryRecord(1, T0, DiaryKind.NRS, 7, DiarySource.CONTROLLER)])
+        s.flush()
+        assert s.last_diary_seq("d") == 1  # and it gained the diary table
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     conn.close()
+
+
+_DIARY_DDL = store_sqlite.SCHEMA[
+    store_sqlite.SCHEMA.index("CREATE TABLE diary") : store_sqlite.SCHEMA.index("CREATE TABLE series")
+]
+
+
+def test_the_diary_is_kept_by_sequence_and_re_adding_an_entry_never_duplicates_it(store):
+    entries = [
+        DiaryRecord(1, T0, DiaryKind.ODI, 48, DiarySource.CONTROLLER),
+        DiaryRecord(2, T0 + 1000, DiaryKind.NRS, 7, DiarySource.CONTROLLER),
+        DiaryRecord(3, T0 - 5000, DiaryKind.NRS, 4, DiarySource.CLINICIAN),  # typed for an earlier time
+    ]
+    store.add_diary("scs a", entries[:2])
+    store.add_diary("scs a", entries[1:])
+    store.add_diary("other", entries[:1])
+    store.flush()
+    assert store.diary("scs a") == entries and store.last_diary_seq("scs a") == 3
+    assert store.last_diary_seq("other") == 1 and store.last_diary_seq("none") == 0
 
 
 def test_file_is_wal_with_schema_version(file_url):

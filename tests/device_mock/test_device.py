@@ -154,7 +154,7 @@ def test_new_events_are_pushed_to_the_open_session():
         ('[[event]]\nat = "1d"\naction = "explode"\n', "unknown action 'explode'"),
         ('[[event]]\nat = "1d"\naction = "bolus"\nkind = "CLINICIAN"\n', "Bolus needs 'volume_ul'"),
         ('[[event]]\nat = "1d"\naction = "therapy"\non = true\nspeed = 3\n', r"has no field\(s\) speed"),
-        ('[scenario]\ndevice = "toaster"\n', "must be 'scs' or 'pump'"),
+        ('[scenario]\ndevice = "toaster"\n', "must be 'scs', 'pump', 'scs-trial' or 'pump-trial', not 'toaster'"),
         ("[[event]\n", "scenario file"),
     ],
 )

@@ -14,8 +14,8 @@ from device_mock.patients.diary import DiaryKind, DiarySource, entry_to_json
 from device_mock.patients.patient import DAY_MS, HOUR_MS, VirtualPatient
 from device_mock.patients.profile import Indication, PatientProfile, draw_profile
 from device_mock.patients.response import DrugLevels, drug_effect, perception_ua, scs_delivery
-from device_mock.patients.trial import call_trial
 from protocols.messages import Area, Drug, StimProgramSet, Waveform
+from protocols.trials import call_trial
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 CONFIG = PatientConfig()
@@ -222,19 +222,19 @@ def test_the_trial_call_needs_relief_stable_analgesics_and_bearable_side_effects
     patient.start_trial(T0 + 7 * DAY_MS)
     patient.advance(T0 + 14 * DAY_MS, scs=scs_delivery(comfortable(profile), True, profile, CONFIG))
     patient.end_trial(T0 + 14 * DAY_MS)
-    call = call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG)
+    call = call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG.trial_rule())
     assert call.responder and call.relief > 0.5 and call.medication_stable and call.flagged
     assert call.reported == pytest.approx(min(1.0, round(100 * call.relief + 30) / 100), abs=0.011)
     pgic = [v for _, v in diary_of(patient, DiaryKind.PGIC)]
     assert pgic == [7]
     more_pills = patient.add_entry(T0 + 13 * DAY_MS, DiaryKind.MEDICATION, 400, DiarySource.CLINICIAN)
     assert more_pills.source is DiarySource.CLINICIAN
-    worse = call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG)
+    worse = call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG.trial_rule())
     assert not worse.responder and worse.reasons == ("analgesic use rose",)
     patient.add_entry(T0 + 13 * DAY_MS, DiaryKind.SIDE_EFFECTS, 8, DiarySource.CLINICIAN)
     assert (
         "side effects were intolerable"
-        in call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG).reasons
+        in call_trial(patient.state.diary, T0, T0 + 7 * DAY_MS, T0 + 14 * DAY_MS, CONFIG.trial_rule()).reasons
     )
 
 

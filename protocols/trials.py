@@ -7,17 +7,38 @@ baclofen screening needs the Ashworth grade to fall [E]. The relief the patient 
 beside the computed one and a difference over 15 points is flagged (the two differ by -30 to +41
 points [V Reg Anesth Pain Med 2021;46(4):293]).
 
-Pure; imports ``config`` and ``diary``.
+The one home of this rule: the emulator's cohorts (``device_mock.patients``) and the dashboard's trial
+view both call it. Pure; imports ``protocols.messages`` only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import PatientConfig
-from .diary import DiaryEntry, DiaryKind, scores
+from .messages import DiaryKind, DiaryRecord
 
-FLAG_POINTS = 15  # reported against computed relief: a difference above this is flagged [issue 11]
+FLAG_POINTS = 15  # reported against computed relief: a difference above this is flagged
+
+
+@dataclass(frozen=True)
+class TrialRule:
+    """What a clinic counts as a successful trial (each a configurable default)."""
+
+    threshold: float = 0.50  # >= 50 % relief [V neuromodfound.org]
+    medication_rise_allowed: float = 0.10  # "stable or reduced" analgesics: at most 10 % more [E]
+    it_relief_hours: float = 8.0  # a test dose's relief must hold 8-12 h in some clinics [V]
+    intolerable_side_effect: float = 0.5  # a side-effect burden of 5/10 or more fails the trial [E]
+    mas_responder_drop: int = 1  # baclofen screening: at least one Ashworth grade lower [E]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1 or not 0 <= self.medication_rise_allowed <= 10:
+            raise ValueError("a trial rule's threshold is a share above 0 and up to 1, its medication rise a share")
+
+
+def scores(entries: Iterable[DiaryRecord], kind: DiaryKind, start_ms: int, end_ms: int) -> list[int]:
+    """Values of ``kind`` written for ``[start_ms, end_ms)``."""
+    return [e.value for e in entries if e.kind is kind and start_ms <= e.time_ms < end_ms]
 
 
 @dataclass(frozen=True)
@@ -37,18 +58,18 @@ class TrialCall:
 
 
 def call_trial(
-    diary: list[DiaryEntry],
+    diary: list[DiaryRecord],
     baseline_from_ms: int,
     trial_from_ms: int,
     trial_to_ms: int,
-    config: PatientConfig,
+    rule: TrialRule,
     spasticity: bool = False,
     observed_every_h: float | None = None,
 ) -> TrialCall:
     """The call on the trial ``[trial_from_ms, trial_to_ms]`` against the baseline before it.
 
     With ``observed_every_h`` the trial is a test dose scored every few hours: its relief is that
-    of its best ``config.it_relief_hours`` (the mean of those scores), so it must hold that long.
+    of its best ``rule.it_relief_hours`` (the mean of those scores), so it must hold that long.
     """
     kind = DiaryKind.MAS if spasticity else DiaryKind.NRS
     before = scores(diary, kind, baseline_from_ms, trial_from_ms)
@@ -56,11 +77,11 @@ def call_trial(
     if not before or not during:
         raise ValueError(f"no {kind.name} score {'before' if not before else 'during'} the trial to judge it by")
     base = sum(before) / len(before)
-    theta = config.responder_threshold
+    theta = rule.threshold
     sustained = 0.0
     if observed_every_h:
         # the best run of it_relief_hours (8 h): the test dose's relief must hold that long
-        width = max(1, round(config.it_relief_hours / observed_every_h))
+        width = max(1, round(rule.it_relief_hours / observed_every_h))
         windows = [during[i : i + width] for i in range(max(1, len(during) - width + 1))]
         mean = min(sum(w) / len(w) for w in windows)
         run = longest = 0
@@ -77,16 +98,16 @@ def call_trial(
     mme_before = scores(diary, DiaryKind.MEDICATION, baseline_from_ms, trial_from_ms)
     mme_during = scores(diary, DiaryKind.MEDICATION, trial_from_ms, trial_to_ms + 1)
     stable = not mme_during or sum(mme_during) / len(mme_during) <= (
-        (sum(mme_before) / len(mme_before) if mme_before else 0.0) * (1 + config.medication_rise_allowed)
+        (sum(mme_before) / len(mme_before) if mme_before else 0.0) * (1 + rule.medication_rise_allowed)
     )
     worst = max(scores(diary, DiaryKind.SIDE_EFFECTS, trial_from_ms, trial_to_ms + 1), default=0)
-    intolerable = worst >= 10 * config.intolerable_side_effect
+    intolerable = worst >= 10 * rule.intolerable_side_effect
     reasons = []
     if spasticity:
-        if base - mean < config.mas_responder_drop:
-            reasons.append(f"Ashworth grade fell by {base - mean:.1f}, less than {config.mas_responder_drop}")
+        if base - mean < rule.mas_responder_drop:
+            reasons.append(f"Ashworth grade fell by {base - mean:.1f}, less than {rule.mas_responder_drop}")
     elif relief < theta:
-        held = f" over its best {config.it_relief_hours:g} h" if observed_every_h else ""
+        held = f" over its best {rule.it_relief_hours:g} h" if observed_every_h else ""
         reasons.append(f"relief {relief:.0%}{held} is below {theta:.0%}")
     if not stable:
         reasons.append("analgesic use rose")
