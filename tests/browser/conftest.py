@@ -116,6 +116,28 @@ alarm_volume_ul = 2000
 """
 
 
+@pytest.fixture
+def trial_stack(tmp_path):
+    """implant-mock with an SCS trial and an intrathecal trial (a day of device time in ~4 s), and the dashboard."""
+    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
+        pytest.skip("Chromium not installed")
+    mock = MockProcess(["--device", "scs-trial", "--device", "pump-trial", "--speed", "20000"], tmp_path / "state")
+    try:
+        scs, pump = mock.devices["scs-trial-1"], mock.devices["pump-trial-1"]
+        dashboard = DashboardProcess(
+            ["--port", scs.port, "--key", str(scs.key), "--name", "scs-trial-1",
+             "--port", pump.port, "--key", str(pump.key), "--name", "pump-trial-1",
+             "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
+             "--http-port", "0", "--poll", "0.5"],
+        )  # fmt: skip
+        try:
+            yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
+        finally:
+            dashboard.stop()
+    finally:
+        mock.stop()
+
+
 def start_stack(tmp_path: Path, scs_name: str, pump_name: str, scenario_text: str = LOW_RESERVOIR_SOON):
     """Start implant-mock and the dashboard with these display names; yield the Stack, then stop both.
 
