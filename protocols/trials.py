@@ -108,7 +108,7 @@ def call_trial(
             reasons.append(f"Ashworth grade fell by {base - mean:.1f}, less than {rule.mas_responder_drop}")
     elif relief < theta:
         held = f" over its best {rule.it_relief_hours:g} h" if observed_every_h else ""
-        reasons.append(f"relief {relief:.0%}{held} is below {theta:.0%}")
+        reasons.append(f"relief {round(100 * relief)} %{held} is below {round(100 * theta)} %")
     if not stable:
         reasons.append("analgesic use rose")
     if intolerable:

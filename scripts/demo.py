@@ -1,4 +1,7 @@
-"""`make demo`: the emulator (a stimulator and a pump) and the dashboard, wired together.
+"""`make demo`: the emulator (a stimulator, a pump and an SCS trial) and the dashboard, wired together.
+
+The trial's patient brings a week of baseline diary and keeps writing it live (a day of device time
+every few seconds): its page is under the device's "Trial and diary" link.
 
 Keeps everything under .demo/ (state, history, accounts), prints the URL and a login, and stops
 both processes on Ctrl-C. The demo's accounts are kept with their passwords in .demo/logins.txt
@@ -70,8 +73,9 @@ def main() -> int:
     manifest = DEMO / "mock-state" / MANIFEST_NAME  # the mock writes it afresh once its devices are up
     manifest.unlink(missing_ok=True)
     mock = subprocess.Popen(
-        [py, "-m", "device_mock.cli", "--device", "scs", "--device", "pump", "--speed", SPEED,
-         "--state", str(DEMO / "mock-state"), "--link", str(DEMO / "scs"), "--link", str(DEMO / "pump"),
+        [py, "-m", "device_mock.cli", "--device", "scs", "--device", "pump", "--device", "scs-trial",
+         "--speed", SPEED, "--state", str(DEMO / "mock-state"),
+         "--link", str(DEMO / "scs"), "--link", str(DEMO / "pump"), "--link", str(DEMO / "scs-trial"),
          "--scenario", str(ROOT / "scenarios" / "demo-scs.toml")],
     )  # fmt: skip
     dash = None
@@ -85,6 +89,7 @@ def main() -> int:
         print(f"\ndemo: open http://127.0.0.1:{HTTP_PORT}/", flush=True)
         for user, password in accounts.items():
             print(f"demo: log in as {user} / {password}", flush=True)
+        print(f"demo: an SCS trial and its diary: http://127.0.0.1:{HTTP_PORT}/trial/scs-trial-1", flush=True)
         print("demo: Ctrl-C stops the emulator and the dashboard\n", flush=True)
         while mock.poll() is None and dash.poll() is None:
             time.sleep(0.5)

@@ -47,6 +47,7 @@ def test_demo_prints_url_and_logins_serves_the_login_page_and_stops(tmp_path):
             lines.append(line.rstrip())
         text = "\n".join(lines)
         assert f"open http://127.0.0.1:{port}/" in text, text
+        assert f"an SCS trial and its diary: http://127.0.0.1:{port}/trial/scs-trial-1" in text, text
         assert re.search(r"log in as clinician / \S{16,}", text) and re.search(r"log in as viewer / \S{16,}", text)
         opener = urllib.request.build_opener(_NoRedirect)
         try:
