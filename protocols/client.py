@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import serial
 
@@ -364,14 +364,7 @@ class DeviceClient:
 
     def events_since(self, from_seq: int) -> list[EventRecord]:
         """Every event-log entry from ``from_seq`` to the newest, paging as needed."""
-        entries: list[EventRecord] = []
-        seq = from_seq
-        while True:
-            page = self.read_events(seq)
-            entries.extend(page.entries)
-            if not page.entries or page.entries[-1].seq >= page.last_seq:
-                return entries
-            seq = page.entries[-1].seq + 1
+        return _every_page(self.read_events, from_seq)
 
     def read_diary(self, from_seq: int, max_count: int = 8) -> DiaryPage:
         """One page of the patient's diary from ``from_seq`` on (a device with ``Capability.DIARY``)."""
@@ -379,14 +372,7 @@ class DeviceClient:
 
     def diary_since(self, from_seq: int) -> list[DiaryRecord]:
         """Every diary entry from ``from_seq`` to the newest, paging as needed."""
-        entries: list[DiaryRecord] = []
-        seq = from_seq
-        while True:
-            page = self.read_diary(seq)
-            entries.extend(page.entries)
-            if not page.entries or page.entries[-1].seq >= page.last_seq:
-                return entries
-            seq = page.entries[-1].seq + 1
+        return _every_page(self.read_diary, from_seq)
 
     def add_diary(self, kind: DiaryKind, value: int, time_ms: int = 0) -> DiaryRecord:
         """Add a score a person typed (for ``time_ms``, 0 = now); the entry the device wrote."""
@@ -662,3 +648,15 @@ class DeviceClient:
             self.pushes.append(push.event)
         elif isinstance(push, DiaryPush):
             self.diary_pushes.append(push.entry)
+
+
+def _every_page(read: Callable[[int], Any], from_seq: int) -> list[Any]:
+    """The entries of ``read(seq)`` pages (``EventLogPage``, ``DiaryPage``) from ``from_seq`` to the newest."""
+    entries: list[Any] = []
+    seq = from_seq
+    while True:
+        page = read(seq)
+        entries.extend(page.entries)
+        if not page.entries or page.entries[-1].seq >= page.last_seq:
+            return entries
+        seq = page.entries[-1].seq + 1

@@ -119,15 +119,22 @@ alarm_volume_ul = 2000
 @pytest.fixture
 def trial_stack(tmp_path):
     """implant-mock with an SCS trial and an intrathecal trial (a day of device time in ~4 s), and the dashboard."""
+    devices = {"scs-trial-1": "scs-trial-1", "pump-trial-1": "pump-trial-1"}
+    yield from _stack(tmp_path, ["--device", "scs-trial", "--device", "pump-trial", "--speed", "20000"], devices)
+
+
+def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str]):
+    """implant-mock with ``mock_args`` and the dashboard on its devices (``names``: device -> display name)."""
     if shutil.which("chromium") is None and os.environ.get("CI") != "true":
         pytest.skip("Chromium not installed")
-    mock = MockProcess(["--device", "scs-trial", "--device", "pump-trial", "--speed", "20000"], tmp_path / "state")
+    mock = MockProcess(mock_args, tmp_path / "state")
     try:
-        scs, pump = mock.devices["scs-trial-1"], mock.devices["pump-trial-1"]
+        wiring = []
+        for device, shown in names.items():
+            served = mock.devices[device]
+            wiring += ["--port", served.port, "--key", str(served.key), "--name", shown]
         dashboard = DashboardProcess(
-            ["--port", scs.port, "--key", str(scs.key), "--name", "scs-trial-1",
-             "--port", pump.port, "--key", str(pump.key), "--name", "pump-trial-1",
-             "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
+            [*wiring, "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
              "--http-port", "0", "--poll", "0.5"],
         )  # fmt: skip
         try:
@@ -143,27 +150,10 @@ def start_stack(tmp_path: Path, scs_name: str, pump_name: str, scenario_text: st
 
     ``scenario_text`` drives one of the two devices (the one its ``device`` names).
     """
-    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
-        pytest.skip("Chromium not installed")
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(scenario_text)
-    mock = MockProcess(
-        ["--device", "scs", "--device", "pump", "--speed", "50000", "--scenario", str(scenario)], tmp_path / "state"
-    )
-    try:
-        scs, pump = mock.devices["scs-1"], mock.devices["pump-1"]
-        dashboard = DashboardProcess(
-            ["--port", scs.port, "--key", str(scs.key), "--name", scs_name,
-             "--port", pump.port, "--key", str(pump.key), "--name", pump_name,
-             "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
-             "--http-port", "0", "--poll", "0.5"],
-        )  # fmt: skip
-        try:
-            yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
-        finally:
-            dashboard.stop()
-    finally:
-        mock.stop()
+    mock_args = ["--device", "scs", "--device", "pump", "--speed", "50000", "--scenario", str(scenario)]
+    yield from _stack(tmp_path, mock_args, {"scs-1": scs_name, "pump-1": pump_name})
 
 
 @pytest.fixture
