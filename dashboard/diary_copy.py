@@ -3,7 +3,8 @@
 The event log's cursor rule, for the diary: the store holds entries 1..cursor-1 of the device
 without a gap, so ``store.last_diary_seq(name) + 1`` is a safe place to resume after a restart of
 either side. The status's ``diary_seq`` says when there is more to read; pushed entries are kept
-only when they extend the run, anything else is read by ``DiaryRead``. A device whose diary starts
+only when they extend the run, anything else is read by ``DiaryRead``. Pain (NRS) and Ashworth scores
+also go in as series (``pain_nrs``, ``spasticity_mas``), which the device page charts. A device whose diary starts
 again below the cursor (a replaced device) is read again from its oldest entry. Only devices that
 announce ``Capability.DIARY`` are asked.
 
@@ -18,6 +19,8 @@ from typing import Protocol
 from protocols.client import DeviceClient
 from protocols.messages import Capability, DiaryRecord, IdentifyReply, PumpStatus, ScsStatus
 
+from .series import DIARY_SERIES
+
 log = logging.getLogger(__name__)
 PAGE_SIZE = 8  # entries a DiaryRead asks for, the most a page holds
 
@@ -26,6 +29,8 @@ class DiaryStore(Protocol):
     """What the copy writes to (``dashboard.store.HistoryStore`` provides it)."""
 
     def add_diary(self, device: str, entries: list[DiaryRecord]) -> None: ...
+
+    def add_series(self, device: str, name: str, times_ms: list[int], values: list[float]) -> None: ...
 
     def last_diary_seq(self, device: str) -> int: ...
 
@@ -82,4 +87,8 @@ class DiaryCopy:
 
     def _store(self, entries: list[DiaryRecord]) -> None:
         self.store.add_diary(self.name, entries)
+        for kind, series in DIARY_SERIES.items():  # scores chart beside the therapy on the device page
+            scored = [e for e in entries if int(e.kind) == kind]
+            if scored:
+                self.store.add_series(self.name, series, [e.time_ms for e in scored], [float(e.value) for e in scored])
         self.cursor = entries[-1].seq + 1

@@ -30,7 +30,11 @@ SERIES: dict[str, SeriesInfo] = {
     "rate_ml_day": SeriesInfo("Programmed rate", "mL/day"),
     "amplitude_ma": SeriesInfo("Amplitude (area 1)", "mA"),
     "tissue_power_uw": SeriesInfo("Power to tissue", "µW"),
+    # the patient's own scores from their diary (SPEC 4.7), kept as series so they chart beside therapy
+    "pain_nrs": SeriesInfo("Pain (diary)", "of 10"),
+    "spasticity_mas": SeriesInfo("Spasticity (diary, Ashworth index)", "0-5"),
 }
+DIARY_SERIES = {1: "pain_nrs", 5: "spasticity_mas"}  # DiaryKind value -> series
 
 
 def info(name: str) -> SeriesInfo:

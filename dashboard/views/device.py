@@ -78,6 +78,8 @@ def layout(deps: Deps, name: str) -> html.Div:
     snap = link.snapshot()
     kind = snap.identity.kind if snap.identity else DeviceKind.SCS
     groups = CHARTS[kind]
+    if snap.identity is not None and snap.identity.capabilities & Capability.DIARY:
+        groups = (*groups, "pain_nrs")  # the patient's pain beside the therapy, over months
     charts, cursor = [], {}
     for group in groups:
         fig, cur = chart_figure(deps.store, name, group, RANGES[DEFAULT_RANGE])

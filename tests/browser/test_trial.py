@@ -6,12 +6,17 @@ import re
 import time
 
 from tests.browser.conftest import login
-from tests.browser.test_pages import assert_in_words, wait_text
+from tests.browser.test_pages import TRACE_NAMES, assert_in_words, wait_text
 
 
 def test_an_scs_trial_walks_from_baseline_to_the_call_the_decision_and_the_report(page, trial_stack):
     login(page, trial_stack, "clinician")
     page.goto(trial_stack.url + "device/scs-trial-1")
+    deadline = time.monotonic() + 20  # the patient's pain is charted beside the therapy on the device page
+    while not any("Pain (diary)" in (n or "") for chart in page.evaluate(TRACE_NAMES) for n in chart):
+        assert time.monotonic() < deadline, page.evaluate(TRACE_NAMES)
+        page.wait_for_timeout(250)
+    assert_in_words(page, "the trial stimulator's device page")
     page.click("#trial-link")
     wait_text(page, "#trial-figures", "baseline mean")  # the baseline week came with the patient
     call = wait_text(page, "#trial-figures", "esponder (at least 50 % relief)")  # a day of trial is enough

@@ -18,6 +18,10 @@ def entry(seq: int) -> DiaryRecord:
 @dataclass
 class Store:
     rows: dict[int, DiaryRecord] = field(default_factory=dict)
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def add_series(self, device, name, times_ms, values):
+        self.series.setdefault(name, []).extend(zip(times_ms, values, strict=True))
 
     def add_diary(self, device, entries):
         self.rows.update({e.seq: e for e in entries})
@@ -56,6 +60,7 @@ def test_pages_are_read_from_where_the_store_ends_until_it_has_what_the_status_s
     while copy.behind:
         copy.read_page(client)
     assert sorted(store.rows) == list(range(1, 20)) and client.asked == [3, 11, 19]
+    assert store.series["pain_nrs"] == [(T0 + s * 1000, float(s % 11)) for s in range(3, 20)]  # charted too
 
 
 def test_a_push_that_leaves_a_gap_waits_for_the_read_and_one_that_extends_is_kept():
