@@ -40,10 +40,20 @@ def test_an_scs_trial_walks_from_baseline_to_the_call_the_decision_and_the_repor
     assert_in_words(page, "the trial page after the decision")
 
 
-def test_an_intrathecal_trial_takes_a_typed_score_and_a_decision_not_to_implant(page, trial_stack):
+def test_an_intrathecal_trial_takes_a_test_dose_a_typed_score_and_a_decision_not_to_implant(page, trial_stack):
     login(page, trial_stack, "clinician")
-    page.goto(trial_stack.url + "trial/pump-trial-1")
+    page.goto(trial_stack.url + "device/pump-trial-1")
+    page.fill("#bolus-volume", "0.2")  # 0.1 mg of the trial's 0.5 mg/mL morphine
+    page.fill("#bolus-duration", "15")
+    page.click("#send-bolus")
+    page.click("#confirm-send")
+    page.wait_for_selector("#program-result #result-ok", timeout=15_000)
+    page.click("#trial-link")
     wait_text(page, "#trial-figures", "baseline mean")
+    deadline = time.monotonic() + 30  # the test dose is watched: scores every 2 h, off the diary's 08:00 and 20:00
+    while not re.search(r"\d{4}-\d\d-\d\d (?!08|20)\d\d:00:00 UTC\s+Pain", page.inner_text("#trial-diary")):
+        assert time.monotonic() < deadline, page.inner_text("#trial-diary")
+        page.wait_for_timeout(250)
     page.fill("#trial-add-value", "5")
     page.click("#trial-add")
     page.wait_for_selector("#trial-add-result #result-ok", timeout=15_000)

@@ -97,3 +97,36 @@ def test_a_pump_trial_takes_a_test_dose_and_its_patient_is_watched_every_two_hou
     gaps = {b["time_ms"] - a["time_ms"] for a, b in itertools.pairwise(watched)}
     assert gaps == {2 * 3_600_000}  # scored every 2 h while the test dose is watched
     assert json.loads(ctl(trial, "status", "--json").stdout)["diary_seq"] >= watched[-1]["seq"]
+
+
+def test_a_kill_9_mid_trial_loses_no_diary_entry_the_dashboard_stored_and_the_diary_goes_on_without_a_gap(
+    run_mock, tmp_path
+):
+    from dashboard.link import DeviceLink
+    from dashboard.store import open_store
+
+    stable = tmp_path / "trial-port"  # a symlink to the pty that survives the restart, as a deployment uses
+    mock = run_mock("--device", "scs-trial", "--speed", "20000", "--link", str(stable))
+    trial = mock.devices["scs-trial-1"]
+    store = open_store(f"sqlite:///{tmp_path / 'history.db'}")
+    link = DeviceLink("scs-trial-1", str(stable), trial.key, store, poll_s=0.3).start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.last_diary_seq("scs-trial-1") < 20:  # the baseline week and some trial days
+            assert time.monotonic() < deadline, "the dashboard never stored the diary"
+            time.sleep(0.2)
+        store.flush()
+        before = store.diary("scs-trial-1")
+        mock.kill9()
+        mock = run_mock("--device", "scs-trial", "--speed", "20000", "--link", str(stable))  # the same state
+        deadline = time.monotonic() + 40
+        while store.last_diary_seq("scs-trial-1") < before[-1].seq + 4:  # the link reconnects and reads on
+            assert time.monotonic() < deadline, "the diary did not go on after the restart"
+            time.sleep(0.2)
+        store.flush()
+        after = store.diary("scs-trial-1")
+        assert after[: len(before)] == before  # nothing the dashboard had stored changed or went missing
+        assert [e.seq for e in after] == list(range(1, len(after) + 1))  # and no gap
+    finally:
+        link.stop()
+        store.close()
