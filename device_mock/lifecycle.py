@@ -55,8 +55,8 @@ def change(model: Any, target: Lifecycle) -> int:
         treatment.patient.end_trial(now)
     if target is Lifecycle.IMPLANTED and treatment is not None:
         treatment.patient.implant(now)
-    if target is Lifecycle.IMPLANTED and hasattr(model, "_migration"):
-        model._migration = 0.0  # the permanent leads are placed afresh over the pain
+    if target is Lifecycle.IMPLANTED and hasattr(model, "place_leads_afresh"):
+        model.place_leads_afresh()  # a stimulator's permanent leads are placed over the pain
     model.lifecycle = target
     return model.events.append(now, EventCode.LIFECYCLE_CHANGED, arg0=int(target), arg1=int(current)).seq
 

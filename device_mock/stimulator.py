@@ -144,8 +144,9 @@ class Stimulator(StimMri, StimPower, StimLeads):
         """(tissue W, battery W) of each area of the active program, 0 for an area lost to an open lead or
         turned off by a short."""
         program = self._programs.get(self._active)
-        # Programs are immutable: only the program, a lead fault, a drift step or a short found changes them.
-        key = (program, tuple(self._leads.items()), self._drift_index(), self._disabled_mask())
+        # Programs are immutable: only the program, a lead fault, a drift step, a short found or a lead
+        # migration changes them.
+        key = (program, tuple(self._leads.items()), self._drift_index(), self._disabled_mask(), self._migration)
         if key != getattr(self, "_area_cache_key", None):
             self._area_cache_key, self._area_cache = key, self._compute_area_powers(program)
         return self._area_cache
@@ -236,6 +237,11 @@ class Stimulator(StimMri, StimPower, StimLeads):
             *self.cell.scheduled_ms(),
             *self._power_stops_ms(),
         ]
+
+    def place_leads_afresh(self) -> None:
+        """The permanent leads of an implant go where the trial's were meant to be: no migration."""
+        self._migration = 0.0
+        self._evaluate()
 
     def _delivered_program(self) -> StimProgramSet | None:
         """What reaches the patient now: the active program's areas that still stimulate, or None."""

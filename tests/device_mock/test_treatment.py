@@ -88,3 +88,14 @@ def test_a_pump_patient_feels_the_infusion_and_nothing_through_an_occluded_cathe
     pump.advance_to(T0 + 14 * DAY_MS)
     after = pump.treatment.patient.state.levels.effect
     assert all(after.get(drug, 0.0) < 0.01 * level for drug, level in infused.items()), (infused, after)
+
+
+def test_a_lead_migration_changes_the_power_the_program_draws_at_once():
+    stim = treated_stimulator()
+    stim.apply(program_over_the_pain(stim))
+    stim.apply(TherapySet(True))
+    before = stim.status().tissue_power_uw
+    stim.inject_fault("lead_migration", {"contacts": 2.0})  # the contacts sit in other tissue: +20 %
+    assert abs(stim.status().tissue_power_uw - before * 1.2) <= 1  # µW, rounded
+    stim.place_leads_afresh()
+    assert stim.status().tissue_power_uw == before
