@@ -90,6 +90,8 @@ SUFFIXES: tuple[tuple[str, Unit], ...] = (
 )
 # Labels where the name alone would not say it; any other field reads as its name without the suffix.
 LABELS: dict[str, str] = {
+    "lifecycle": "Stage of the system",
+    "diary_seq": "Newest diary entry",
     "amplitude_ua": "Amplitude",
     "patient_amp_max_ua": "Patient maximum",
     "pulse_width_us": "Pulse width",
