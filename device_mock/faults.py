@@ -63,6 +63,7 @@ from protocols.messages import (
 
 from .clock import Clock
 from .model import DeviceModel
+from .patients.config import patient_config
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,11 @@ class Scenario:
                 f"{source}: [scenario] device must be 'scs', 'pump', 'scs-trial' or 'pump-trial', not {device!r}"
             )
         actions = [_parse_action(entry, f"{source}: event {i + 1}") for i, entry in enumerate(data.get("event", []))]
+        patient = dict(data.get("patient", {}))
+        try:
+            patient_config(patient)  # a wrong key or value is the file's error, whichever device reads it
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{source}: {exc}") from exc
         actions.sort(key=lambda a: a.at_ms)
         return cls(
             name=str(head.get("name", source.stem)),
@@ -211,7 +217,7 @@ class Scenario:
             seed=head.get("seed"),
             config=dict(data.get("config", {})),
             fleet=dict(data.get("fleet", {})),
-            patient=dict(data.get("patient", {})),
+            patient=patient,
         )
 
     def check_faults(self, known: tuple[str, ...], kind: str) -> None:

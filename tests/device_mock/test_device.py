@@ -156,6 +156,7 @@ def test_new_events_are_pushed_to_the_open_session():
         ('[[event]]\nat = "1d"\naction = "therapy"\non = true\nspeed = 3\n', r"has no field\(s\) speed"),
         ('[scenario]\ndevice = "toaster"\n', "must be 'scs', 'pump', 'scs-trial' or 'pump-trial', not 'toaster'"),
         ("[[event]\n", "scenario file"),
+        ("[patient]\nresponders = 0.5\n", r"\[patient\] has no setting\(s\) responders"),
     ],
 )
 def test_scenario_errors_name_the_file_the_entry_and_the_problem(tmp_path, text, message):
