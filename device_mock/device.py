@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from protocols.auth import AuthPolicy
 from protocols.endpoint import DeviceEndpoint
@@ -110,9 +111,8 @@ class Device:
         self._dirty = False
         model.events.listeners.append(self._pending_pushes.append)
         model.events.listeners.append(self._log_event)
-        treatment = getattr(model, "treatment", None)
-        self._pushed_diary_seq = self._saved_diary_seq = treatment.last_seq if treatment is not None else 0
-        capabilities = model.capabilities | (Capability.DIARY if treatment is not None else 0)
+        self._pushed_diary_seq = self._saved_diary_seq = self._diary_seq()
+        capabilities = model.capabilities | (Capability.DIARY if self._treatment() is not None else 0)
         identity = IdentifyReply(
             model.kind, model.model_name, model.serial, model.firmware, 0, 0, int(capabilities), 0, model.lifecycle
         )
@@ -206,9 +206,17 @@ class Device:
         self._dirty = self._dirty or message.MUTATING
         return reply
 
+    def _treatment(self) -> Any:
+        """The model's ``Treatment`` (its virtual patient), or None (a model may predate them)."""
+        return getattr(self.model, "treatment", None)
+
+    def _diary_seq(self) -> int:
+        treatment = self._treatment()
+        return treatment.last_seq if treatment is not None else 0
+
     def _diary(self, message: DiaryRead | DiaryAdd, role: Actor) -> DiaryPage:
         """Read the patient controller's diary, or add a score a person typed (SPEC 4.7)."""
-        treatment = getattr(self.model, "treatment", None)
+        treatment = self._treatment()
         if treatment is None:
             raise DeviceRejected(ErrorCode.UNSUPPORTED, "no patient controller is paired with this device", "")
         patient = treatment.patient
@@ -295,8 +303,7 @@ class Device:
 
     # --- pushes and persistence -------------------------------------------------------------------
     def _finish(self, out: bytes, now: float) -> bytes:
-        treatment = getattr(self.model, "treatment", None)
-        diary_seq = treatment.last_seq if treatment is not None else 0
+        treatment, diary_seq = self._treatment(), self._diary_seq()
         grew = self.model.events.last_seq != self._saved_seq or diary_seq != self._saved_diary_seq
         # A new exactly-once entry is saved before its reply leaves: a restarted device must still
         # know the command, or a retry would apply it twice (SPEC 4).
@@ -335,7 +342,6 @@ class Device:
             )
         self._saved_at = self._wall() if now is None else now
         self._saved_seq = self.model.events.last_seq
-        treatment = getattr(self.model, "treatment", None)
-        self._saved_diary_seq = treatment.last_seq if treatment is not None else 0
+        self._saved_diary_seq = self._diary_seq()
         self._saved_replies = replies.version
         self._dirty = False
