@@ -116,11 +116,15 @@ alarm_volume_ul = 2000
 """
 
 
-@pytest.fixture
-def trial_stack(tmp_path):
-    """implant-mock with an SCS trial and an intrathecal trial (a day of device time in ~4 s), and the dashboard."""
+@pytest.fixture(scope="module")
+def trial_stack(tmp_path_factory):
+    """implant-mock with an SCS trial and an intrathecal trial (a day of device time in ~4 s), and the dashboard.
+
+    Shared by the module's tests: each drives its own device (the SCS trial or the intrathecal one).
+    """
     devices = {"scs-trial-1": "scs-trial-1", "pump-trial-1": "pump-trial-1"}
-    yield from _stack(tmp_path, ["--device", "scs-trial", "--device", "pump-trial", "--speed", "20000"], devices)
+    mock_args = ["--device", "scs-trial", "--device", "pump-trial", "--speed", "20000"]
+    yield from _stack(tmp_path_factory.mktemp("trial"), mock_args, devices)
 
 
 def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str]):
