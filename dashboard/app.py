@@ -20,7 +20,7 @@ from flask import Response, jsonify
 from protocols.messages import Priority
 
 from . import compression, exports, ids, paths, trial_routes
-from .auth import AuthEvent, UserDB, current_user, install_auth, logout_form
+from .auth import DEFAULT_IDLE_S, AuthEvent, UserDB, current_user, install_auth, logout_form
 from .deps import Deps, UnknownDevice
 from .throttle import LoginThrottle
 from .views import audit, device, event_log, overview, programming, ticks, trial
@@ -89,6 +89,7 @@ def create_app(
     secret_key: bytes | None = None,
     allowed_hosts: set[str] | None = None,
     fresh_login_s: int = 600,
+    idle_timeout_s: float = DEFAULT_IDLE_S,
     tls: bool = False,
     login_throttle: LoginThrottle | None = None,
 ) -> Dash:
@@ -110,6 +111,7 @@ def create_app(
         users,
         secret_key=secret_key or secrets.token_bytes(32),
         fresh_login_s=fresh_login_s,
+        idle_timeout_s=idle_timeout_s,
         allowed_hosts=allowed_hosts or {"127.0.0.1", "localhost"},
         tls=tls,
         audit=audit_to_store(deps.store),

@@ -11,7 +11,9 @@ table, accepted hash strengths) lives in ``dashboard.web_security``; the users f
 
 Sessions live in memory in this process, keyed by a random id in a signed, HttpOnly,
 SameSite=Strict cookie, so log-out and idle expiry revoke them on the server; a restart logs
-everyone out. Run one server process (the dashboard owns its serial port anyway).
+everyone out. Only what a person does restarts the idle time: a callback fired by a page's interval
+alone does not, so an open tab that only polls is logged out after the idle timeout too. Run one
+server process (the dashboard owns its serial port anyway).
 Passwords, hashes, session ids and the secret key are never logged.
 Must not import the device link, the store or ``device_mock``.
 """
@@ -194,11 +196,24 @@ def current_user() -> User | None:
         return cached
     state = _state()
     sid = session.get(_SESSION_ID)
-    user = state.sessions.touch(sid, state.clock()) if state is not None and isinstance(sid, str) else None
+    active = not _only_ticks()
+    user = state.sessions.touch(sid, state.clock(), active) if state is not None and isinstance(sid, str) else None
     if user is None and sid is not None:
         session.pop(_SESSION_ID, None)
     setattr(g, _G_USER, user)
     return user
+
+
+def _only_ticks() -> bool:
+    """A callback that only a page's interval fired: polling, not a person (it keeps no session alive).
+
+    Dash names what fired a callback in ``changedPropIds``; an interval's is ``<id>.n_intervals``.
+    """
+    if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
+        return False
+    body = request.get_json(silent=True)
+    changed = body.get("changedPropIds") if isinstance(body, dict) else None
+    return bool(changed) and all(isinstance(c, str) and c.endswith(".n_intervals") for c in changed)
 
 
 def require_role(role: Role, fresh: bool = True) -> User:

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8050, help="HTTP port (default 8050; 0 picks a free one)")
     p.add_argument("--poll", type=float, default=1.0, help="status poll interval per device, s (default 1.0)")
     p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=8 * 3600.0,
+        help="log a session out after this many seconds without a person's action (default 8 h; polling is not one)",
+    )
+    p.add_argument(
         "--responder-threshold",
         type=float,
         default=50.0,
@@ -147,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.link_threads < 1:
         print(f"implant-dashboard: --link-threads {args.link_threads}: at least 1", file=sys.stderr)
         return 2
+    if args.idle_timeout <= 0:
+        print(f"implant-dashboard: --idle-timeout {args.idle_timeout:g}: a number of seconds above 0", file=sys.stderr)
+        return 2
     if not 0 < args.responder_threshold <= 100:
         print(
             f"implant-dashboard: --responder-threshold {args.responder_threshold:g}: a percent above 0, up to 100",
@@ -195,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         users,
         allowed_hosts={args.host, "127.0.0.1", "localhost"},
         tls=args.tls,
+        idle_timeout_s=args.idle_timeout,
     )
     compression.warm_plotly(app.server)
     server = make_server(args.host, args.http_port, app.server, threaded=True)

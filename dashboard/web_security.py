@@ -272,8 +272,12 @@ class SessionTable(Generic[T]):
             self._live[sid] = (value, now)
         return sid
 
-    def touch(self, sid: str, now: float) -> T | None:
-        """The session's value, marking it active at ``now``; None (and forgotten) if unknown or idle too long."""
+    def touch(self, sid: str, now: float, active: bool = True) -> T | None:
+        """The session's value; None (and forgotten) if unknown or idle too long.
+
+        ``active``: a person did something, so the idle time starts again; a page's own polling
+        (``active=False``) reads the session without keeping it alive.
+        """
         with self._lock:
             found = self._live.get(sid)
             if found is None:
@@ -281,7 +285,8 @@ class SessionTable(Generic[T]):
             if now - found[1] > self._idle_s:
                 del self._live[sid]
                 return None
-            self._live[sid] = (found[0], now)
+            if active:
+                self._live[sid] = (found[0], now)
             return found[0]
 
     def close(self, sid: str) -> None:

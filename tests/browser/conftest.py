@@ -127,8 +127,9 @@ def trial_stack(tmp_path_factory):
     yield from _stack(tmp_path_factory.mktemp("trial"), mock_args, devices)
 
 
-def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str]):
-    """implant-mock with ``mock_args`` and the dashboard on its devices (``names``: device -> display name)."""
+def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str], dashboard_args: tuple[str, ...] = ()):
+    """implant-mock with ``mock_args`` and the dashboard (with ``dashboard_args``) on its devices
+    (``names``: device -> display name)."""
     if shutil.which("chromium") is None and os.environ.get("CI") != "true":
         pytest.skip("Chromium not installed")
     mock = MockProcess(mock_args, tmp_path / "state")
@@ -139,7 +140,7 @@ def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str]):
             wiring += ["--port", served.port, "--key", str(served.key), "--name", shown]
         dashboard = DashboardProcess(
             [*wiring, "--db", f"sqlite:///{tmp_path / 'history.db'}", "--users", str(tmp_path / "users.json"),
-             "--http-port", "0", "--poll", "0.5"],
+             "--http-port", "0", "--poll", "0.5", *dashboard_args],
         )  # fmt: skip
         try:
             yield Stack(mock, dashboard.url, dashboard.logins, dashboard.proc)
@@ -147,6 +148,13 @@ def _stack(tmp_path: Path, mock_args: list[str], names: dict[str, str]):
             dashboard.stop()
     finally:
         mock.stop()
+
+
+@pytest.fixture
+def idle_stack(tmp_path):
+    """A stimulator and a pump, and a dashboard that logs a session out after 6 s without an action."""
+    mock_args = ["--device", "scs", "--device", "pump", "--speed", "1000"]
+    yield from _stack(tmp_path, mock_args, {"scs-1": "scs-1", "pump-1": "pump-1"}, ("--idle-timeout", "6"))
 
 
 def start_stack(tmp_path: Path, scs_name: str, pump_name: str, scenario_text: str = LOW_RESERVOIR_SOON):

@@ -121,3 +121,12 @@ def test_devices_named_with_a_space_or_brackets_have_pages_and_exports(page, nam
     page.locator("h1", has_text="stim<1>").wait_for()
     # The tick finds the device too; 30 s like the first alarm: the stack starts cold on a busy machine.
     page.wait_for_selector("#device-status >> text=Therapy", timeout=30_000)
+
+
+def test_an_open_tab_that_only_polls_goes_to_the_login_after_the_idle_timeout(page, idle_stack):
+    """The page's ticks do not keep the session alive; when it expires the page leaves for the log-in."""
+    login(page, idle_stack, "viewer")
+    page.goto(idle_stack.url + "device/scs-1")
+    page.wait_for_selector("#device-status")
+    page.wait_for_url("**/login?next=*", timeout=30_000)  # 6 s idle, then the next tick's 401
+    assert "next=%2Fdevice%2Fscs-1" in page.url

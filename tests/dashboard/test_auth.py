@@ -545,3 +545,25 @@ def test_unsafe_settings_are_refused(users, kwargs, problem):
 def test_install_twice_is_refused(harness, users):
     with pytest.raises(RuntimeError, match="already"):
         install_auth(harness.app, users, secret_key=secrets.token_bytes(32), allowed_hosts={"localhost"})
+
+
+def test_a_tab_that_only_polls_is_logged_out_after_the_idle_timeout(clinician):
+    """Interval callbacks read the session without keeping it alive (the idle timeout fires in an open tab)."""
+    tick = {**CALLBACK_BODY, "changedPropIds": ["tick-status.n_intervals"]}
+
+    def poll():
+        return clinician.client.post("/_dash-update-component", json=tick, headers=SAME_ORIGIN)
+
+    for _ in range(3):
+        clinician.clock.advance(auth.DEFAULT_IDLE_S / 4)
+        assert poll().status_code != 401  # still logged in, but the polls do not count as activity
+    clinician.clock.advance(auth.DEFAULT_IDLE_S / 2)
+    assert poll().status_code == 401  # more than the idle timeout since the person last acted
+    assert clinician.client.get("/").status_code == 302
+
+
+def test_a_persons_callback_restarts_the_idle_time(clinician):
+    clinician.clock.advance(auth.DEFAULT_IDLE_S - 10)
+    assert clinician.program().status_code != 401  # a click: activity, whatever the callback answers
+    clinician.clock.advance(auth.DEFAULT_IDLE_S - 10)
+    assert clinician.client.get("/").status_code == 200
