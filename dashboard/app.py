@@ -92,6 +92,7 @@ def create_app(
     idle_timeout_s: float = DEFAULT_IDLE_S,
     tls: bool = False,
     login_throttle: LoginThrottle | None = None,
+    sessions: Any = None,
 ) -> Dash:
     """Build the dashboard app around ``deps``; login required on every page and callback.
 
@@ -116,6 +117,7 @@ def create_app(
         tls=tls,
         audit=audit_to_store(deps.store),
         throttle=login_throttle,
+        sessions=sessions,
     )
     # Compressed responses (brotli or gzip, as the browser accepts): Dash's bundles and Plotly are
     # mostly JavaScript text, about a quarter of their size compressed (bench/dashboard_pages.py).

@@ -9,9 +9,10 @@ What does not depend on users (Host allowlist, origin checks, headers, CSRF toke
 table, accepted hash strengths) lives in ``dashboard.web_security``; the users file, ``Role`` and
 ``UserDB`` live in ``dashboard.users`` and are re-exported here.
 
-Sessions live in memory in this process, keyed by a random id in a signed, HttpOnly,
-SameSite=Strict cookie, so log-out and idle expiry revoke them on the server; a restart logs
-everyone out. Only what a person does restarts the idle time: a callback fired by a page's interval
+Sessions are kept on the server, keyed by a random id in a signed, HttpOnly, SameSite=Strict
+cookie, so log-out and idle expiry revoke them: in this process's memory by default, or in a table
+handed in (``implant-dashboard`` keeps them in ``session_db.SqliteSessions`` beside the accounts,
+with the signing key, so a restart logs nobody out). Only what a person does restarts the idle time: a callback fired by a page's interval
 alone does not, so an open tab that only polls is logged out after the idle timeout too. Run one
 server process (the dashboard owns its serial port anyway).
 Passwords, hashes, session ids and the secret key are never logged.
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import quote
 
 import dash
@@ -129,6 +131,7 @@ def install_auth(
     clock: Callable[[], float] = time.time,
     audit: Callable[[AuthEvent], None] | None = None,
     throttle: LoginThrottle | None = None,
+    sessions: Any = None,
 ) -> None:
     """Put log-in, the Host/origin checks and the security headers in front of every route of ``app``.
 
@@ -148,7 +151,9 @@ def install_auth(
     assets = prefix + app.config.assets_url_path.strip("/") + "/"
     state = _AuthState(
         users=users,
-        sessions=web_security.SessionTable(idle_timeout_s),
+        # ``sessions``: a table kept outside this process (``session_db.SqliteSessions``), so a restart
+        # logs nobody out; by default, this process's memory
+        sessions=sessions if sessions is not None else web_security.SessionTable(idle_timeout_s),
         clock=clock,
         fresh_login_s=fresh_login_s,
         audit=audit,

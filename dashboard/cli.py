@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from .auth import AuthConfigError, UserDB
 from .deps import Deps
 from .link import DeviceLink
 from .link_pool import DEFAULT_WORKERS, LinkPool
+from .session_db import SqliteSessions, load_or_create_secret
 from .store import StoreError, open_store
 
 log = logging.getLogger("implant-dashboard")
@@ -190,7 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"implant-dashboard: created {users_path} with new accounts (shown once):", flush=True)
             for user, password in passwords.items():
                 print(f"  login {user} / {password}", flush=True)
-    except AuthConfigError as exc:
+        # Kept beside the accounts, so a restart logs nobody out: the cookie's signing key and the sessions.
+        secret_key = load_or_create_secret(users_path.with_name("secret.key"))
+        sessions = SqliteSessions(users_path.with_name("sessions.db"), args.idle_timeout)
+    except (AuthConfigError, OSError, ValueError, sqlite3.Error) as exc:
         print(f"implant-dashboard: {exc}", file=sys.stderr)
         store.close()
         return 2
@@ -205,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         allowed_hosts={args.host, "127.0.0.1", "localhost"},
         tls=args.tls,
         idle_timeout_s=args.idle_timeout,
+        secret_key=secret_key,
+        sessions=sessions,
     )
     compression.warm_plotly(app.server)
     server = make_server(args.host, args.http_port, app.server, threaded=True)
