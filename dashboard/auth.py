@@ -12,9 +12,10 @@ table, accepted hash strengths) lives in ``dashboard.web_security``; the users f
 Sessions are kept on the server, keyed by a random id in a signed, HttpOnly, SameSite=Strict
 cookie, so log-out and idle expiry revoke them: in this process's memory by default, or in a table
 handed in (``implant-dashboard`` keeps them in ``session_db.SqliteSessions`` beside the accounts,
-with the signing key, so a restart logs nobody out). Only what a person does restarts the idle time: a callback fired by a page's interval
-alone does not, so an open tab that only polls is logged out after the idle timeout too. Run one
-server process (the dashboard owns its serial port anyway).
+with the signing key, so a restart logs nobody out). Only what a person does restarts the idle
+time: a callback fired by a page's interval alone does not, so an open tab that only polls is
+logged out after the idle timeout too. Run one server process (the dashboard owns its serial
+ports anyway).
 Passwords, hashes, session ids and the secret key are never logged.
 Must not import the device link, the store or ``device_mock``.
 """

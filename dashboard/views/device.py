@@ -10,11 +10,12 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 
-from protocols.messages import Capability, DeviceKind, EventCode, PumpStatus, ScsStatus
+from protocols.messages import Capability, DeviceKind, EventCode, Lifecycle, PumpStatus, ScsStatus
 
 from .. import figures, ids, paths
 from ..deps import Deps
 from ..series import OPEN_OHM, info
+from ..trial_data import months_relief, trial_view
 from ..words import LINK_WORDS, enum_word, sentence
 from . import event_log, programming
 from .common import CSS, alarm_label, day, kv, when
@@ -65,11 +66,20 @@ def chart_figure(store, device: str, group: str, window_ms: int) -> tuple[go.Fig
     return fig, cursor
 
 
-def _trial_link(snap: Any, name: str) -> list:
-    """A link to the trial page when the device serves its patient's diary (SPEC 4.7)."""
+def _trial_link(deps: Deps, snap: Any, name: str) -> list:
+    """A link to the trial page when the device serves its patient's diary (SPEC 4.7), and once the
+    system is implanted, the patient's relief at 3, 6 and 12 months against their baseline."""
     if snap.identity is None or not snap.identity.capabilities & Capability.DIARY:
         return []
-    return [dcc.Link("Trial and diary", href=paths.trial_href(name), id="trial-link")]
+    parts: list = [dcc.Link("Trial and diary", href=paths.trial_href(name), id="trial-link")]
+    lifecycle = getattr(snap.status, "lifecycle", None)
+    if lifecycle in (Lifecycle.IMPLANTED, Lifecycle.EXPLANTED):
+        kind = "pump" if snap.identity.kind is DeviceKind.PUMP else "scs"
+        view = trial_view(deps.store, name, kind, deps.trial_rule, lifecycle)
+        months = months_relief(view, view.trial_to_ms if view.ended else None)
+        said = ", ".join(f"{m} months {round(100 * r)} %" for m, r in months.items()) or "no month reached yet"
+        parts.append(html.P(f"Relief since the implant, against the baseline: {said}.", id="implant-relief"))
+    return parts
 
 
 def layout(deps: Deps, name: str) -> html.Div:
@@ -97,7 +107,7 @@ def layout(deps: Deps, name: str) -> html.Div:
             dcc.Store(id=ids.ALARMS_SHOWN, data=shown),
             *(ticker(t, deps.tick_s) for t in (ids.TICK_STATUS, ids.TICK_CHARTS, ids.TICK_SPEED)),
             html.H1(f"{name}", style={"fontSize": "1.3rem"}),
-            *_trial_link(snap, name),
+            *_trial_link(deps, snap, name),
             html.Div(
                 [
                     dcc.Graph(id=GAUGE_IDS[0], figure=battery),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask.testing import FlaskClient
 
@@ -29,6 +30,7 @@ class FakeLink:
     name: str
     identity: IdentifyReply = PUMP
     submitted: list[tuple[Message, str, str]] = field(default_factory=list)
+    status: Any = None  # the last status the link shows (None: none received)
 
     def snapshot(self) -> LinkSnapshot:
         return LinkSnapshot(
@@ -36,7 +38,7 @@ class FakeLink:
             url="fake://",
             state=LinkState.ONLINE,
             identity=self.identity,
-            status=None,
+            status=self.status,
             status_received_at=None,
             age_s=None,
             last_seen_wall=None,

@@ -490,3 +490,26 @@ def test_the_trial_report_downloads_as_html_and_pdf(viewer):
     assert "attachment" in pdf.headers["Content-Disposition"]
     missing = viewer.web.client.get("/trial/nobody/report.pdf")
     assert missing.status_code == 404 and "No device named 'nobody'" in missing.text
+
+
+def test_an_implanted_patients_device_page_links_its_trial_and_gives_relief_since_the_implant(viewer):
+    """The device keeps its patient: its page says their relief at 3, 6 and 12 months against the baseline."""
+    from dataclasses import replace as changed
+
+    from protocols.messages import Capability
+    from tests.fakes import IDENTITY, scs_status
+
+    _trial_in_store(viewer.store)
+    day, month = 86_400_000, round(365.25 / 12 * 86_400_000)
+    implant = T0 + 14 * day
+    later = [DiaryRecord(100 + m, implant + m * month - day, DiaryKind.NRS, 2, DiarySource.CONTROLLER) for m in (3, 6)]
+    viewer.store.add_diary("pump a", later)
+    gone = EventRecord(3, implant, EventCode.LIFECYCLE_CHANGED, Priority.NONE, AlarmState.NONE, 2, 1, Actor.CLINICIAN)
+    viewer.store.add_events("pump a", [gone])
+    viewer.store.flush()
+    link = viewer.links["pump a"]
+    link.identity = changed(IDENTITY, capabilities=IDENTITY.capabilities | Capability.DIARY)  # a stimulator
+    link.status = changed(scs_status(), lifecycle=Lifecycle.IMPLANTED)
+    page = texts(route(viewer, "/device/pump%20a"))
+    assert "Trial and diary" in page
+    assert "Relief since the implant, against the baseline: 3 months 73 %, 6 months 73 %." in page  # 7.5 -> 2
