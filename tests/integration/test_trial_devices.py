@@ -106,7 +106,7 @@ def test_a_kill_9_mid_trial_loses_no_diary_entry_the_dashboard_stored_and_the_di
     from dashboard.store import open_store
 
     stable = tmp_path / "trial-port"  # a symlink to the pty that survives the restart, as a deployment uses
-    mock = run_mock("--device", "scs-trial", "--speed", "20000", "--link", str(stable))
+    mock = run_mock("--device", "scs-trial", "--speed", "100000", "--link", str(stable))  # a day in 0.9 s
     trial = mock.devices["scs-trial-1"]
     store = open_store(f"sqlite:///{tmp_path / 'history.db'}")
     link = DeviceLink("scs-trial-1", str(stable), trial.key, store, poll_s=0.3).start()
@@ -118,7 +118,7 @@ def test_a_kill_9_mid_trial_loses_no_diary_entry_the_dashboard_stored_and_the_di
         store.flush()
         before = store.diary("scs-trial-1")
         mock.kill9()
-        mock = run_mock("--device", "scs-trial", "--speed", "20000", "--link", str(stable))  # the same state
+        mock = run_mock("--device", "scs-trial", "--speed", "100000", "--link", str(stable))  # the same state
         deadline = time.monotonic() + 40
         while store.last_diary_seq("scs-trial-1") < before[-1].seq + 4:  # the link reconnects and reads on
             assert time.monotonic() < deadline, "the diary did not go on after the restart"
