@@ -20,6 +20,7 @@ from flask import Flask, Response, request
 from . import paths
 from .auth import Role, require_role
 from .deps import Deps
+from .store import write_diary_csv
 from .web_security import plain_response
 
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant an ISO-8601 year holds
@@ -103,6 +104,12 @@ def register(server: Flask, deps: Deps) -> None:
         if name not in deps.links:
             return unknown_device(name)
         return csv_download(lambda out: deps.store.export_events_csv(name, out), f"{name}-events.csv")
+
+    @server.get("/export/<path:name>/diary.csv")
+    def export_diary(name: str) -> Response:
+        if name not in deps.links:
+            return unknown_device(name)
+        return csv_download(lambda out: write_diary_csv(out, name, deps.store.diary(name)), f"{name}-diary.csv")
 
     @server.get("/export/audit.csv")
     def export_audit() -> Response:

@@ -484,6 +484,17 @@ def write_events_csv(out: TextIO, events: Iterable[dict[str, Any]]) -> None:
         writer.writerow([e["device"], e["seq"], iso_utc(e["time_ms"]), *(e[c] for c in EVENT_COLUMNS[3:])])
 
 
+DIARY_COLUMNS = ("device", "seq", "time_utc", "time_ms", "kind", "value", "source")
+
+
+def write_diary_csv(out: TextIO, device: str, entries: Iterable[DiaryRecord]) -> None:
+    """A device's diary as CSV (SPEC 4.7 names and units), by sequence number."""
+    writer = csv_cells.writer(out)
+    writer.writerow(DIARY_COLUMNS)
+    for e in entries:
+        writer.writerow([device, e.seq, iso_utc(e.time_ms), e.time_ms, e.kind.name, e.value, e.source.name])
+
+
 # --- audit ---------------------------------------------------------------------------------------
 def canonical_json(settings: Mapping[str, Any]) -> str:
     """Settings as canonical JSON (sorted keys, no spaces); refuses secrets (see module docstring)."""

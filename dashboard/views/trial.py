@@ -161,6 +161,8 @@ def layout(deps: Deps, name: str) -> html.Div:
             html.A("Report (HTML)", href=paths.trial_report_href(name, "html"), id="trial-report-html"),
             " · ",
             html.A("Report (PDF)", href=paths.trial_report_href(name, "pdf"), id="trial-report-pdf"),
+            " · ",
+            html.A("Diary as CSV", href=paths.export_href(name, "diary.csv"), id="trial-diary-csv"),
             html.Div([html.H2("Figures"), html.Div(figures(view), id=FIGURES)], className="panel"),
             dcc.Graph(id=PLOT, figure=plot(view), config={"displaylogo": False}),
             html.Div(

@@ -513,3 +513,13 @@ def test_an_implanted_patients_device_page_links_its_trial_and_gives_relief_sinc
     page = texts(route(viewer, "/device/pump%20a"))
     assert "Trial and diary" in page
     assert "Relief since the implant, against the baseline: 3 months 73 %, 6 months 73 %." in page  # 7.5 -> 2
+
+
+def test_the_diary_exports_as_csv_with_its_wire_names_and_units(viewer):
+    _trial_in_store(viewer.store)
+    response = viewer.web.client.get("/export/pump%20a/diary.csv")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["device", "seq", "time_utc", "time_ms", "kind", "value", "source"]
+    assert len(rows) == 1 + 29 and rows[1][:2] == ["pump a", "1"] and rows[-1][4:] == ["RELIEF", "70", "CONTROLLER"]
+    assert viewer.web.client.get("/export/nobody/diary.csv").status_code == 404
