@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from protocols.messages import DiaryKind, DiaryRecord, EventCode, Lifecycle
+from protocols.messages import DeviceKind, DiaryKind, DiaryRecord, EventCode, Lifecycle
 from protocols.trials import TrialCall, TrialRule, call_trial, scores
 
 from .trial_report import PAIN_SCORE, SPASTICITY_SCORE, TrialReport
@@ -34,6 +34,7 @@ _THERAPY = {
     EventCode.THERAPY_OFF: False,
     EventCode.PUMP_STOPPED: False,
 }
+TRIAL_CODES = (EventCode.LIFECYCLE_CHANGED, EventCode.BOLUS_STARTED, *_THERAPY)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,14 @@ class TrialView:
         """The diary's score of this trial: the Ashworth grade for spasticity, else the NRS."""
         return DiaryKind.MAS if self.spasticity else DiaryKind.NRS
 
+    @property
+    def implant_ms(self) -> int | None:
+        """When the trial ended in an implant (the system is implanted or was since), else None."""
+        implanted = self.lifecycle in (Lifecycle.IMPLANTED, Lifecycle.EXPLANTED)
+        return self.trial_to_ms if self.ended and implanted else None
 
-def _period(events: list[dict[str, Any]], diary: list[DiaryRecord]) -> tuple[int | None, int | None]:
+
+def _period(events: list[dict[str, Any]]) -> tuple[int | None, int | None]:
     start = end = None
     for e in events:
         if e["code"] == EventCode.LIFECYCLE_CHANGED.name:
@@ -75,7 +82,7 @@ def _therapy(events: list[dict[str, Any]], until_ms: int, kind: str) -> list[tup
     label = "Stimulation on" if kind == "scs" else "Infusion on"
     periods, since = [], None
     for e in events:
-        on = _THERAPY.get(EventCode[e["code"]]) if e["code"] in EventCode.__members__ else None
+        on = _THERAPY.get(EventCode[e["code"]])
         if on is True and since is None:
             since = e["time_ms"]
         elif on is False and since is not None:
@@ -91,8 +98,9 @@ def _therapy(events: list[dict[str, Any]], until_ms: int, kind: str) -> list[tup
 def trial_view(store: Any, name: str, kind: str, rule: TrialRule, lifecycle: Lifecycle | None) -> TrialView:
     """The trial of device ``name`` from the store."""
     diary = store.diary(name)
-    events = sorted(store.events(name, limit=100_000), key=lambda e: e["seq"])
-    start, end = _period(events, diary)
+    # only the entries the trial reads: a stimulator's scans alone can fill the log by the thousand
+    events = store.events(name, codes=TRIAL_CODES, limit=100_000)
+    start, end = _period(events)
     newest = max((e.time_ms for e in diary), default=0)
     baseline_from = min((e.time_ms for e in diary), default=0)
     trial_from = start if start is not None else baseline_from
@@ -199,9 +207,16 @@ def settings_of(status: Any) -> tuple[tuple[str, str], ...]:
     return (("Infusion", rate), ("Reservoir", drugs))
 
 
+def snapshot_view(store: Any, name: str, snap: Any, rule: TrialRule) -> TrialView:
+    """The trial of ``name`` with the kind and stage its link's last identity and status report."""
+    kind = "pump" if snap.identity is not None and snap.identity.kind is DeviceKind.PUMP else "scs"
+    lifecycle = getattr(snap.status, "lifecycle", None) if snap.status is not None else None
+    return trial_view(store, name, kind, rule, lifecycle)
+
+
 def stage_words(lifecycle: Lifecycle | None) -> str:
     """The system's stage in words."""
-    return LIFECYCLE_WORDS.get(lifecycle, "Stage not reported") if lifecycle is not None else "Stage not reported"
+    return LIFECYCLE_WORDS.get(lifecycle, "Stage not reported")
 
 
 def entry_words(entry: DiaryRecord) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from flask import Flask, Response
 
 from . import paths
 from .deps import Deps
-from .trial_data import report, settings_of, trial_view
+from .trial_data import report, settings_of, snapshot_view
 from .trial_report import to_html, to_pdf
 from .web_security import plain_response
 
@@ -24,9 +24,7 @@ def register(server: Flask, deps: Deps) -> None:
     def built(name: str):
         snap = deps.links[name].snapshot()
         identity = snap.identity
-        kind = "pump" if identity is not None and identity.kind.name == "PUMP" else "scs"
-        lifecycle = getattr(snap.status, "lifecycle", None) if snap.status is not None else None
-        view = trial_view(deps.store, name, kind, deps.trial_rule, lifecycle)
+        view = snapshot_view(deps.store, name, snap, deps.trial_rule)
         model = identity.model if identity else "unknown"
         serial = identity.serial if identity else "unknown"
         return report(view, model, serial, "not recorded", settings_of(snap.status), round(time.time() * 1000))

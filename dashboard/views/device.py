@@ -15,7 +15,7 @@ from protocols.messages import Capability, DeviceKind, EventCode, Lifecycle, Pum
 from .. import figures, ids, paths
 from ..deps import Deps
 from ..series import OPEN_OHM, info
-from ..trial_data import months_relief, trial_view
+from ..trial_data import months_relief, snapshot_view
 from ..words import LINK_WORDS, enum_word, sentence
 from . import event_log, programming
 from .common import CSS, alarm_label, day, kv, when
@@ -72,11 +72,9 @@ def _trial_link(deps: Deps, snap: Any, name: str) -> list:
     if snap.identity is None or not snap.identity.capabilities & Capability.DIARY:
         return []
     parts: list = [dcc.Link("Trial and diary", href=paths.trial_href(name), id="trial-link")]
-    lifecycle = getattr(snap.status, "lifecycle", None)
-    if lifecycle in (Lifecycle.IMPLANTED, Lifecycle.EXPLANTED):
-        kind = "pump" if snap.identity.kind is DeviceKind.PUMP else "scs"
-        view = trial_view(deps.store, name, kind, deps.trial_rule, lifecycle)
-        months = months_relief(view, view.trial_to_ms if view.ended else None)
+    if getattr(snap.status, "lifecycle", None) in (Lifecycle.IMPLANTED, Lifecycle.EXPLANTED):
+        view = snapshot_view(deps.store, name, snap, deps.trial_rule)
+        months = months_relief(view, view.implant_ms)
         said = ", ".join(f"{m} months {round(100 * r)} %" for m, r in months.items()) or "no month reached yet"
         parts.append(html.P(f"Relief since the implant, against the baseline: {said}.", id="implant-relief"))
     return parts

@@ -24,7 +24,7 @@ from protocols.messages import DiaryAdd, DiaryKind, Lifecycle, LifecycleSet
 from .. import ids, paths
 from ..auth import PermissionDenied, Role, current_user, require_role
 from ..deps import Deps, UnknownDevice
-from ..trial_data import DECISION_ACTION, TrialView, entry_words, months_relief, stage_words, trial_view
+from ..trial_data import DECISION_ACTION, TrialView, entry_words, months_relief, snapshot_view, stage_words
 from ..trial_report import DECISIONS
 from ..words import DIARY_SOURCE_WORDS, DIARY_WORDS, when
 from .results import render_result
@@ -46,10 +46,7 @@ def _decision_id(decision: str) -> str:
 
 def view_of(deps: Deps, name: str) -> TrialView:
     """The trial of ``name`` as the store holds it."""
-    snap = deps.link(name).snapshot()
-    kind = "pump" if snap.identity is not None and snap.identity.kind.name == "PUMP" else "scs"
-    lifecycle = getattr(snap.status, "lifecycle", None) if snap.status is not None else None
-    return trial_view(deps.store, name, kind, deps.trial_rule, lifecycle)
+    return snapshot_view(deps.store, name, deps.link(name).snapshot(), deps.trial_rule)
 
 
 def _pct(share: float | None) -> str:
@@ -79,7 +76,7 @@ def figures(view: TrialView) -> html.Table:
         verdict = "Responder" if call.responder else "Not a responder"
         why = "" if call.responder else ": " + "; ".join(call.reasons)
         rows.append(("Call", f"{verdict} (at least {round(100 * view.rule.threshold)} % relief){why}"))
-    for month, relief in months_relief(view, _implant_ms(view)).items():
+    for month, relief in months_relief(view, view.implant_ms).items():
         rows.append((f"Relief {month} months after the implant", _pct(relief)))
     decision = view.decision
     rows.append(
@@ -91,10 +88,6 @@ def figures(view: TrialView) -> html.Table:
         )
     )
     return html.Table([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows], className="figures")
-
-
-def _implant_ms(view: TrialView) -> int | None:
-    return view.trial_to_ms if view.ended and view.lifecycle in (Lifecycle.IMPLANTED, Lifecycle.EXPLANTED) else None
 
 
 def plot(view: TrialView) -> go.Figure:
@@ -219,12 +212,12 @@ def register(app: Dash, deps: Deps) -> None:
         except (PermissionDenied, UnknownDevice) as exc:
             return html.Div(str(exc), className="result-refused")
         stage = DECISION_STAGE[chosen]
+        before = {"stage": stage_words(view_of(deps, name).lifecycle)}  # read before the command moves it
         result = None
         if stage is not None:
             result = link.submit(LifecycleSet(stage), user.username, user.role.value)
             if not result.ok:
                 return render_result(result)
-        before = {"stage": stage_words(view_of(deps, name).lifecycle)}
         after = {"decision": chosen}
         deps.store.add_audit(user.username, user.role.value, name, DECISION_ACTION, before, after, "recorded", None)
         note = html.Div(f"Decision recorded: {chosen}.", className="result-ok", id="trial-decided")
