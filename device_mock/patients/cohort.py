@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist, fmean, stdev
 
 from protocols.messages import Area, Drug, StimProgramSet, Waveform
@@ -101,12 +101,8 @@ def trial_program(profile: PatientProfile, config: PatientConfig, waveform: str)
     else:  # sub-perception: half the perception threshold [E]
         amp = perception * 0.5
     amp_ua = min(25_500, max(50, round(amp / 50) * 50))
-    area = Area(area.anode_mask, area.cathode_mask, amp_ua, *_rest(area))
+    area = replace(area, amplitude_ua=amp_ua)
     return StimProgramSet(1, True, (area,), min(25_500, amp_ua + 1_000), 2)
-
-
-def _rest(area: Area) -> tuple:
-    return (area.pulse_width_us, area.rate_hz, area.waveform, area.burst_pulses, area.burst_rate_hz, 0, 0)
 
 
 def run_patient(index: int, options: CohortOptions, config: PatientConfig) -> Outcome:

@@ -13,6 +13,7 @@ Imports ``protocols.messages`` and ``protocols.trials`` only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from enum import IntEnum
 from statistics import NormalDist
@@ -220,51 +221,73 @@ class PatientConfig:
 
     def best_relief_mean(self) -> float:
         """``relief_mean``, or the mean best relief that makes ``responder_rate`` the expected call
-        of a reference trial (7 days of baseline, 7 of trial), solved once per config."""
+        of a reference trial (7 days of baseline, 7 of trial); solved once for each set of the
+        figures it depends on, however many configs (a patient each) share them."""
         if self.relief_mean is not None:
             return self.relief_mean
-        solved = self.__dict__.get("_solved_relief_mean")
-        if solved is None:
-            solved = self._solve_relief_mean(REFERENCE_TRIAL_DAYS, REFERENCE_TRIAL_DAYS)
-            object.__setattr__(self, "_solved_relief_mean", solved)  # a cache, not a field
-        return solved
+        return _solved_relief_mean(
+            self.responder_rate,
+            self.responder_threshold,
+            self.relief_sd,
+            self.placebo_mean,
+            self.placebo_sd,
+            self.placebo_half_life_days,
+            self.day_noise_sd,
+            self.day_noise_rho,
+            self.slot_noise_sd,
+            len(self.diary_hours),
+            self.baseline_nrs_mean,
+        )
 
-    def _solve_relief_mean(self, trial_days: float, baseline_days: float) -> float:
-        """The mean best relief for ``responder_rate``.
 
-        A trial's NRS-computed relief is about ``R + p (1 - R) + e``: the best relief R, the placebo
-        p (clipped at 0, fading over the trial) on what is left, and the noise e of the two diary
-        means. The share with it at or above the threshold is integrated over p and e on the
-        normal's quantiles and solved for R's mean by bisection (the cohort test checks that a
-        simulated cohort lands on the rate).
-        """
-        theta, slots, rho = self.responder_threshold, len(self.diary_hours), self.day_noise_rho
+@functools.lru_cache(maxsize=64)
+def _solved_relief_mean(
+    rate: float,
+    theta: float,
+    relief_sd: float,
+    placebo_mean: float,
+    placebo_sd: float,
+    placebo_half_life_days: float,
+    day_sd: float,
+    rho: float,
+    slot_sd: float,
+    slots: int,
+    baseline_nrs: float,
+) -> float:
+    """The mean best relief for responder rate ``rate`` in the reference trial.
 
-        def mean_var(days: float) -> float:
-            # variance of a diary mean: AR(1) day noise (long-run factor) plus slot noise and rounding
-            day = self.day_noise_sd**2 * (1 + 2 * rho / (1 - rho)) / max(days, 1.0)
-            return day + (self.slot_noise_sd**2 + 1 / 12) / max(days * slots, 1.0)
+    A trial's NRS-computed relief is about ``R + p (1 - R) + e``: the best relief R, the placebo
+    p (clipped at 0, fading over the trial) on what is left, and the noise e of the two diary
+    means. The share with it at or above the threshold is integrated over p and e on the
+    normal's quantiles and solved for R's mean by bisection (the cohort test checks that a
+    simulated cohort lands on the rate).
+    """
+    trial_days = baseline_days = REFERENCE_TRIAL_DAYS
 
-        b = self.baseline_nrs_mean
-        noise_sd = ((mean_var(trial_days) + (1 - theta) ** 2 * mean_var(baseline_days)) / b**2) ** 0.5
-        fade = sum(0.5 ** ((i + 0.5) / 10 * trial_days / self.placebo_half_life_days) for i in range(10)) / 10
-        nodes = _normal_nodes()
-        standard = NormalDist()
+    def mean_var(days: float) -> float:
+        # variance of a diary mean: AR(1) day noise (long-run factor) plus slot noise and rounding
+        day = day_sd**2 * (1 + 2 * rho / (1 - rho)) / max(days, 1.0)
+        return day + (slot_sd**2 + 1 / 12) / max(days * slots, 1.0)
 
-        def share(mu: float) -> float:
-            total = 0.0
-            for zp, wp in nodes:
-                placebo = max(0.0, self.placebo_mean + self.placebo_sd * zp) * fade
-                for ze, we in nodes:
-                    needed = (theta - placebo - noise_sd * ze) / (1 - placebo)
-                    total += wp * we * (1 - standard.cdf((needed - mu) / self.relief_sd))
-            return total
+    noise_sd = ((mean_var(trial_days) + (1 - theta) ** 2 * mean_var(baseline_days)) / baseline_nrs**2) ** 0.5
+    fade = sum(0.5 ** ((i + 0.5) / 10 * trial_days / placebo_half_life_days) for i in range(10)) / 10
+    nodes = _normal_nodes()
+    standard = NormalDist()
 
-        low, high = -1.0, 2.0
-        for _ in range(32):  # 3 / 2**32: far finer than the noise of any cohort
-            mid = (low + high) / 2
-            low, high = (mid, high) if share(mid) < self.responder_rate else (low, mid)
-        return (low + high) / 2
+    def share(mu: float) -> float:
+        total = 0.0
+        for zp, wp in nodes:
+            placebo = max(0.0, placebo_mean + placebo_sd * zp) * fade
+            for ze, we in nodes:
+                needed = (theta - placebo - noise_sd * ze) / (1 - placebo)
+                total += wp * we * (1 - standard.cdf((needed - mu) / relief_sd))
+        return total
+
+    low, high = -1.0, 2.0
+    for _ in range(32):  # 3 / 2**32: far finer than the noise of any cohort
+        mid = (low + high) / 2
+        low, high = (mid, high) if share(mid) < rate else (low, mid)
+    return (low + high) / 2
 
 
 def _normal_nodes(count: int = 48) -> list[tuple[float, float]]:
